@@ -1,0 +1,84 @@
+"""Reading and sessionizing the service's event log, on a hand-written log."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.events import EventLogError, log_files, read_events, sessionize
+
+
+def ev(msg, ts, user, track, time, rec=None, exp=None):
+    return {"message": msg, "timestamp": ts, "user": user, "track": track, "time": time,
+            "latency": 0.001, "recommendation": rec if msg == "next" else None,
+            "experiments": exp or {"COLD_START": "C"}}
+
+
+def write(path: Path, events) -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+# user 1: two complete sessions [10, 11, 12] and [20, 21], then an open one [30]
+# user 2: one complete session [5, 6], interleaved in time with user 1
+HAND_LOG = [
+    ev("next", 1000, 1, 10, 1.0, 11),
+    ev("next", 1001, 2, 5, 1.0, 6),
+    ev("next", 1002, 1, 11, 0.5, 12),
+    ev("last", 1003, 1, 12, 0.25),
+    ev("last", 1004, 2, 6, 0.75),
+    ev("next", 1005, 1, 20, 1.0, 21),
+    ev("last", 1006, 1, 21, 0.0),
+    ev("next", 1007, 1, 30, 1.0, 31),
+]
+
+
+def test_sessions_are_cut_at_last_and_per_user(tmp_path):
+    df = sessionize(read_events(write(tmp_path / "events-0.jsonl", HAND_LOG)))
+    got = {(u, s): list(g["track"]) for (u, s), g in df.groupby(["user", "session"])}
+    assert got == {(1, 0): [10, 11, 12], (1, 1): [20, 21], (1, 2): [30], (2, 0): [5, 6]}
+    u1 = df[df.user == 1]
+    assert list(u1["position"]) == [0, 1, 2, 0, 1, 0]
+    assert list(u1["time"]) == [1.0, 0.5, 0.25, 1.0, 0.0, 1.0]
+    assert list(u1["complete"]) == [True] * 5 + [False]
+    assert df["session_id"].nunique() == 4
+    assert all(e == {"COLD_START": "C"} for e in df["experiments"])
+
+
+def test_folder_merges_workers_and_rotations_in_order(tmp_path):
+    # same timestamp in two rotations of one worker: the older rotation (.1) comes first
+    write(tmp_path / "events-w1.jsonl.1", [ev("next", 5, 7, 1, 1.0, 2)])
+    write(tmp_path / "events-w1.jsonl", [ev("last", 5, 7, 2, 0.5)])
+    write(tmp_path / "events-w0.jsonl", [ev("next", 3, 8, 9, 1.0, 4), ev("last", 9, 8, 4, 0.1)])
+    (tmp_path / "notes.txt").write_text("not a log")
+    files = [f.name for f in log_files(tmp_path)]
+    assert files == ["events-w0.jsonl", "events-w1.jsonl.1", "events-w1.jsonl"]
+    df = read_events(tmp_path)
+    assert list(df["timestamp"]) == [3, 5, 5, 9]
+    assert list(df["message"]) == ["next", "next", "last", "last"]
+    s = sessionize(df)
+    assert s.groupby("session_id")["complete"].all().all()
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("", "empty"),
+    ('{"message": "next", "timestamp": 1, "user": 1, "track": 2, "time": 1.0}\n{"message": "ne',
+     ":2: not a JSON object"),
+    ('{"message": "next", "user": 1, "track": 2, "time": 1.0}\n', "lacks ['timestamp']"),
+    ('{"message": "skip", "timestamp": 1, "user": 1, "track": 2, "time": 1.0}\n', "unknown message"),
+    ('[1, 2]\n', "expected a JSON object"),
+])
+def test_bad_logs_raise_clear_errors(tmp_path, content, needle):
+    p = tmp_path / "events-0.jsonl"
+    p.write_text(content)
+    with pytest.raises(EventLogError) as e:
+        read_events(p)
+    assert needle in str(e.value)
+
+
+def test_missing_log_names_the_fix(tmp_path):
+    with pytest.raises(EventLogError, match="does not exist.*collect"):
+        read_events(tmp_path / "nope")
+    with pytest.raises(EventLogError, match="no events-"):
+        read_events(tmp_path)
