@@ -1,0 +1,344 @@
+"""The A/B analysis of Botify's event log: the course's method, then what a careful analyst adds.
+
+The course (its notebook) sessionizes each user's events, turns them into user-level
+metrics, and compares every treatment arm with control by Welch's t: effect in % of the
+control mean, a 95% CI with Welch–Satterthwaite degrees of freedom, "significant" when
+the CI excludes 0. That answer is only as honest as the experiment behind it, so beside
+it this module reports
+
+* a sample-ratio-mismatch (SRM) chi-square per experiment: when users did not split
+  across arms as the assignment promises, every row of that experiment is marked invalid;
+* Holm-adjusted p-values across all rows of an experiment (arms x metrics), because a
+  table of 30 comparisons at 5% finds something by chance;
+* CUPED: each user's day-1 value of the metric as covariate, where the user has one,
+  which removes between-user variance the treatment did not cause (variance reduction
+  reported per row);
+* arbitrary contrasts between two arms (the seed's headline: SessionAware vs Contextual).
+
+Everything here is a pure function of DataFrames and arrays: no MLflow, no service, no
+simulator, so each figure can be checked against a hand computation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from training.events import sessionize
+
+#: The course's user-level metrics, plus the time of recommended tracks only (the course's
+#: `time` includes each session's first track, which the user chose and no recommender did).
+METRICS: tuple[str, ...] = (
+    "time",
+    "sessions",
+    "mean_request_latency",
+    "mean_tracks_per_session",
+    "mean_time_per_session",
+    "rec_time",
+    "mean_rec_time_per_session",
+)
+
+#: The metrics the service's speed, not the recommendation, decides; they differ between
+#: an HTTP and an in-process run of the same seed.
+LATENCY_METRICS: tuple[str, ...] = ("mean_request_latency",)
+
+#: Columns of the effects table, in order. The course's columns come first.
+TABLE_COLUMNS: tuple[str, ...] = (
+    "experiment", "treatment", "treatment_name", "control", "control_name", "metric",
+    "effect", "lower", "upper", "control_mean", "treatment_mean", "significant",
+    "control_n", "treatment_n", "control_var", "treatment_var",
+    "diff", "se", "dof", "p_value", "p_holm", "significant_holm",
+    "cuped_effect", "cuped_lower", "cuped_upper", "cuped_p_value", "cuped_significant",
+    "cuped_covered", "variance_reduction",
+    "srm_chi2", "srm_p_value", "srm_ok", "valid",
+)
+
+
+class AnalysisError(ValueError):
+    """The log cannot be analysed as it is (empty, no arms, inconsistent assignment)."""
+
+
+# --------------------------------------------------------------------------- log -> users
+
+def user_metrics(events: pd.DataFrame) -> pd.DataFrame:
+    """The course's per-user table: sessions, tracks, time, latency and their ratios.
+
+    Sessions are cut by `training.events.sessionize` (a session ends at "last"; a trailing
+    session without one still counts, as in the course), the same cut training uses.
+    `tracks` counts events (every "next" and the closing "last"), which is the number of
+    tracks played including each session's first; `rec_time` drops the first event of each
+    session (the track the user picked, always time 1.0 in the simulator).
+    """
+    if events is None or len(events) == 0:
+        raise AnalysisError("the event log is empty: nothing to analyse "
+                            "(did the simulator reach the service? is event_log.dir right?)")
+    ev = sessionize(events)
+    ev = ev.assign(rec_time=np.where(ev["position"].to_numpy() == 0, 0.0, ev["time"].to_numpy(float)))
+    g = ev.groupby("user", sort=True)
+    users = pd.DataFrame({
+        "sessions": g["session"].nunique().astype(float),
+        "tracks": g.size().astype(float),
+        "time": g["time"].sum().astype(float),
+        "rec_time": g["rec_time"].sum().astype(float),
+        "latency": g["latency"].sum().astype(float),
+    })
+    users["mean_request_latency"] = users["latency"] / users["tracks"]
+    users["mean_tracks_per_session"] = users["tracks"] / users["sessions"]
+    users["mean_time_per_session"] = users["time"] / users["sessions"]
+    users["mean_rec_time_per_session"] = users["rec_time"] / users["sessions"]
+    users.index.name = "user"
+    return users
+
+
+def assign_arms(events: pd.DataFrame, experiment: str) -> pd.Series:
+    """Each user's arm in `experiment`, from the `experiments` map the service logged.
+
+    A user must keep one arm for the whole experiment; two arms for one user means the
+    assignment is broken and no comparison of arms can be trusted.
+    """
+    if len(events) == 0:
+        raise AnalysisError("the event log is empty: no arms to read")
+    col = f"experiments.{experiment}"
+    if col in events.columns:  # a reader that flattened the map
+        arms = events[col]
+    else:
+        arms = events["experiments"].map(lambda m: (m or {}).get(experiment) if isinstance(m, Mapping) else None)
+    frame = pd.DataFrame({"user": events["user"].to_numpy(), "arm": arms.to_numpy()}).dropna()
+    if frame.empty:
+        raise AnalysisError(f"no event carries experiment {experiment!r}: is it active in the service's config?")
+    per_user = frame.groupby("user")["arm"].agg(["first", "nunique"])
+    broken = per_user.index[per_user["nunique"] > 1]
+    if len(broken):
+        raise AnalysisError(f"experiment {experiment!r}: {len(broken)} user(s) seen in more than one arm "
+                            f"(e.g. user {broken[0]}); the assignment is not deterministic")
+    out = per_user["first"].astype(str)
+    out.name = "arm"
+    return out
+
+
+def experiments_in(events: pd.DataFrame) -> list[str]:
+    """Experiment names in the log, in the order the service logged them."""
+    names: dict[str, None] = {}
+    for m in events["experiments"]:
+        if isinstance(m, Mapping):
+            for k in m:
+                names.setdefault(k, None)
+    return list(names)
+
+
+# ------------------------------------------------------------------------------ statistics
+
+@dataclass(frozen=True)
+class Welch:
+    """Welch's comparison of two means (treatment minus control)."""
+
+    diff: float
+    se: float
+    dof: float
+    lower: float
+    upper: float
+    p_value: float
+
+    @property
+    def significant(self) -> bool:
+        return bool(self.lower > 0 or self.upper < 0)
+
+
+def welch(mean_t: float, var_t: float, n_t: int, mean_c: float, var_c: float, n_c: int,
+          alpha: float = 0.05) -> Welch:
+    """Welch's t on summary statistics: the course's CI, and the p-value Holm needs.
+
+    Degrees of freedom by Welch–Satterthwaite, so unequal arm sizes and variances (the
+    usual case: a good recommender spreads users' times more) keep the nominal level.
+    """
+    if n_t < 2 or n_c < 2:
+        nan = float("nan")
+        return Welch(mean_t - mean_c, nan, nan, nan, nan, nan)
+    a, b = var_t / n_t, var_c / n_c
+    se = float(np.sqrt(a + b))
+    diff = float(mean_t - mean_c)
+    if se == 0.0:
+        p = 1.0 if diff == 0 else 0.0
+        return Welch(diff, 0.0, float("inf"), diff, diff, p)
+    dof = float((a + b) ** 2 / (a ** 2 / (n_t - 1) + b ** 2 / (n_c - 1)))
+    q = float(stats.t.ppf(1 - alpha / 2, dof))
+    p = float(2 * stats.t.sf(abs(diff) / se, dof))
+    return Welch(diff, se, dof, diff - q * se, diff + q * se, p)
+
+
+def welch_samples(treatment: Sequence[float], control: Sequence[float], alpha: float = 0.05) -> Welch:
+    """Welch's comparison of two samples (sample variances, ddof=1)."""
+    t, c = np.asarray(treatment, float), np.asarray(control, float)
+    if len(t) == 0 or len(c) == 0:
+        nan = float("nan")
+        return Welch(nan, nan, nan, nan, nan, nan)
+    return welch(t.mean(), t.var(ddof=1) if len(t) > 1 else np.nan, len(t),
+                 c.mean(), c.var(ddof=1) if len(c) > 1 else np.nan, len(c), alpha)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN stays NaN and is not in the family).
+
+    Controls the family-wise error rate for any dependence between the tests, which the
+    rows of one table have (they share the control arm and the users).
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    idx = np.flatnonzero(ok)
+    order = idx[np.argsort(p[idx], kind="stable")]
+    adj = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(adj)
+    return out
+
+
+def srm_test(counts: Mapping[str, int] | pd.Series, weights: Mapping[str, float] | None = None) -> tuple[float, float]:
+    """Chi-square goodness of fit of users per arm against the assignment's split.
+
+    The service assigns by a hash modulo the number of arms, so the expected split is
+    equal unless weights say otherwise. A tiny p-value means users were lost or gained
+    unevenly (a crashing arm, a bot, a logging bug): the comparison is then invalid
+    whatever its CI says. Returns (chi2, p).
+    """
+    counts = pd.Series(counts, dtype=float)
+    if len(counts) < 2:
+        return 0.0, 1.0
+    if weights is None:
+        w = pd.Series(1.0, index=counts.index)
+    else:
+        w = pd.Series(weights, dtype=float).reindex(counts.index)
+        if w.isna().any():
+            raise AnalysisError(f"SRM: no weight for arm(s) {list(w.index[w.isna()])}")
+    expected = w / w.sum() * counts.sum()
+    chi2, p = stats.chisquare(counts.to_numpy(), expected.to_numpy())
+    return float(chi2), float(p)
+
+
+def cuped(y: pd.Series, x: pd.Series) -> tuple[pd.Series, float]:
+    """CUPED-adjusted outcome: y - theta (x - mean x) for users with a covariate.
+
+    `x` is the user's pre-experiment (day-1) value, NaN where the user has none; those
+    users keep their raw outcome, which leaves the difference of arm means unbiased
+    because x was measured before the assignment. theta = cov(x, y) / var(x) over the
+    users that have x, pooled across arms. Returns (adjusted y, theta).
+    """
+    x = x.reindex(y.index)
+    has = x.notna()
+    if has.sum() < 3 or float(x[has].var(ddof=1)) == 0.0:
+        return y.astype(float), 0.0
+    xs, ys = x[has].astype(float), y[has].astype(float)
+    theta = float(np.cov(xs, ys, ddof=1)[0, 1] / xs.var(ddof=1))
+    adj = y.astype(float).copy()
+    adj[has] = ys - theta * (xs - xs.mean())
+    return adj, theta
+
+
+# --------------------------------------------------------------------------- the table
+
+def _row(experiment: str, treatment: str, control: str, metric: str, yt: pd.Series, yc: pd.Series,
+         labels: Mapping[str, str], alpha: float) -> dict:
+    w = welch_samples(yt, yc, alpha)
+    cm = float(yc.mean())
+    pct = (lambda v: 100.0 * v / cm) if cm != 0 else (lambda v: float("nan"))
+    return {
+        "experiment": experiment, "treatment": treatment, "treatment_name": labels.get(treatment, treatment),
+        "control": control, "control_name": labels.get(control, control), "metric": metric,
+        "effect": pct(w.diff), "lower": pct(w.lower), "upper": pct(w.upper),
+        "control_mean": cm, "treatment_mean": float(yt.mean()), "significant": w.significant,
+        "control_n": int(len(yc)), "treatment_n": int(len(yt)),
+        "control_var": float(yc.var(ddof=1)), "treatment_var": float(yt.var(ddof=1)),
+        "diff": w.diff, "se": w.se, "dof": w.dof, "p_value": w.p_value,
+    }
+
+
+def effects_table(users: pd.DataFrame, arms: pd.Series, *, experiment: str = "AB", control: str = "C",
+                  metrics: Iterable[str] = METRICS, labels: Mapping[str, str] | None = None,
+                  contrasts: Iterable[tuple[str, str]] = (), covariates: pd.DataFrame | None = None,
+                  weights: Mapping[str, float] | None = None, alpha: float = 0.05,
+                  srm_alpha: float = 0.001, expected_arms: Iterable[str] | None = None) -> pd.DataFrame:
+    """One experiment's effects table: every arm against control, then the extra contrasts.
+
+    `users` is `user_metrics(...)` (index user), `arms` the user's arm (`assign_arms`),
+    `covariates` the same metrics measured on day 1 (index user, NaN/absent where the
+    user has no history), `contrasts` pairs (treatment arm, baseline arm), `labels` a
+    readable name per arm (its recommender). `expected_arms` lists every configured arm,
+    so that an arm with no user at all still fails the SRM check.
+    """
+    labels = dict(labels or {})
+    metrics = list(metrics)
+    arms = arms.reindex(users.index).dropna()
+    users = users.loc[arms.index]
+    if users.empty:
+        raise AnalysisError(f"experiment {experiment!r}: no user has both events and an arm")
+    counts = arms.value_counts()
+    if expected_arms is not None:
+        counts = counts.reindex(list(expected_arms), fill_value=0)
+    if control not in counts.index or counts.get(control, 0) == 0:
+        raise AnalysisError(f"experiment {experiment!r}: control arm {control!r} has no users "
+                            f"(arms seen: {sorted(arms.unique())})")
+    chi2, srm_p = srm_test(counts, weights)
+    srm_ok = bool(srm_p >= srm_alpha)
+
+    pairs = [(a, control) for a in sorted(counts.index, key=_arm_order) if a != control]
+    pairs += [tuple(p) for p in contrasts]
+    for t, c in pairs:
+        for a in (t, c):
+            if a not in counts.index:
+                raise AnalysisError(f"experiment {experiment!r}: arm {a!r} is not in the log or the config")
+
+    adjusted: dict[str, pd.Series] = {}
+    thetas: dict[str, float] = {}
+    if covariates is not None:
+        for m in metrics:
+            if m in covariates.columns:
+                adjusted[m], thetas[m] = cuped(users[m], covariates[m])
+
+    rows = []
+    for t, c in pairs:
+        in_t, in_c = arms == t, arms == c
+        for m in metrics:
+            row = _row(experiment, t, c, m, users.loc[in_t, m], users.loc[in_c, m], labels, alpha)
+            if m in adjusted:
+                yt, yc = adjusted[m][in_t], adjusted[m][in_c]
+                cw = welch_samples(yt, yc, alpha)
+                cm = row["control_mean"]
+                covered = covariates[m].reindex(users.index[in_t | in_c]).notna().mean()
+                row.update({
+                    "cuped_effect": 100 * cw.diff / cm if cm else np.nan,
+                    "cuped_lower": 100 * cw.lower / cm if cm else np.nan,
+                    "cuped_upper": 100 * cw.upper / cm if cm else np.nan,
+                    "cuped_p_value": cw.p_value, "cuped_significant": cw.significant,
+                    "cuped_covered": float(covered),
+                    "variance_reduction": 1 - (cw.se / row["se"]) ** 2 if row["se"] else np.nan,
+                })
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table["p_holm"] = holm(table["p_value"].to_numpy())
+    table["significant_holm"] = table["p_holm"] < alpha
+    table["srm_chi2"], table["srm_p_value"], table["srm_ok"] = chi2, srm_p, srm_ok
+    table["valid"] = srm_ok
+    return table.reindex(columns=list(TABLE_COLUMNS))
+
+
+def _arm_order(arm: str) -> tuple[int, str]:
+    """C, T1, T2, ..., T10 in numeric order."""
+    if arm == "C":
+        return (-1, arm)
+    digits = arm[1:] if arm[:1] == "T" else ""
+    return (int(digits), arm) if digits.isdigit() else (10 ** 6, arm)
+
+
+def headroom(means: Mapping[str, float], control: float, oracle: float) -> dict[str, float]:
+    """Share of the control-to-oracle gap each arm captures: (arm - control) / (oracle - control).
+
+    The oracle (the simulator's best possible recommender) bounds what any arm can reach,
+    so this says how far from perfect a significant win still is.
+    """
+    gap = oracle - control
+    return {k: (float(v) - control) / gap if gap else float("nan") for k, v in means.items()}
