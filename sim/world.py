@@ -1,0 +1,302 @@
+"""The world: a seeded catalog of tracks and a population of listeners, written to disk
+(``python -m sim.world --config sim/config/env.yml``) and loaded back by the simulator.
+
+Layout (docs/architecture.md): ``public/`` is the catalog everyone may read;
+``hidden/`` is the truth only ``sim/`` reads: track embeddings, the users' parameters
+and ``nearest.npy``, a cache of each user interest's nearest tracks (the course's
+first-track rule), so that no process has to search 50,000 tracks per session.
+
+Why the embeddings look the way they do: a track is
+``shared + genre + artist + own`` (each a random direction with a configured scale).
+A listener's session is anchored on one interest track, so tracks of the same artist
+score highest, then tracks of the same genre, then the rest, whose inner product is
+only the shared component plus noise: that is what makes Random, StickyArtist, a
+session-anchored recommender and the Oracle land where the course's world put them.
+Popularity is drawn independently of the embeddings (so the most popular tracks are no
+better than random ones for a random listener), and interests are drawn by popularity.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.config import ConfigError, SimConfig, WorldConfig, load_config
+from sim.names import artist_names, track_titles
+
+PUBLIC_FILES = ("public/tracks.json", "public/world.json")
+HIDDEN_FILES = ("hidden/embeddings.npy", "hidden/users.json", "hidden/nearest.npy")
+
+
+class WorldError(RuntimeError):
+    """A world is missing, incomplete or was generated from a different config."""
+
+
+def _spread(rng: np.random.Generator, total: int, weights: np.ndarray) -> np.ndarray:
+    """Split ``total`` items over bins by weight, at least one per bin."""
+    n = len(weights)
+    counts = np.ones(n, dtype=np.int64)
+    counts += rng.multinomial(total - n, weights / weights.sum())
+    return counts
+
+
+def _nearest(emb: np.ndarray, queries: np.ndarray, k: int, chunk: int = 512) -> np.ndarray:
+    """Indices of the k tracks with the largest inner product with each query, best
+    first (ties broken by track id so the result never depends on the BLAS build)."""
+    out = np.empty((len(queries), k), dtype=np.int32)
+    for start in range(0, len(queries), chunk):
+        scores = queries[start:start + chunk] @ emb.T          # [chunk, tracks]
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.lexsort((top, -top_scores), axis=1)
+        out[start:start + chunk] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
+def generate(cfg: WorldConfig) -> dict:
+    """Build the world in memory: returns the catalog rows, embeddings, users and the
+    first-track cache. Deterministic in ``cfg`` (each part has its own random stream,
+    so changing one part's size does not reshuffle the others)."""
+    streams = np.random.SeedSequence(cfg.seed).spawn(6)
+    r_struct, r_names, r_years, r_pop, r_emb, r_users = (np.random.default_rng(s) for s in streams)
+    n_genres = len(cfg.genres)
+
+    # Structure: genres of unequal size, artists with unequal track counts.
+    genre_w = r_struct.dirichlet(np.full(n_genres, cfg.genre_concentration))
+    genre_w = np.maximum(genre_w, 1e-3)
+    artist_genre = np.concatenate([np.arange(n_genres),
+                                   r_struct.choice(n_genres, cfg.artists - n_genres, p=genre_w / genre_w.sum())])
+    r_struct.shuffle(artist_genre)
+    per_artist = _spread(r_struct, cfg.tracks, r_struct.lognormal(0.0, 0.7, cfg.artists))
+    track_artist = np.repeat(np.arange(cfg.artists), per_artist)
+    track_artist = track_artist[r_struct.permutation(cfg.tracks)]   # ids reveal nothing
+    track_genre = artist_genre[track_artist]
+
+    # Hidden embeddings: shared > genre > artist > track.
+    e = cfg.embedding
+    d = e.dim
+    shared = r_emb.standard_normal(d)
+    shared *= e.shared / np.linalg.norm(shared)
+    genre_vec = r_emb.standard_normal((n_genres, d)) * (e.genre / np.sqrt(d))
+    artist_vec = genre_vec[artist_genre] + r_emb.standard_normal((cfg.artists, d)) * (e.artist / np.sqrt(d))
+    own = r_emb.standard_normal((cfg.tracks, d)) * (e.track / np.sqrt(d))
+    embeddings = (shared + artist_vec[track_artist] + own).astype(np.float32)
+
+    # Public popularity prior, independent of taste.
+    p = cfg.popularity
+    artist_pop = r_pop.lognormal(0.0, p.artist_sigma, cfg.artists)
+    popularity = p.scale * artist_pop[track_artist] * r_pop.lognormal(0.0, p.track_sigma, cfg.tracks)
+    popularity = np.round(popularity, 3)
+
+    # Years: an artist's career starts somewhere in the range and lasts a few years.
+    lo, hi = cfg.year_range
+    debut = r_years.integers(lo, hi + 1, cfg.artists)
+    years = np.minimum(debut[track_artist] + np.floor(r_years.exponential(4.0, cfg.tracks)).astype(int), hi)
+
+    artists = artist_names(r_names, cfg.artists)
+    titles = track_titles(r_names, cfg.tracks)
+
+    # Users: interests drawn by popularity (without repeats), course parameters.
+    u = cfg.user_model
+    weight = popularity.astype(np.float64) ** u.interest_popularity_power
+    cdf = np.cumsum(weight / weight.sum())
+    k_lo, k_hi = u.interests
+    counts = r_users.integers(k_lo, k_hi + 1, cfg.users)
+    bias = r_users.uniform(*u.consume_bias, cfg.users)
+    sharpness = r_users.uniform(*u.consume_sharpness, cfg.users)
+    interests: list[list[int]] = []
+    for k in counts:
+        chosen: list[int] = []
+        while len(chosen) < k:
+            draws = np.searchsorted(cdf, r_users.random(2 * k), side="right")
+            for t in np.minimum(draws, cfg.tracks - 1).tolist():
+                if t not in chosen and len(chosen) < k:
+                    chosen.append(t)
+        interests.append(chosen)
+
+    unique = np.unique(np.concatenate([np.asarray(i, dtype=np.int64) for i in interests]))
+    near_unique = _nearest(embeddings, embeddings[unique], u.first_track_neighbours)
+    row = {int(t): i for i, t in enumerate(unique)}
+    nearest = np.full((cfg.users, k_hi, u.first_track_neighbours), -1, dtype=np.int32)
+    for user, ints in enumerate(interests):
+        for j, t in enumerate(ints):
+            nearest[user, j] = near_unique[row[t]]
+
+    catalog = [{"track": t, "artist": artists[track_artist[t]], "title": titles[t],
+                "genre": cfg.genres[track_genre[t]], "year": int(years[t]),
+                "popularity": float(popularity[t])} for t in range(cfg.tracks)]
+    users = [{"user": i, "interests": interests[i], "consume_bias": round(float(bias[i]), 6),
+              "consume_sharpness": round(float(sharpness[i]), 6)} for i in range(cfg.users)]
+    return {"catalog": catalog, "embeddings": embeddings, "users": users, "nearest": nearest}
+
+
+def _write_lines(path: Path, rows: list[dict]) -> None:
+    with path.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row, separators=(", ", ": ")) + "\n")
+
+
+def is_current(cfg: WorldConfig) -> bool:
+    """True when the world on disk is complete and was made from this config."""
+    meta = cfg.dir / "public" / "world.json"
+    if not all((cfg.dir / f).is_file() for f in PUBLIC_FILES + HIDDEN_FILES):
+        return False
+    try:
+        return json.loads(meta.read_text()).get("config_hash") == cfg.fingerprint()
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def write(cfg: WorldConfig, force: bool = False) -> bool:
+    """Generate the world into ``cfg.dir`` unless an identical one is there already.
+    Written to a temporary sibling directory and renamed, so a crash never leaves a
+    half-written world that looks complete. Returns True when it wrote."""
+    if not force and is_current(cfg):
+        return False
+    w = generate(cfg)
+    cfg.dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.dir.name}-", dir=cfg.dir.parent))
+    try:
+        (tmp / "public").mkdir()
+        (tmp / "hidden").mkdir()
+        _write_lines(tmp / "public" / "tracks.json", w["catalog"])
+        meta = {"name": cfg.name, "seed": cfg.seed, "tracks": cfg.tracks, "artists": cfg.artists,
+                "genres": len(cfg.genres), "users": cfg.users, "config_hash": cfg.fingerprint()}
+        (tmp / "public" / "world.json").write_text(json.dumps(meta, indent=2) + "\n")
+        np.save(tmp / "hidden" / "embeddings.npy", w["embeddings"])
+        np.save(tmp / "hidden" / "nearest.npy", w["nearest"])
+        _write_lines(tmp / "hidden" / "users.json", w["users"])
+        if cfg.dir.exists():
+            old = cfg.dir.with_name(f".{cfg.dir.name}-old-{os.getpid()}")
+            cfg.dir.rename(old)
+            tmp.rename(cfg.dir)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(cfg.dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return True
+
+
+@dataclass
+class World:
+    """A world loaded for simulation: arrays indexed by track and by user."""
+
+    dir: Path
+    embeddings: np.ndarray          # float32 [tracks, dim]
+    track_artist: np.ndarray        # int32 [tracks], artist index (order of first appearance)
+    track_genre: np.ndarray         # int32 [tracks]
+    popularity: np.ndarray          # float64 [tracks]
+    titles: list[str]
+    artist_names: list[str]
+    genre_names: list[str]
+    interests: list[list[int]]      # per user
+    n_interests: np.ndarray         # int32 [users]
+    consume_bias: np.ndarray        # float64 [users]
+    consume_sharpness: np.ndarray   # float64 [users]
+    nearest: np.ndarray             # int32 [users, max interests, neighbours], -1 padded
+
+    @property
+    def n_tracks(self) -> int:
+        return len(self.embeddings)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.consume_bias)
+
+    @classmethod
+    def load(cls, world_dir: str | Path, expect_hash: str | None = None,
+             config_hint: str = "sim/config/env.yml") -> "World":
+        """Load a world; a missing file or a world made from another config raises
+        WorldError saying how to (re)generate it."""
+        world_dir = Path(world_dir)
+        fix = f"generate it with `python -m sim.world --config {config_hint}`"
+        missing = [f for f in PUBLIC_FILES + HIDDEN_FILES if not (world_dir / f).is_file()]
+        if missing:
+            raise WorldError(f"world at {world_dir} is missing {', '.join(missing)}: {fix}")
+        meta = json.loads((world_dir / "public" / "world.json").read_text())
+        if expect_hash is not None and meta.get("config_hash") != expect_hash:
+            raise WorldError(f"world at {world_dir} was generated from a different config "
+                             f"(hash {meta.get('config_hash')}, config says {expect_hash}): re{fix[1:]}")
+        artist_index: dict[str, int] = {}
+        genre_index: dict[str, int] = {}
+        n = int(meta["tracks"])
+        track_artist = np.empty(n, dtype=np.int32)
+        track_genre = np.empty(n, dtype=np.int32)
+        popularity = np.empty(n, dtype=np.float64)
+        titles: list[str] = [""] * n
+        with (world_dir / "public" / "tracks.json").open() as f:
+            for line in f:
+                row = json.loads(line)
+                t = row["track"]
+                track_artist[t] = artist_index.setdefault(row["artist"], len(artist_index))
+                track_genre[t] = genre_index.setdefault(row["genre"], len(genre_index))
+                popularity[t] = row["popularity"]
+                titles[t] = row["title"]
+        users = [json.loads(line) for line in (world_dir / "hidden" / "users.json").open()]
+        users.sort(key=lambda u: u["user"])
+        embeddings = np.load(world_dir / "hidden" / "embeddings.npy")
+        nearest = np.load(world_dir / "hidden" / "nearest.npy")
+        if embeddings.shape[0] != n or nearest.shape[0] != len(users):
+            raise WorldError(f"world at {world_dir} is inconsistent (tracks.json has {n} tracks, "
+                             f"embeddings {embeddings.shape[0]}; {len(users)} users, cache "
+                             f"{nearest.shape[0]}): re{fix[1:]}")
+        return cls(
+            dir=world_dir,
+            embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
+            track_artist=track_artist,
+            track_genre=track_genre,
+            popularity=popularity,
+            titles=titles,
+            artist_names=list(artist_index),
+            genre_names=list(genre_index),
+            interests=[u["interests"] for u in users],
+            n_interests=np.array([len(u["interests"]) for u in users], dtype=np.int32),
+            consume_bias=np.array([u["consume_bias"] for u in users], dtype=np.float64),
+            consume_sharpness=np.array([u["consume_sharpness"] for u in users], dtype=np.float64),
+            nearest=nearest,
+        )
+
+    @classmethod
+    def from_config(cls, cfg: SimConfig) -> "World":
+        return cls.load(cfg.world.dir, expect_hash=cfg.world.fingerprint(),
+                        config_hint=_display(cfg.path))
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sim.world", description=(
+        "Generate Botify's world (public catalog + hidden truth) from a config. "
+        "Idempotent: does nothing when the world on disk matches the config."))
+    parser.add_argument("--config", default="sim/config/env.yml", help="simulator YAML config")
+    parser.add_argument("--force", action="store_true", help="regenerate even when up to date")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        wrote = write(cfg.world, force=args.force)
+    except (ConfigError, WorldError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    w = cfg.world
+    state = "generated" if wrote else "already up to date"
+    print(f"world {w.name!r} {state} at {w.dir} ({w.tracks} tracks, {w.artists} artists, "
+          f"{len(w.genres)} genres, {w.users} users; seed {w.seed}; hash {w.fingerprint()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
