@@ -1,0 +1,203 @@
+"""Botify's service logic without HTTP: config, catalog, recommenders, A/B assignment,
+session store and event log, behind the recommender interface of docs/architecture.md.
+
+The BentoML service (`service.service`) and the simulator's in-process agent
+(`--factory service.botify:load`) drive the same object, so the same requests give the
+same recommendations and the same log either way.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import mmh3
+import yaml
+
+from . import recommenders as recs
+from .assignment import Experiment, parse_experiments
+from .catalog import ArtifactError, Catalog, load_catalog
+from .eventlog import EventLog
+from .sessions import SessionStore, UserState, make_store
+
+CONFIG_ENV = "BOTIFY_CONFIG"
+DEFAULT_CONFIG = "service/config/cold_start.yml"
+MAX_USER_DIGITS = 18  # fits an int64; the course's users are 0..U-1
+TOP_LEVEL = {"catalog", "seed", "event_log", "session_store", "recommenders", "experiments",
+             "max_body_bytes", "workers"}
+
+
+class RequestError(ValueError):
+    """A request the service refuses: answered with `status` and a JSON body saying why."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Botify:
+    """Serves one request at a time per process; several processes share state through the store."""
+
+    def __init__(self, catalog: Catalog, recommenders: dict[str, recs.Recommender],
+                 experiments: list[Experiment], store: SessionStore, log: EventLog | None,
+                 seed: int = 42, history: int = 10, max_body_bytes: int = 4096) -> None:
+        self.catalog = catalog
+        self.recommenders = recommenders
+        self.experiments = experiments
+        self.store = store
+        self.log = log
+        self.seed = seed
+        self.history = history
+        self.max_body_bytes = max_body_bytes
+        self.n_tracks = len(catalog)
+        # the routing experiment's arms resolved to recommender objects once
+        self._routes = [recommenders[r] for r in experiments[0].recommenders]
+        self._track_json = [json.dumps(r).encode() for r in catalog.records]
+
+    # --- the recommender interface (docs/architecture.md) ---------------------------------
+    def recommend_next(self, user: int, prev_track: int, prev_time: float, started: float | None = None) -> int:
+        started = time.perf_counter() if started is None else started
+        state = self.store.get(user)
+        state.session.append([prev_track, prev_time])
+        state.history.append([prev_track, prev_time])
+        del state.history[:-self.history]
+        tracks = [t for t, _ in state.session]
+        times = [x for _, x in state.session]
+        pos = len(tracks)
+        rng = random.Random(mmh3.hash128(f"{self.seed}:{user}:{pos}:{prev_track}"))
+        first = self.experiments[0]
+        rec = self._routes[first.arm_index(user)]
+        track = int(rec.recommend(recs.Context(user, tracks, times, state.history, rng)))
+        self.store.put(user, state)
+        self._log("next", user, prev_track, prev_time, started, track)
+        return track
+
+    def end_session(self, user: int, last_track: int, last_time: float, started: float | None = None) -> None:
+        started = time.perf_counter() if started is None else started
+        state = self.store.get(user)
+        state.history.append([last_track, last_time])
+        del state.history[:-self.history]
+        state.session = []
+        self.store.put(user, state)
+        self._log("last", user, last_track, last_time, started, None)
+
+    def _log(self, message: str, user: int, track: int, time_: float, started: float, rec: int | None) -> None:
+        if self.log is None:
+            return
+        self.log.write({
+            "message": message,
+            "timestamp": int(time.time() * 1000),
+            "user": user,
+            "track": track,
+            "time": time_,
+            "latency": time.perf_counter() - started,
+            "recommendation": rec,
+            "experiments": {e.name: e.arm(user) for e in self.experiments},
+        })
+
+    # --- what the HTTP layer needs, without HTTP ------------------------------------------
+    def arms(self, user: int) -> dict[str, str]:
+        return {e.name: e.arm(user) for e in self.experiments}
+
+    def track_json(self, track: str) -> bytes | None:
+        """The catalog record of `track` (a path segment), or None when unknown."""
+        if not (track.isascii() and track.isdigit()) or len(track) > MAX_USER_DIGITS:
+            return None
+        t = int(track)
+        return self._track_json[t] if t < self.n_tracks else None
+
+    def parse_user(self, user: str) -> int:
+        if not (user.isascii() and user.isdigit()) or len(user) > MAX_USER_DIGITS:
+            raise RequestError(f"user must be a non-negative integer, got {user[:40]!r}")
+        return int(user)
+
+    def parse_event(self, body: bytes) -> tuple[int, float]:
+        """`{"track": int, "time": float}` checked against the catalog; raises RequestError."""
+        if len(body) > self.max_body_bytes:
+            raise RequestError(f"body larger than {self.max_body_bytes} bytes", 413)
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise RequestError(f"malformed JSON body: {e}") from None
+        if not isinstance(data, dict):
+            raise RequestError('body must be a JSON object {"track": int, "time": float}')
+        missing = [k for k in ("track", "time") if k not in data]
+        if missing:
+            raise RequestError(f"missing field(s): {', '.join(missing)}")
+        track, t = data["track"], data["time"]
+        if type(track) is not int:
+            raise RequestError(f"track must be an integer, got {json.dumps(track)[:40]}")
+        if not 0 <= track < self.n_tracks:
+            raise RequestError(f"track {track} is not in the catalog (0..{self.n_tracks - 1})", 422)
+        if type(t) not in (int, float):
+            raise RequestError(f"time must be a number, got {json.dumps(t)[:40]}")
+        if not (math.isfinite(t) and 0.0 <= t <= 1.0):
+            raise RequestError(f"time must be within [0, 1], got {t}", 422)
+        return track, float(t)
+
+    def status(self) -> dict[str, Any]:
+        return {"status": "alive", "message": "Botify: POST /next/{user}, POST /last/{user}, GET /track/{track}",
+                "tracks": self.n_tracks, "experiments": [e.name for e in self.experiments]}
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        self.store.close()
+
+
+def config_path(path: str | None = None) -> Path:
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def read_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"service config {path} not found (set {CONFIG_ENV} or see service/config/)")
+    cfg = yaml.safe_load(path.read_text())
+    if not isinstance(cfg, dict):
+        raise ValueError(f"service config {path}: not a YAML mapping")
+    unknown = set(cfg) - TOP_LEVEL
+    if unknown:
+        raise ValueError(f"service config {path}: unknown keys {sorted(unknown)}")
+    for key in ("catalog", "recommenders", "experiments"):
+        if key not in cfg:
+            raise ValueError(f"service config {path}: missing {key!r}")
+    return cfg
+
+
+def load(config: str | Path | None = None, *, worker: str | None = None, root: str | Path | None = None) -> Botify:
+    """The whole service logic from a config file (relative paths from `root`, default: cwd).
+
+    `worker` names this process's event log file; default: its pid.
+    """
+    cfg = read_config(config_path(str(config) if config else None))
+    root = Path(root) if root else Path.cwd()
+    cat_path = Path(cfg["catalog"])
+    catalog = load_catalog(cat_path if cat_path.is_absolute() else root / cat_path)
+    specs = cfg["recommenders"]
+    if not isinstance(specs, dict) or not specs:
+        raise ValueError("config: 'recommenders' must map names to {kind: ...}")
+    experiments = parse_experiments(cfg["experiments"], set(specs))
+    used = {r for e in experiments for r in e.recommenders}
+    # only what an experiment serves is loaded: an unused entry needs no artifact
+    built = {name: recs.build(name, spec, catalog, root) for name, spec in specs.items() if name in used}
+    history = max([int(s.get("history", 10)) for s in specs.values() if isinstance(s, dict)] + [10])
+    log_cfg = cfg.get("event_log")
+    log = None
+    if log_cfg is not False:
+        log_cfg = dict(log_cfg or {})
+        log_dir = Path(log_cfg.pop("dir", "logs/service"))
+        log = EventLog(log_dir if log_dir.is_absolute() else root / log_dir, worker or str(os.getpid()),
+                       max_bytes=int(log_cfg.pop("max_bytes", 100 * 2**20)), backups=int(log_cfg.pop("backups", 10)))
+        if log_cfg:
+            raise ValueError(f"config: event_log: unknown options {sorted(log_cfg)}")
+    return Botify(catalog, built, experiments, make_store(cfg.get("session_store")), log,
+                  seed=int(cfg.get("seed", 42)), history=history,
+                  max_body_bytes=int(cfg.get("max_body_bytes", 4096)))
+
+
+__all__ = ["ArtifactError", "Botify", "RequestError", "load", "read_config", "UserState"]

@@ -1,0 +1,132 @@
+"""Where each listening session's state lives: behind one interface, so that a session
+served by several workers (Redis) gets the same recommendations as with one (memory).
+
+The state of a user is two lists of `[track, time]`: this session's listens (cleared by
+`/last`, expiring after `ttl_seconds` of silence when a session is abandoned), and the
+user's recent listens across sessions (the last `history` ones, for I2I-with-history;
+kept `history_ttl_seconds`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+REDIS_URL_ENV = "BOTIFY_REDIS_URL"
+
+
+@dataclass(slots=True)
+class UserState:
+    session: list[list] = field(default_factory=list)  # [[track, time], ...] this session
+    history: list[list] = field(default_factory=list)  # [[track, time], ...] across sessions
+
+
+class SessionStore(Protocol):
+    def get(self, user: int) -> UserState: ...
+    def put(self, user: int, state: UserState) -> None: ...
+    def close(self) -> None: ...
+
+
+class MemoryStore:
+    """One process's dictionary: the default for one worker and the in-process simulator."""
+
+    SWEEP_EVERY = 4096
+
+    def __init__(self, ttl_seconds: float = 1800, history_ttl_seconds: float = 7 * 86400,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl_seconds
+        self.history_ttl = history_ttl_seconds
+        self.clock = clock
+        self.sessions: dict[int, tuple[float, list[list]]] = {}
+        self.histories: dict[int, tuple[float, list[list]]] = {}
+        self._puts = 0
+
+    def get(self, user: int) -> UserState:
+        now = self.clock()
+        s = self.sessions.get(user)
+        h = self.histories.get(user)
+        return UserState(
+            session=list(s[1]) if s and s[0] > now else [],
+            history=list(h[1]) if h and h[0] > now else [],
+        )
+
+    def put(self, user: int, state: UserState) -> None:
+        now = self.clock()
+        if state.session:
+            self.sessions[user] = (now + self.ttl, list(state.session))
+        else:
+            self.sessions.pop(user, None)
+        self.histories[user] = (now + self.history_ttl, list(state.history))
+        self._puts += 1
+        if self._puts % self.SWEEP_EVERY == 0:  # abandoned sessions must not pile up
+            for table in (self.sessions, self.histories):
+                for u in [u for u, (exp, _) in table.items() if exp <= now]:
+                    del table[u]
+
+    def close(self) -> None:
+        self.sessions.clear()
+        self.histories.clear()
+
+
+class RedisStore:
+    """Redis: any number of workers or replicas see the same sessions.
+
+    Two round trips per request (MGET, then one pipelined write); the value is compact
+    JSON, and Redis's own key expiry drops abandoned sessions.
+    """
+
+    def __init__(self, url: str, ttl_seconds: float = 1800, history_ttl_seconds: float = 7 * 86400,
+                 prefix: str = "botify:") -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.client.ping()  # fail at start-up, not on the first request
+        self.ttl = max(1, int(ttl_seconds))
+        self.history_ttl = max(1, int(history_ttl_seconds))
+        self.prefix = prefix
+
+    def _keys(self, user: int) -> tuple[str, str]:
+        return f"{self.prefix}s:{user}", f"{self.prefix}h:{user}"
+
+    def get(self, user: int) -> UserState:
+        s, h = self.client.mget(self._keys(user))
+        return UserState(session=json.loads(s) if s else [], history=json.loads(h) if h else [])
+
+    def put(self, user: int, state: UserState) -> None:
+        ks, kh = self._keys(user)
+        pipe = self.client.pipeline(transaction=False)
+        if state.session:
+            pipe.set(ks, json.dumps(state.session, separators=(",", ":")), ex=self.ttl)
+        else:
+            pipe.delete(ks)
+        pipe.set(kh, json.dumps(state.history, separators=(",", ":")), ex=self.history_ttl)
+        pipe.execute()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_store(spec: dict | None) -> SessionStore:
+    """From the config's `session_store`; env BOTIFY_REDIS_URL overrides its url (and selects Redis)."""
+    spec = dict(spec or {"kind": "memory"})
+    env_url = os.environ.get(REDIS_URL_ENV)
+    if env_url:
+        spec["kind"], spec["url"] = "redis", env_url
+    kind = spec.pop("kind", "memory")
+    ttl = float(spec.pop("ttl_seconds", 1800))
+    history_ttl = float(spec.pop("history_ttl_seconds", 7 * 86400))
+    if kind == "memory":
+        if spec:
+            raise ValueError(f"session_store (memory): unknown options {sorted(spec)}")
+        return MemoryStore(ttl, history_ttl)
+    if kind == "redis":
+        url = spec.pop("url", None)
+        prefix = spec.pop("prefix", "botify:")
+        if not url:
+            raise ValueError(f"session_store (redis): needs 'url' or env {REDIS_URL_ENV}")
+        if spec:
+            raise ValueError(f"session_store (redis): unknown options {sorted(spec)}")
+        return RedisStore(url, ttl, history_ttl, prefix)
+    raise ValueError(f"session_store: kind must be 'memory' or 'redis', not {kind!r}")
