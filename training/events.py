@@ -139,3 +139,14 @@ def sessionize(events: pd.DataFrame) -> pd.DataFrame:
     sid = df["session_id"].to_numpy()
     df["complete"] = (np.bincount(sid, weights=is_last.astype(np.float64)) > 0)[sid]
     return df
+
+
+def log_digest(path: str | Path) -> str:
+    """sha256 of a log's bytes in read order: names the dataset a model was trained on."""
+    import hashlib
+    h = hashlib.sha256()
+    for f in log_files(path):
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

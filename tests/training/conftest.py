@@ -1,0 +1,74 @@
+"""Fixtures of the training tests: a planted synthetic world and its event log, and a
+throwaway MLflow store per test session (never the project's mlruns/)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def make_world(root: Path, n_tracks: int = 300, n_artists: int = 30, n_genres: int = 5,
+               dim: int = 4, seed: int = 0) -> tuple[Path, np.ndarray]:
+    """A world whose tracks cluster by artist (the planted structure); returns its embeddings."""
+    rng = np.random.default_rng(seed)
+    artist = np.arange(n_tracks) % n_artists
+    centers = rng.normal(size=(n_artists, dim))
+    emb = centers[artist] + 0.3 * rng.normal(size=(n_tracks, dim))
+    pub = root / "public"
+    pub.mkdir(parents=True, exist_ok=True)
+    with open(pub / "tracks.json", "w") as fh:
+        for t in range(n_tracks):
+            fh.write(json.dumps({"track": t, "artist": f"artist {artist[t]}", "title": f"t{t}",
+                                 "genre": f"g{artist[t] % n_genres}", "year": 2000,
+                                 "popularity": float(rng.uniform())}) + "\n")
+    (pub / "world.json").write_text(json.dumps({"name": "planted", "seed": seed, "tracks": n_tracks}))
+    return root, emb
+
+
+def make_log(path: Path, emb: np.ndarray, sessions: int = 1500, length: int = 8,
+             n_users: int = 100, seed: int = 1) -> Path:
+    """Sessions as the simulator plays them with a random recommender: the first track at
+    time 1.0, then random tracks listened sigmoid(2 * <track, first>) of their length."""
+    rng = np.random.default_rng(seed)
+    n = len(emb)
+    ts = 1_700_000_000_000
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        for s in range(sessions):
+            user = int(rng.integers(n_users))
+            first = int(rng.integers(n))
+            tracks = [first] + [int(x) for x in rng.integers(n, size=length - 1)]
+            times = [1.0] + [round(float(1 / (1 + np.exp(-2 * emb[t] @ emb[first] + 2))), 2)
+                             for t in tracks[1:]]
+            for i, (t, tm) in enumerate(zip(tracks, times)):
+                ts += 1
+                last = i == len(tracks) - 1
+                fh.write(json.dumps({"message": "last" if last else "next", "timestamp": ts,
+                                     "user": user, "track": t, "time": tm, "latency": 0.001,
+                                     "recommendation": None if last else tracks[i + 1],
+                                     "experiments": {"COLD_START": "C"}}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def planted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("planted")
+    world, emb = make_world(root / "world")
+    log = make_log(root / "logs" / "events-0.jsonl", emb)
+    return world, log, emb
+
+
+@pytest.fixture(autouse=True, scope="session")
+def mlflow_store(tmp_path_factory):
+    """Every training test writes to a throwaway sqlite store, never the project's."""
+    import os
+    d = tmp_path_factory.mktemp("mlruns")
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{d / 'mlflow.db'}"
+    yield d
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old

@@ -1,0 +1,103 @@
+"""Training pairs from sessions, as the course builds them, and their train/val/test split.
+
+A pair is (context track, later track of the same session, time listened). The course's
+context is the session's first track (the one the user chose); the previous track is the
+other option. Splits: `random` over pairs (the course), `by_user` (no user in two parts),
+`by_time` (sessions ordered by start time; the last ones are the future to predict).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+CONTEXTS = ("first", "previous")
+SPLITS = ("random", "by_user", "by_time")
+
+
+class PairsError(ValueError):
+    """No usable pairs, or options that make no sense."""
+
+
+def build_pairs(sessions: pd.DataFrame, context: str = "first") -> pd.DataFrame:
+    """One row per played track after the first: context, target, time, user, session_id, timestamp.
+
+    `sessions` is `training.events.sessionize` output. Vectorized: the context of each row
+    is looked up by the session's first row (or the previous row) without a Python loop.
+    """
+    if context not in CONTEXTS:
+        raise PairsError(f"unknown context {context!r}: choose one of {CONTEXTS}")
+    s = sessions.sort_values(["session_id", "position"], kind="stable")
+    sid = s["session_id"].to_numpy()
+    pos = s["position"].to_numpy()
+    track = s["track"].to_numpy()
+    if context == "first":
+        first_idx = np.flatnonzero(pos == 0)
+        ctx_all = track[first_idx][np.searchsorted(sid[first_idx], sid)]
+    else:
+        ctx_all = np.concatenate([[-1], track[:-1]])
+    keep = pos > 0
+    out = pd.DataFrame({
+        "context": ctx_all[keep].astype(np.int64),
+        "target": track[keep].astype(np.int64),
+        "time": s["time"].to_numpy()[keep].astype(np.float32),
+        "user": s["user"].to_numpy()[keep].astype(np.int64),
+        "session_id": sid[keep].astype(np.int64),
+        "timestamp": s["timestamp"].to_numpy()[keep].astype(np.int64),
+    })
+    return out.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def _cut(n: int, val: float, test: float) -> tuple[int, int]:
+    n_test = int(round(n * test))
+    n_val = int(round(n * val))
+    return n - n_val - n_test, n - n_test
+
+
+def split_pairs(pairs: pd.DataFrame, how: str = "random", val: float = 0.1, test: float = 0.1,
+                seed: int = 0) -> Split:
+    """Split pairs into train/val/test (course: random 80/10/10)."""
+    if how not in SPLITS:
+        raise PairsError(f"unknown split {how!r}: choose one of {SPLITS}")
+    if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
+        raise PairsError(f"val={val}, test={test}: each must be in (0, 1) and sum below 1")
+    if len(pairs) < 3:
+        raise PairsError(f"only {len(pairs)} pairs: the log has too few sessions with more than "
+                         f"one track to train on; collect more episodes")
+    rng = np.random.default_rng(seed)
+    if how == "random":
+        order = rng.permutation(len(pairs))
+        a, b = _cut(len(pairs), val, test)
+        parts = order[:a], order[a:b], order[b:]
+    else:
+        if how == "by_user":
+            groups = pairs["user"].to_numpy()
+            units = rng.permutation(np.unique(groups))
+        else:  # by_time: whole sessions, in order of their first pair's timestamp
+            groups = pairs["session_id"].to_numpy()
+            start = pairs.groupby("session_id")["timestamp"].min().sort_values(kind="stable")
+            units = start.index.to_numpy()
+        if len(units) < 3:
+            raise PairsError(f"split {how!r} needs at least 3 {'users' if how == 'by_user' else 'sessions'}, "
+                             f"the log has {len(units)}")
+        a, b = _cut(len(units), val, test)
+        rank = pd.Series(np.arange(len(units)), index=units)
+        r = rank.loc[groups].to_numpy()
+        idx = np.arange(len(pairs))
+        parts = idx[r < a], idx[(r >= a) & (r < b)], idx[r >= b]
+    train, v, t = (pairs.iloc[np.sort(p)].reset_index(drop=True) for p in parts)
+    if len(train) == 0 or len(v) == 0 or len(t) == 0:
+        raise PairsError(f"split {how!r} left an empty part ({len(train)}/{len(v)}/{len(t)}); "
+                         f"collect more episodes")
+    return Split(train, v, t)

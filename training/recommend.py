@@ -1,0 +1,87 @@
+"""Entry point `recommend`: a registered model version -> the i2i lists the service reads.
+
+For every catalog track, the top-k other tracks by the model's score (blocked matrix
+products + torch.topk), written as JSON lines {"track", "recommendations"} (the contract
+in docs/architecture.md) and logged as an artifact of this run.
+
+    python -m training.recommend --model challenger --output data/i2i/treatment.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training import tracking
+from training.fit import set_threads
+from training.i2i import topk_i2i, write_i2i
+
+EXPERIMENT = "botify-training"
+
+
+def load_tables(ref: str, name: str = tracking.MODEL_NAME):
+    """(model version, (context, target, bias) tables) of a registered version or alias."""
+    import mlflow.pytorch
+    mv = tracking.resolve_version(ref, name)
+    model = mlflow.pytorch.load_model(tracking.model_uri(mv.version, name))
+    return mv, model.tables()
+
+
+def export(ref: str, output: str | Path, k: int = 50, name: str = tracking.MODEL_NAME,
+           log: bool = True) -> dict:
+    """Export and (by default) log the i2i lists of a version; returns a summary."""
+    import mlflow
+    set_threads()
+    tracking.setup(EXPERIMENT)
+    mv, (ctx, tgt, bias) = load_tables(ref, name)
+    t0 = time.perf_counter()
+    lists, _ = topk_i2i(ctx, tgt, bias, k=k)
+    compute = time.perf_counter() - t0
+    path = write_i2i(output, lists)
+    seconds = time.perf_counter() - t0
+    coverage = float(len(np.unique(lists)) / len(lists))
+    summary = {"model": name, "ref": ref, "version": mv.version, "source_run_id": mv.run_id,
+               "output": str(path), "tracks": int(len(lists)), "k": int(lists.shape[1]),
+               "coverage": coverage, "export_seconds": seconds}
+    if log:
+        with mlflow.start_run(run_name=f"recommend {name}@{ref}"):
+            mlflow.set_tags({"botify.entry": "recommend", "source_run_id": mv.run_id})
+            mlflow.log_params({"model": name, "ref": ref, "version": mv.version, "k": k,
+                               "output": str(output)})
+            mlflow.log_metrics({"i2i_tracks": len(lists), "i2i_coverage": coverage,
+                                "topk_seconds": compute, "export_seconds": seconds})
+            mlflow.log_artifact(str(path), artifact_path="i2i")
+            summary["run_id"] = mlflow.active_run().info.run_id
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=tracking.CHALLENGER, help="alias (challenger, champion) or version number")
+    ap.add_argument("--name", default=tracking.MODEL_NAME, help="registered model name")
+    ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--output", default="data/i2i/i2i.jsonl")
+    ap.add_argument("--bentoml", default="", help="also import into the BentoML store under this name ('': don't)")
+    args = ap.parse_args(argv)
+    if args.k < 1:
+        print("recommend: --k must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        summary = export(args.model, args.output, k=args.k, name=args.name)
+        if args.bentoml:
+            from training.to_bentoml import import_version
+            summary["bentoml_tag"] = import_version(args.model, bento_name=args.bentoml,
+                                                    name=args.name, i2i=args.output)
+    except tracking.RegistryError as e:
+        print(f"recommend: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

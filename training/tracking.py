@@ -1,0 +1,82 @@
+"""One MLflow setup for every entry point, so runs and models land in one place.
+
+The project's store is `sqlite:///mlruns/mlflow.db` with artifacts under `mlruns/`
+(the Makefile exports that URI). `MLFLOW_TRACKING_URI`, when set, wins: that is also how
+`mlflow run` hands its store to the entry point it launches (MLflow >= 3.7 defaults the
+launcher itself to `sqlite:///mlflow.db` in the working directory when nothing is set,
+and the script must follow the launcher, because the launcher created the run there).
+"""
+from __future__ import annotations
+
+import os
+
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+REPO = Path(__file__).resolve().parents[1]
+MLRUNS = REPO / "mlruns"
+DEFAULT_TRACKING_URI = f"sqlite:///{MLRUNS / 'mlflow.db'}"
+MODEL_NAME = "botify-embeddings"
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+
+
+class RegistryError(LookupError):
+    """A model reference (alias or version) that the registry does not hold."""
+
+
+def setup(experiment: str | None = None) -> str:
+    """Point MLflow at the project's store (unless MLFLOW_TRACKING_URI says otherwise).
+
+    Returns the tracking URI in use. The experiment is only set when no run was handed
+    to us by `mlflow run` (MLFLOW_RUN_ID), whose run already belongs to an experiment.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        db.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if experiment and not os.environ.get("MLFLOW_RUN_ID"):
+        if mlflow.get_experiment_by_name(experiment) is None:
+            # Artifacts beside the sqlite file (mlruns/ for the default store), not in
+            # whatever directory we happen to run from (MLflow's default, ./mlruns).
+            artifacts = None
+            if uri.startswith("sqlite:///"):
+                artifacts = (db.resolve().parent / "artifacts").as_uri()
+            mlflow.create_experiment(experiment, artifact_location=artifacts)
+        mlflow.set_experiment(experiment)
+    return uri
+
+
+def resolve_version(ref: str, name: str = MODEL_NAME) -> "mlflow.entities.model_registry.ModelVersion":
+    """A registered version from an alias (`challenger`, `champion`, ...) or a number.
+
+    Fails with the versions and aliases that do exist, so the fix is in the message.
+    """
+    client = MlflowClient()
+    ref = str(ref)
+    try:
+        if ref.isdigit():
+            return client.get_model_version(name, ref)
+        return client.get_model_version_by_alias(name, ref)
+    except MlflowException as e:
+        try:
+            versions = client.search_model_versions(f"name='{name}'")
+            known = sorted(int(v.version) for v in versions)
+            aliases = sorted(client.get_registered_model(name).aliases) if known else []
+        except MlflowException:
+            known, aliases = [], []
+        hint = (f"registered versions: {known}, aliases: {aliases}" if known else
+                f"no version of {name!r} is registered in {mlflow.get_tracking_uri()}: "
+                f"run `mlflow run . -e train` first")
+        raise RegistryError(f"model {name!r} has no version or alias {ref!r} ({hint})") from e
+
+
+def model_uri(ref: str, name: str = MODEL_NAME) -> str:
+    """`models:/name@alias` or `models:/name/version` for a reference."""
+    ref = str(ref)
+    return f"models:/{name}/{ref}" if ref.isdigit() else f"models:/{name}@{ref}"

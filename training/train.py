@@ -1,0 +1,236 @@
+"""Entry point `train`: service logs -> sessions -> pairs -> a registered embedding model.
+
+One run logs every parameter, the split sizes, train/val loss per epoch, the test MSE
+against the constant-mean and random baselines, recall@k / NDCG@k of held-out listened
+tracks, the training time and the dataset's hash; the model is logged with a signature
+and an input example, registered as `botify-embeddings`, and the new version gets the
+alias `challenger` (only the experiment moves `champion`).
+
+    python -m training.train --log logs/collect --world data/world --config training/config/seed.yml
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from training import tracking
+from training.catalog import CatalogError, load_catalog
+from training.events import EventLogError, log_digest, read_events, sessionize
+from training.fit import FitConfig, fit, set_threads
+from training.metrics import mse_report, ranking_report
+from training.model import EmbeddingModel
+from training.pairs import PairsError, build_pairs, split_pairs
+
+EXPERIMENT = "botify-training"
+DEFAULT_CONFIG = "training/config/course.yml"
+
+
+@dataclass
+class TrainConfig:
+    context: str = "first"
+    split: str = "random"
+    val: float = 0.1
+    test: float = 0.1
+    embedding_dim: int = 10
+    features: bool = False
+    tied: bool = False
+    bias: bool = False
+    objective: str = "mse"
+    negatives: int = 0
+    negative_weight: float = 1.0
+    lr: float = 1e-2
+    weight_decay: float = 1e-5
+    batch_size: int = 4096
+    max_epochs: int = 50
+    patience: int = 3
+    init_std: float = 0.1
+    relevant_time: float = 0.5
+    seed: int = 424242
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"training config {p} not found (see training/config/*.yml)")
+        raw = yaml.safe_load(p.read_text()) or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{p}: unknown keys {unknown}; known: {sorted(known)}")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**raw)
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    version: str | None
+    metrics: dict[str, float]
+    split_sizes: dict[str, int]
+
+
+def load_logs(logs: list[str]) -> tuple[pd.DataFrame, str, list[str]]:
+    """Events of one or more logs (paths, or `runs:/<id>/<artifact>` of a collect run)."""
+    import hashlib
+    frames, digests, sources = [], [], []
+    for ref in logs:
+        path = ref
+        if ref.startswith("runs:/"):
+            import mlflow
+            path = mlflow.artifacts.download_artifacts(artifact_uri=ref)
+        frames.append(read_events(path))
+        digests.append(log_digest(path))
+        sources.append(ref)
+    events = pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable",
+                                                               ignore_index=True)
+    digest = digests[0] if len(digests) == 1 else hashlib.sha256(
+        "".join(digests).encode()).hexdigest()
+    return events, digest, sources
+
+
+def build_model(cfg: TrainConfig, catalog) -> EmbeddingModel:
+    torch.manual_seed(cfg.seed)
+    kw = {}
+    if cfg.features:
+        kw = dict(artist=catalog.artist, genre=catalog.genre, n_artists=catalog.n_artists,
+                  n_genres=catalog.n_genres)
+    return EmbeddingModel(catalog.size, cfg.embedding_dim, tied=cfg.tied, bias=cfg.bias,
+                          sigmoid=cfg.objective == "bce", init_std=cfg.init_std, **kw)
+
+
+def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = tracking.MODEL_NAME,
+          run_name: str | None = None, progress: bool = True) -> TrainResult:
+    """The whole `train` entry point as a function (the experiment calls it in-process)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    set_threads()
+    catalog = load_catalog(world)
+    events, digest, sources = load_logs(logs)
+    bad = events[(events["track"] < 0) | (events["track"] >= catalog.size)]
+    if len(bad):
+        raise EventLogError(f"the log names track {int(bad['track'].iloc[0])} which is not in the "
+                            f"catalog {catalog.path} ({catalog.size} tracks): log and world differ")
+    sessions = sessionize(events)
+    pairs = build_pairs(sessions, cfg.context)
+    split = split_pairs(pairs, cfg.split, cfg.val, cfg.test, seed=cfg.seed)
+    sizes = split.sizes()
+    print(f"{len(events)} events, {sessions['session_id'].nunique()} sessions, {len(pairs)} pairs; "
+          f"split {cfg.split}: {sizes}", flush=True)
+
+    tracking.setup(EXPERIMENT)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_params({**dataclasses.asdict(cfg), "logs": ",".join(sources),
+                           "world": str(world), "catalog_tracks": catalog.size,
+                           "register": register or ""})
+        mlflow.set_tags({"dataset_digest": digest, "botify.entry": "train"})
+        ds_df = events.assign(experiments=[json.dumps(e, sort_keys=True) for e in events["experiments"]])
+        with warnings.catch_warnings():   # a path source is ambiguous to MLflow; it is a file
+            warnings.simplefilter("ignore")
+            ds = mlflow.data.from_pandas(ds_df, source=sources[0] if len(sources) == 1 else ",".join(sources),
+                                         name="events", digest=digest[:16])
+        mlflow.log_input(ds, context="training")
+        mlflow.log_metrics({"events": len(events), "sessions": float(sessions["session_id"].nunique()),
+                            "pairs": len(pairs), **{f"split_{k}": v for k, v in sizes.items()},
+                            "tracks_seen_as_context": float(split.train["context"].nunique()),
+                            "tracks_seen_as_target": float(split.train["target"].nunique())})
+
+        model = build_model(cfg, catalog)
+        fcfg = FitConfig(objective=cfg.objective, negatives=cfg.negatives,
+                         negative_weight=cfg.negative_weight, lr=cfg.lr,
+                         weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
+                         max_epochs=cfg.max_epochs, patience=cfg.patience, seed=cfg.seed,
+                         progress=progress)
+
+        def on_epoch(epoch: int, tr: float, va: float, secs: float) -> None:
+            mlflow.log_metrics({"train_loss": tr, "val_loss": va, "epoch_seconds": secs}, step=epoch)
+
+        t0 = time.perf_counter()
+        fitted = fit(model, split.train, split.val, fcfg, on_epoch=on_epoch)
+        train_seconds = time.perf_counter() - t0
+        metrics = {"training_seconds": train_seconds, "epochs": float(len(fitted.val_loss)),
+                   "best_epoch": float(fitted.best_epoch + 1),
+                   "best_val_loss": float(min(fitted.val_loss))}
+        metrics.update(mse_report(model, split.train, split.test, seed=cfg.seed))
+        metrics.update(ranking_report(model, split.test, relevant_time=cfg.relevant_time,
+                                      seed=cfg.seed))
+        mlflow.log_metrics(metrics)
+        print(json.dumps({k: round(v, 5) for k, v in metrics.items()}), flush=True)
+
+        ctx, tgt, bias = model.tables()
+        with tempfile.TemporaryDirectory() as tmp:
+            np.save(Path(tmp) / "context.npy", ctx)
+            np.save(Path(tmp) / "target.npy", tgt)
+            np.save(Path(tmp) / "target_bias.npy", bias)
+            mlflow.log_artifacts(tmp, artifact_path="embeddings")
+
+        example = np.arange(min(3, catalog.size), dtype=np.int64)
+        with torch.no_grad():
+            out = model(torch.from_numpy(example)).numpy()
+        signature = infer_signature(example, out)
+        info = mlflow.pytorch.log_model(
+            model, name="model", signature=signature, input_example=example,
+            serialization_format="pickle",   # keeps .tables(); pt2 would export forward only
+            registered_model_name=register or None,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+            metadata={"dataset_digest": digest, "n_tracks": catalog.size,
+                      "embedding_dim": cfg.embedding_dim})
+        version = None
+        if register:
+            version = str(info.registered_model_version)
+            client = mlflow.MlflowClient()
+            client.set_registered_model_alias(register, tracking.CHALLENGER, version)
+            client.set_model_version_tag(register, version, "run_id", run.info.run_id)
+            client.set_model_version_tag(register, version, "dataset_digest", digest)
+            print(f"registered {register} version {version} as @{tracking.CHALLENGER}", flush=True)
+        return TrainResult(run.info.run_id, version, metrics, sizes)
+
+
+def _none_if(v, *empty):
+    return None if v in empty else v
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--log", action="append", required=True,
+                    help="event log file or folder, or runs:/<run_id>/<path>; repeat or comma-separate")
+    ap.add_argument("--world", default="data/world", help="world folder (only public/ is read)")
+    ap.add_argument("--config", default=DEFAULT_CONFIG, help="training YAML (training/config/)")
+    ap.add_argument("--embedding-dim", type=int, default=0, help="0: the config's")
+    ap.add_argument("--split", default="", help="random | by_user | by_time ('': the config's)")
+    ap.add_argument("--context", default="", help="first | previous ('': the config's)")
+    ap.add_argument("--objective", default="", help="mse | bce ('': the config's)")
+    ap.add_argument("--max-epochs", type=int, default=0, help="0: the config's")
+    ap.add_argument("--seed", type=int, default=-1, help="-1: the config's")
+    ap.add_argument("--register", default=tracking.MODEL_NAME, help="registered model name ('': don't)")
+    ap.add_argument("--run-name", default=None)
+    args = ap.parse_args(argv)
+    logs = [p for item in args.log for p in item.split(",") if p]
+    try:
+        cfg = TrainConfig.from_yaml(
+            args.config, embedding_dim=_none_if(args.embedding_dim, 0),
+            split=_none_if(args.split, ""), context=_none_if(args.context, ""),
+            objective=_none_if(args.objective, ""), max_epochs=_none_if(args.max_epochs, 0),
+            seed=_none_if(args.seed, -1))
+        res = train(cfg, logs, args.world, register=args.register or None, run_name=args.run_name)
+    except (EventLogError, CatalogError, PairsError, FileNotFoundError, ValueError) as e:
+        print(f"train: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"run_id": res.run_id, "version": res.version, "split": res.split_sizes}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
