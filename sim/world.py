@@ -18,6 +18,7 @@ better than random ones for a random listener), and interests are drawn by popul
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -203,6 +204,12 @@ class World:
     consume_bias: np.ndarray        # float64 [users]
     consume_sharpness: np.ndarray   # float64 [users]
     nearest: np.ndarray             # int32 [users, max interests, neighbours], -1 padded
+
+    @functools.cached_property
+    def embeddings64(self) -> np.ndarray:
+        """The embeddings in float64: both environments compute times from these, so a
+        batch and a single session agree to the last bit before rounding."""
+        return self.embeddings.astype(np.float64)
 
     @property
     def n_tracks(self) -> int:

@@ -1,0 +1,265 @@
+"""The simulator's runner: plays days of listening sessions against an agent and
+reports each day (docs/architecture.md, "The simulator's command line").
+
+    python -m sim.run --episodes 2500 --config sim/config/env.yml single --recommender remote --seed 424242
+    python -m sim.run --episodes 2500 --config sim/config/env.yml --days 2 --stats stats.csv \\
+        multi --processes 2 --recommender dummy
+
+Episodes are played in blocks of ``BLOCK`` whose seeds derive from (seed, day, block)
+with ``numpy.random.SeedSequence``: so ``single`` and ``multi`` with any number of
+processes play exactly the same sessions, and the same seed gives the same per-episode
+table (for agents without cross-session state, such as dummy and oracle; a stateful
+service adds its own order-dependence in ``multi``).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import multiprocessing as mp
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from sim.agents import AGENTS, AgentError, make_agent
+from sim.config import ConfigError, SimConfig, load_config
+from sim.envs.listener import ListenerEnv, UnknownTrackError
+from sim.world import World, WorldError
+
+BLOCK = 50
+STATS_HEADER = ("day", "episode", "user", "steps", "reward", "time", "truncated")
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """What a process needs to build its own agent (picklable, for ``multi``)."""
+    name: str
+    url: str | None
+    connect_timeout: float
+    read_timeout: float
+    factory: str | None
+    factory_args: tuple[str, ...]
+
+
+def block_seeds(seed: int, day: int, block: int) -> tuple[int, np.random.SeedSequence]:
+    """The environment's and the agent's seeds for one block of episodes."""
+    env_ss, agent_ss = np.random.SeedSequence(seed, spawn_key=(day, block)).spawn(2)
+    return int(env_ss.generate_state(1, dtype=np.uint64)[0]), agent_ss
+
+
+class Player:
+    """One process's environment and agent; plays blocks of episodes."""
+
+    def __init__(self, cfg: SimConfig, world: World, spec: AgentSpec):
+        self.env = ListenerEnv(world, cfg.session)
+        self.agent = make_agent(spec.name, env=self.env, world=world, seed=None, url=spec.url,
+                                connect_timeout=spec.connect_timeout, read_timeout=spec.read_timeout,
+                                factory=spec.factory, factory_args=list(spec.factory_args))
+
+    def play(self, seed: int, day: int, block: int, first_episode: int, n: int) -> list[tuple]:
+        """Play ``n`` episodes; rows of the stats file. The hot loop of every run."""
+        env_seed, agent_ss = block_seeds(seed, day, block)
+        reseed = getattr(self.agent, "reseed", None)
+        if reseed is not None:
+            reseed(agent_ss)
+        recommend, end, step, reset = (self.agent.recommend_next, self.agent.end_session,
+                                       self.env.step, self.env.reset)
+        rows = []
+        for i in range(n):
+            obs, _ = reset(seed=env_seed) if i == 0 else reset()
+            user, track, t = obs["user"], obs["prev_track"], 1.0
+            reward, steps = 0.0, 0
+            while True:
+                track = recommend(user, track, t)
+                _, t, terminated, truncated, _ = step(track)
+                reward += t
+                steps += 1
+                if terminated or truncated:
+                    break
+            end(user, track, t)
+            reward = round(reward, 2)
+            rows.append((day, first_episode + i, user, steps, reward, round(1.0 + reward, 2),
+                         int(truncated)))
+        return rows
+
+
+def blocks(episodes: int) -> list[tuple[int, int, int]]:
+    """(block, first episode, size) covering a day's episodes."""
+    return [(b, start, min(BLOCK, episodes - start))
+            for b, start in enumerate(range(0, episodes, BLOCK))]
+
+
+# ---- multi: worker processes, each with its own environment and agent -------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(cfg_path: str, spec: AgentSpec) -> None:
+    cfg = load_config(cfg_path)
+    world = _WORKER.get("world") or World.from_config(cfg)   # inherited when forked
+    _WORKER["player"] = Player(cfg, world, spec)
+
+
+def _worker_play(task: tuple) -> list[tuple]:
+    return _WORKER["player"].play(*task)
+
+
+def summarize(rows: Sequence[tuple]) -> dict[str, float]:
+    """Mean and standard error of reward and steps per episode (the course's summary)."""
+    reward = np.array([r[4] for r in rows], dtype=float)
+    steps = np.array([r[3] for r in rows], dtype=float)
+    n = len(rows)
+    se = (lambda x: float(x.std(ddof=1) / math.sqrt(n))) if n > 1 else (lambda x: float("nan"))
+    return {"episodes": n, "reward": float(reward.mean()), "reward_se": se(reward),
+            "steps": float(steps.mean()), "steps_se": se(steps),
+            "truncated": float(np.mean([r[6] for r in rows]))}
+
+
+def format_summary(day: int, s: dict[str, float], seconds: float) -> str:
+    total_steps = s["steps"] * s["episodes"]
+    return (f"day {day}: {s['episodes']} episodes | reward {s['reward']:.3f} ± {s['reward_se']:.3f} | "
+            f"steps {s['steps']:.2f} ± {s['steps_se']:.2f} | truncated {s['truncated']:.1%} | "
+            f"{total_steps / max(seconds, 1e-9):,.0f} steps/s")
+
+
+def run_days(cfg: SimConfig, spec: AgentSpec, *, episodes: int, seed: int, days: int | None,
+             processes: int | None, stats: Path | None, prompt: bool,
+             out=sys.stdout) -> list[tuple]:
+    """Play the days; returns every row. ``processes=None`` is ``single``."""
+    world = World.from_config(cfg)
+    all_rows: list[tuple] = []
+    writer = None
+    stats_file = None
+    pool = None
+    try:
+        if stats is not None:
+            stats.parent.mkdir(parents=True, exist_ok=True)
+            stats_file = stats.open("w", newline="")
+            writer = csv.writer(stats_file)
+            writer.writerow(STATS_HEADER)
+        if processes is None:
+            player = Player(cfg, world, spec)
+        else:
+            _WORKER["world"] = world
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            pool = ctx.Pool(processes, initializer=_worker_init, initargs=(str(cfg.path), spec))
+        day = 1
+        while True:
+            started = time.perf_counter()
+            tasks = [(seed, day, b, start, n) for b, start, n in blocks(episodes)]
+            rows: list[tuple] = []
+            with tqdm(total=episodes, desc=f"day {day}", unit="ep", file=sys.stderr,
+                      dynamic_ncols=True, leave=False) as bar:
+                results: Iterator[list[tuple]] = (pool.imap(_worker_play, tasks) if pool is not None
+                                                  else (player.play(*t) for t in tasks))
+                for block_rows in results:
+                    rows.extend(block_rows)
+                    bar.update(len(block_rows))
+            elapsed = time.perf_counter() - started
+            print(format_summary(day, summarize(rows), elapsed), file=out, flush=True)
+            if writer is not None:
+                writer.writerows(rows)
+                stats_file.flush()
+            all_rows.extend(rows)
+            if days is not None and day >= days:
+                break
+            if prompt:
+                print("start a new day? [y/N] ", end="", file=out, flush=True)
+                answer = sys.stdin.readline().strip().lower()
+                if answer not in ("y", "yes"):
+                    break
+            day += 1
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        _WORKER.pop("world", None)
+        if stats_file is not None:
+            stats_file.close()
+    return all_rows
+
+
+def _common(p: argparse.ArgumentParser, suppress: bool) -> None:
+    """Options accepted before and after the mode (the seed's command puts --seed after
+    ``single``); after the mode they default to "not given" so they never override."""
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p.add_argument("--config", default=d("sim/config/env.yml"), help="simulator YAML config")
+    p.add_argument("--episodes", type=int, default=d(2500), help="episodes per day (default 2500)")
+    p.add_argument("--seed", type=int, default=d(0), help="seed of the sessions (default 0)")
+    p.add_argument("--days", type=int, default=d(None),
+                   help="days to play without asking (default 1, or until you say no with --prompt)")
+    p.add_argument("--stats", type=Path, default=d(None),
+                   help="write one CSV row per episode: " + ",".join(STATS_HEADER))
+    p.add_argument("--prompt", action="store_true", default=d(False),
+                   help='ask "start a new day?" after each day')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sim.run", description=(
+        "Play days of simulated listening sessions against a recommender and print each day's "
+        "mean ± standard error of reward and steps per episode."))
+    _common(p, suppress=False)
+    sub = p.add_subparsers(dest="mode", required=True, metavar="{single,multi}")
+    for mode, help_ in (("single", "play in this process"),
+                        ("multi", "split each day's episodes across processes")):
+        s = sub.add_parser(mode, help=help_)
+        if mode == "multi":
+            s.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
+        s.add_argument("--recommender", required=True, help="one of " + ", ".join(AGENTS))
+        s.add_argument("--url", default=None, help="service URL for remote (default: remote.url of the config)")
+        s.add_argument("--factory", default=None,
+                       help="inprocess: module:function that builds the recommender (e.g. service.botify:load)")
+        s.add_argument("--factory-arg", action="append", default=[], dest="factory_args",
+                       help="argument passed to the factory (repeatable)")
+        _common(s, suppress=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    problems = []
+    if args.episodes < 1:
+        problems.append(f"--episodes must be >= 1 (got {args.episodes})")
+    if args.days is not None and args.days < 1:
+        problems.append(f"--days must be >= 1 (got {args.days})")
+    if args.seed < 0:
+        problems.append(f"--seed must be >= 0 (got {args.seed})")
+    if args.mode == "multi" and args.processes < 1:
+        problems.append(f"--processes must be >= 1 (got {args.processes})")
+    if args.recommender not in AGENTS:
+        problems.append(f"unknown recommender {args.recommender!r}: choose one of {', '.join(AGENTS)}")
+    if args.mode == "multi" and args.recommender == "console":
+        problems.append("the console agent needs a person at one terminal: use `single`")
+    if problems:
+        for msg in problems:
+            print(f"error: {msg}", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(args.config)
+        spec = AgentSpec(args.recommender, args.url or cfg.remote.url, cfg.remote.connect_timeout,
+                         cfg.remote.read_timeout, args.factory, tuple(args.factory_args))
+        days = args.days if args.days is not None else (None if args.prompt else 1)
+        run_days(cfg, spec, episodes=args.episodes, seed=args.seed, days=days,
+                 processes=args.processes if args.mode == "multi" else None,
+                 stats=args.stats, prompt=args.prompt)
+    except (ConfigError, WorldError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except AgentError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1 if "service" in str(e) else 2
+    except UnknownTrackError as e:
+        print(f"error: the {args.recommender} recommender answered a bad track: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
