@@ -50,7 +50,7 @@ def export(ref: str, output: str | Path, k: int = 50, name: str = tracking.MODEL
     if log:
         with mlflow.start_run(run_name=f"recommend {name}@{ref}"):
             mlflow.set_tags({"botify.entry": "recommend", "source_run_id": mv.run_id})
-            mlflow.log_params({"model": name, "ref": ref, "version": mv.version, "k": k,
+            tracking.log_params({"model_name": name, "model": ref, "version": mv.version, "k": k,
                                "output": str(output)})
             mlflow.log_metrics({"i2i_tracks": len(lists), "i2i_coverage": coverage,
                                 "topk_seconds": compute, "export_seconds": seconds})

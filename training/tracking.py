@@ -80,3 +80,23 @@ def model_uri(ref: str, name: str = MODEL_NAME) -> str:
     """`models:/name@alias` or `models:/name/version` for a reference."""
     ref = str(ref)
     return f"models:/{name}/{ref}" if ref.isdigit() else f"models:/{name}@{ref}"
+
+
+def log_params(params: dict) -> None:
+    """Log params on the active run, living with what `mlflow run` already logged.
+
+    `mlflow run` logs the entry point's -P values first (e.g. `embedding_dim=0`, "the
+    config's"); MLflow forbids changing a logged param, so a resolved value that differs
+    is logged beside it as `<key>_resolved`.
+    """
+    run = mlflow.active_run()
+    have = MlflowClient().get_run(run.info.run_id).data.params if run else {}
+    out = {}
+    for k, v in params.items():
+        v = str(v)
+        if k not in have:
+            out[k] = v
+        elif have[k] != v:
+            out[f"{k}_resolved"] = v
+    if out:
+        mlflow.log_params(out)

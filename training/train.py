@@ -132,7 +132,7 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
 
     tracking.setup(EXPERIMENT)
     with mlflow.start_run(run_name=run_name) as run:
-        mlflow.log_params({**dataclasses.asdict(cfg), "logs": ",".join(sources),
+        tracking.log_params({**dataclasses.asdict(cfg), "logs": ",".join(sources),
                            "world": str(world), "catalog_tracks": catalog.size,
                            "register": register or ""})
         mlflow.set_tags({"dataset_digest": digest, "botify.entry": "train"})

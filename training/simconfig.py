@@ -1,0 +1,18 @@
+"""What training needs to know of a simulator config, read as plain YAML (never `import sim`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def world_dir(sim_config: str | Path) -> Path:
+    """The world folder a simulator config writes (`world.dir`, relative to the repo root)."""
+    p = Path(sim_config)
+    if not p.exists():
+        raise FileNotFoundError(f"simulator config {p} not found (e.g. sim/config/env.yml)")
+    cfg = yaml.safe_load(p.read_text()) or {}
+    d = Path((cfg.get("world") or {}).get("dir", "data/world"))
+    return d if d.is_absolute() else REPO / d
