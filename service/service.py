@@ -9,7 +9,9 @@ session store).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -25,6 +27,7 @@ EVENT_BODY = {"requestBody": {"required": True, "content": {"application/json": 
     "properties": {"track": {"type": "integer", "minimum": 0},
                    "time": {"type": "number", "minimum": 0, "maximum": 1}}}}}}}
 JSON = "application/json"
+logger = logging.getLogger("botify")
 
 app = FastAPI(title="Botify", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -134,7 +137,14 @@ class Botify:
     def __init__(self) -> None:
         worker = bentoml.server_context.worker_index
         name = f"w{worker}-{os.getpid()}" if worker is not None else str(os.getpid())
-        self.core = load(worker=name)
+        try:
+            self.core = load(worker=name)
+        except Exception as e:
+            # BentoML would restart this worker every 10 s forever; a missing artifact or a
+            # bad config will not fix itself, so stop the whole server with the reason.
+            logger.error("Botify cannot start, stopping the server: %s", e)
+            os.kill(os.getppid(), signal.SIGTERM)
+            raise
         app.state.botify = self.core
 
     @bentoml.on_shutdown

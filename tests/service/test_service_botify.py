@@ -1,0 +1,128 @@
+"""The service logic without HTTP: config, artifacts, sessions, determinism, the event log."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service.botify import RequestError, load
+from service.catalog import ArtifactError
+
+
+def events(log_dir: Path) -> list[dict]:
+    return [json.loads(x) for f in sorted(log_dir.glob("events-*.jsonl")) for x in f.read_text().splitlines()]
+
+
+def play(b, user: int, first: int, times: list[float]) -> list[int]:
+    """A session as the simulator plays it: the answers become the next requests' tracks."""
+    out, track, t = [], first, 1.0
+    for x in times:
+        track = b.recommend_next(user, track, t)
+        out.append(track)
+        t = x
+    b.end_session(user, track, t)
+    return out
+
+
+def test_log_line_per_event_with_all_arms(world):
+    b = load(world, worker="t")
+    recs = play(b, 3, 5, [0.5, 0.2, 0.9])
+    b.close()
+    ev = events(world.parent / "logs")
+    assert [e["message"] for e in ev] == ["next", "next", "next", "last"]
+    assert [e["recommendation"] for e in ev] == recs + [None]
+    assert [e["track"] for e in ev] == [5] + recs
+    assert [e["time"] for e in ev] == [1.0, 0.5, 0.2, 0.9]
+    assert all(e["user"] == 3 and set(e["experiments"]) == {"EXP", "AA"} for e in ev)
+    assert all(isinstance(e["timestamp"], int) and 0 <= e["latency"] < 1 for e in ev)
+
+
+def test_same_requests_same_recommendations_across_instances_and_stores(world, redis_url, tmp_path):
+    def run(b):
+        out = [play(b, u, u * 3 % 200, [0.9, 0.1, 0.5, 0.7]) for u in range(40)]
+        b.close()
+        return out
+
+    a = run(load(world, worker="a"))
+    assert a == run(load(world, worker="b"))
+    cfg = yaml.safe_load(world.read_text())
+    cfg["session_store"] = {"kind": "redis", "url": redis_url, "prefix": f"det:{tmp_path.name}:"}
+    redis_cfg = tmp_path / "redis.yml"
+    redis_cfg.write_text(yaml.safe_dump(cfg))
+    assert a == run(load(redis_cfg, worker="c"))
+    # and the session state matters: session-aware users never get a track twice
+    b = load(world, worker="d")
+    for u in range(40):
+        if b.arms(u)["EXP"] == "T1":
+            recs = play(b, u, 10, [0.9] * 15)
+            assert len(set(recs)) == len(recs) and 10 not in recs
+
+
+def test_last_clears_session(world):
+    b = load(world, worker="t")
+    user = next(u for u in range(100) if b.arms(u)["EXP"] == "T1")
+    first = play(b, user, 10, [0.9, 0.9])
+    assert b.store.get(user).session == []
+    assert play(b, user, 10, [0.9, 0.9]) == first  # a fresh session from the same track: same anchor
+
+
+def test_parse_event_rejects_bad_input(world):
+    b = load(world, worker="t")
+    bad = {
+        b"{": 400, b"[1, 2]": 400, b'{"track": 1}': 400, b'{"time": 0.5}': 400,
+        b'{"track": "1", "time": 0.5}': 400, b'{"track": 1.5, "time": 0.5}': 400,
+        b'{"track": true, "time": 0.5}': 400, b'{"track": 1, "time": "0.5"}': 400,
+        b'{"track": 1, "time": null}': 400, b'{"track": 1, "time": true}': 400,
+        b'{"track": 200, "time": 0.5}': 422, b'{"track": -1, "time": 0.5}': 422,
+        b'{"track": 1, "time": 1.01}': 422, b'{"track": 1, "time": -0.1}': 422,
+        b'{"track": 1, "time": NaN}': 422, b"x" * 5000: 413,
+    }
+    for body, status in bad.items():
+        with pytest.raises(RequestError) as e:
+            b.parse_event(body)
+        assert e.value.status == status, body
+    assert b.parse_event(b'{"track": 199, "time": 1}') == (199, 1.0)
+    for user in ("-1", "x", "1.5", "", "1" * 19, "١"):
+        with pytest.raises(RequestError):
+            b.parse_user(user)
+    assert b.parse_user("0") == 0
+
+
+def test_missing_or_malformed_artifact_names_file_and_command(world, tmp_path):
+    cfg = yaml.safe_load(world.read_text())
+    cfg["recommenders"]["session_aware"]["i2i"] = str(tmp_path / "nope.jsonl")
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ArtifactError, match=r"nope\.jsonl.*mlflow run \. -e recommend"):
+        load(bad)
+    (tmp_path / "nope.jsonl").write_text('{"track": 0, "recommendations": [1, 99999]}\n')
+    with pytest.raises(ArtifactError, match=r"nope\.jsonl: malformed.*mlflow run \. -e recommend"):
+        load(bad)
+    cfg["catalog"] = str(tmp_path / "none.json")
+    bad.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ArtifactError, match=r"none\.json.*python -m sim\.world"):
+        load(bad)
+
+
+def test_unused_recommenders_need_no_artifacts(world, tmp_path):
+    cfg = yaml.safe_load(world.read_text())
+    cfg["recommenders"]["contextual"]["i2i"] = str(tmp_path / "absent.jsonl")  # no arm uses it
+    path = tmp_path / "c.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    load(path).close()
+
+
+def test_toppop_from_log(world, tmp_path):
+    log = tmp_path / "old"
+    log.mkdir()
+    (log / "events-1.jsonl").write_text("".join(json.dumps({"track": t}) + "\n" for t in [4] * 5 + [9] * 3 + [1]))
+    cfg = yaml.safe_load(world.read_text())
+    cfg["recommenders"]["toppop"] = {"kind": "toppop", "top": 2, "log": str(log)}
+    cfg["experiments"] = [{"name": "E", "arms": {"C": "toppop"}}]
+    cfg["event_log"] = False
+    path = tmp_path / "t.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    b = load(path)
+    assert {b.recommend_next(u, 0, 1.0) for u in range(50)} == {4, 9}

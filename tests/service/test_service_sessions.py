@@ -1,0 +1,68 @@
+"""The session stores: the same behaviour in memory and in a real Redis."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from service.sessions import MemoryStore, RedisStore, UserState, make_store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request):
+    if request.param == "memory":
+        s = MemoryStore(ttl_seconds=60)
+    else:
+        url = request.getfixturevalue("redis_url")
+        s = RedisStore(url, ttl_seconds=60, prefix=f"test:{time.monotonic_ns()}:")
+    yield s
+    s.close()
+
+
+def test_roundtrip_and_clear(store):
+    assert store.get(1) == UserState()
+    store.put(1, UserState(session=[[3, 1.0], [4, 0.5]], history=[[3, 1.0], [4, 0.5]]))
+    assert store.get(1) == UserState(session=[[3, 1.0], [4, 0.5]], history=[[3, 1.0], [4, 0.5]])
+    assert store.get(2) == UserState()
+    store.put(1, UserState(session=[], history=[[3, 1.0]]))  # /last: session gone, history kept
+    assert store.get(1) == UserState(session=[], history=[[3, 1.0]])
+
+
+def test_memory_sessions_expire():
+    clock = Clock()
+    s = MemoryStore(ttl_seconds=10, history_ttl_seconds=100, clock=clock)
+    s.put(1, UserState(session=[[3, 1.0]], history=[[3, 1.0]]))
+    clock.now = 9.9
+    assert s.get(1).session == [[3, 1.0]]
+    clock.now = 10.1
+    assert s.get(1) == UserState(session=[], history=[[3, 1.0]])
+    clock.now = 200
+    s.put(2, UserState())
+    for _ in range(MemoryStore.SWEEP_EVERY):
+        s.put(3, UserState(session=[[1, 1.0]]))
+    assert 1 not in s.sessions and 1 not in s.histories  # swept, not just hidden
+
+
+def test_redis_sessions_expire(redis_url):
+    s = RedisStore(redis_url, ttl_seconds=1, history_ttl_seconds=60, prefix="test:expire:")
+    s.put(1, UserState(session=[[3, 1.0]], history=[[3, 1.0]]))
+    assert s.client.ttl("test:expire:s:1") == 1
+    time.sleep(1.6)
+    assert s.get(1) == UserState(session=[], history=[[3, 1.0]])
+
+
+def test_make_store_env_selects_redis(redis_url, monkeypatch):
+    monkeypatch.setenv("BOTIFY_REDIS_URL", redis_url)
+    assert isinstance(make_store({"kind": "memory"}), RedisStore)
+    monkeypatch.delenv("BOTIFY_REDIS_URL")
+    assert isinstance(make_store(None), MemoryStore)
+    with pytest.raises(ValueError, match="kind"):
+        make_store({"kind": "disk"})
