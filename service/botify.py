@@ -25,6 +25,7 @@ from .eventlog import EventLog
 from .sessions import SessionStore, UserState, make_store
 
 CONFIG_ENV = "BOTIFY_CONFIG"
+LOG_DIR_ENV = "BOTIFY_LOG_DIR"  # overrides event_log.dir, e.g. for a Bento served from the store
 DEFAULT_CONFIG = "service/config/cold_start.yml"
 MAX_USER_DIGITS = 18  # fits an int64; the course's users are 0..U-1
 TOP_LEVEL = {"catalog", "seed", "event_log", "session_store", "recommenders", "experiments",
@@ -190,7 +191,8 @@ def load(config: str | Path | None = None, *, worker: str | None = None, root: s
     log = None
     if log_cfg is not False:
         log_cfg = dict(log_cfg or {})
-        log_dir = Path(log_cfg.pop("dir", "logs/service"))
+        log_dir = Path(os.environ.get(LOG_DIR_ENV) or log_cfg.pop("dir", "logs/service"))
+        log_cfg.pop("dir", None)
         log = EventLog(log_dir if log_dir.is_absolute() else root / log_dir, worker or str(os.getpid()),
                        max_bytes=int(log_cfg.pop("max_bytes", 100 * 2**20)), backups=int(log_cfg.pop("backups", 10)))
         if log_cfg:

@@ -1,0 +1,51 @@
+"""`bentoml build` packages the service with its configs and data; the built Bento serves the API."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from service.launch import ServiceProcess
+from svc_fixtures import write_catalog
+
+pytestmark = pytest.mark.slow
+BENTOML = str(Path(sys.executable).with_name("bentoml"))
+
+
+def test_build_and_serve_bento(repo, tmp_path, bentoml_home):
+    ctx = tmp_path / "ctx"
+    shutil.copytree(repo / "service", ctx / "service", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(repo / "bentofile.yaml", ctx)
+    write_catalog(ctx / "data" / "world" / "public" / "tracks.json")
+    (ctx / "data" / "i2i").mkdir()
+    (ctx / "data" / "i2i" / "control.jsonl").write_text('{"track": 0, "recommendations": [1]}\n')
+    (ctx / "notes.txt").write_text("not part of the Bento")
+
+    out = subprocess.run([BENTOML, "build", str(ctx), "--output", "tag"], capture_output=True, text=True,
+                         cwd=ctx, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    tag = out.stdout.strip().splitlines()[-1].replace("__tag__:", "")
+    assert tag.startswith("botify:")
+    bento = next((bentoml_home / "bentos" / "botify").glob(tag.split(":")[1]))
+    src = bento / "src"
+    for f in ("service/service.py", "service/botify.py", "service/config/cold_start.yml",
+              "data/world/public/tracks.json", "data/i2i/control.jsonl", "bentofile.yaml"):
+        assert (src / f).is_file(), f
+    assert not (src / "notes.txt").exists()
+    dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
+    assert "ENTRYPOINT" in dockerfile and "BOTIFY_CONFIG" in dockerfile
+    assert (bento / "env" / "python" / "requirements.txt").read_text().count("mmh3")
+    assert yaml.safe_load((bento / "bento.yaml").read_text())["service"] == "service.service:Botify"
+
+    with ServiceProcess("service/config/cold_start.yml", target=tag, cwd=tmp_path,
+                        env={"BOTIFY_LOG_DIR": str(tmp_path / "logs")}) as svc:
+        assert requests.get(svc.url + "/").json()["status"] == "alive"
+        r = requests.post(svc.url + "/next/3", json={"track": 5, "time": 1.0})
+        assert r.status_code == 200 and 0 <= r.json()["track"] < 200
+        assert requests.get(svc.url + "/track/9999").status_code == 404
+    assert len((next((tmp_path / "logs").glob("events-*.jsonl"))).read_text().splitlines()) == 1
