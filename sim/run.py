@@ -26,7 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from sim.agents import AGENTS, AgentError, make_agent
+from sim.agents import AGENTS, AgentError, ServiceUnavailableError, make_agent
 from sim.config import ConfigError, SimConfig, load_config
 from sim.envs.listener import ListenerEnv, UnknownTrackError
 from sim.world import World, WorldError
@@ -128,8 +128,9 @@ def format_summary(day: int, s: dict[str, float], seconds: float) -> str:
 
 def run_days(cfg: SimConfig, spec: AgentSpec, *, episodes: int, seed: int, days: int | None,
              processes: int | None, stats: Path | None, prompt: bool,
-             out=sys.stdout) -> list[tuple]:
+             out=None) -> list[tuple]:
     """Play the days; returns every row. ``processes=None`` is ``single``."""
+    out = out or sys.stdout
     world = World.from_config(cfg)
     all_rows: list[tuple] = []
     writer = None
@@ -249,9 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, WorldError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ServiceUnavailableError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except AgentError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1 if "service" in str(e) else 2
+        return 2
     except UnknownTrackError as e:
         print(f"error: the {args.recommender} recommender answered a bad track: {e}", file=sys.stderr)
         return 1
