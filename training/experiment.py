@@ -40,6 +40,8 @@ import yaml
 from training import analysis as A
 from training import report as R
 from training import tracking
+from training.simconfig import world_dir
+from service.launch import ServiceProcess, ServiceStartError
 
 REPO = tracking.REPO
 EXPERIMENT = "botify-experiment"
@@ -48,6 +50,12 @@ DEFAULT_CONFIG = "training/config/experiment.yml"
 
 class ExperimentError(RuntimeError):
     """The experiment cannot go on; the message says which step failed and what to do."""
+
+
+START_HINT = ("fix: if the port is taken, stop what listens there or let the experiment pick a free port "
+              "(port=0, the default); otherwise the service's output above names the bad config or artifact")
+SIM_HINT = ("if the simulator lost the connection, the service died or stopped answering: see the "
+            "service's output; otherwise the simulator's own message above says what is wrong")
 
 
 # ------------------------------------------------------------------------------ settings
@@ -105,12 +113,6 @@ def _abs(path: str | Path) -> Path:
     return p if p.is_absolute() else REPO / p
 
 
-def world_dir(sim_config: str | Path) -> Path:
-    """The world folder a simulator config names (only its `public/` part is read here)."""
-    cfg = yaml.safe_load(_abs(sim_config).read_text())
-    return _abs(cfg["world"]["dir"])
-
-
 # --------------------------------------------------------------------------- subprocesses
 
 def _run(cmd: list[str], what: str, log: Path, hint: str) -> None:
@@ -124,23 +126,12 @@ def _run(cmd: list[str], what: str, log: Path, hint: str) -> None:
                               f"command: {' '.join(cmd)}\nlast output ({log}):\n{tail}")
 
 
-def ensure_world(sim_config: str | Path, logs: Path) -> Path:
-    """Generate the world if missing (the generator is idempotent and seeded by its config)."""
-    wdir = world_dir(sim_config)
-    if not (wdir / "public" / "tracks.json").is_file():
-        print(f"[world] generating {wdir} from {sim_config}", flush=True)
-    _run([sys.executable, "-m", "sim.world", "--config", str(_abs(sim_config))], "world generation",
-         logs / "world.log", "check the simulator config and the disk space")
-    return wdir
-
-
 def simulate(sim_config: str | Path, episodes: int, seed: int, stats: Path, agent: list[str],
              log: Path, what: str) -> pd.DataFrame:
     """One simulator day; returns its per-episode stats (day, episode, user, steps, reward, time)."""
     cmd = [sys.executable, "-m", "sim.run", "--config", str(_abs(sim_config)), "--episodes", str(episodes),
            "--seed", str(seed), "--stats", str(stats), "single", *agent]
-    _run(cmd, what, log, "if the simulator lost the connection, the service died or stopped answering: "
-         "see the service's output above; otherwise check the simulator's message")
+    _run(cmd, what, log, SIM_HINT)
     df = pd.read_csv(stats)
     if len(df) != episodes:
         raise ExperimentError(f"{what}: the simulator wrote {len(df)} episodes to {stats}, expected {episodes}")
@@ -170,7 +161,6 @@ def play_day(service_config: Path, sim_config: str | Path, episodes: int, seed: 
     if in_process:
         agent = ["--recommender", "inprocess", "--factory", "service.botify:load", "--factory-arg", str(service_config)]
         return simulate(sim_config, episodes, seed, stats, agent, day_dir / "sim.log", f"simulator ({day_dir.name})")
-    from service.launch import ServiceProcess, ServiceStartError
     try:
         with ServiceProcess(str(service_config), port=port or None) as svc:
             print(f"[{day_dir.name}] service ready at {svc.url}", flush=True)
@@ -181,8 +171,7 @@ def play_day(service_config: Path, sim_config: str | Path, episodes: int, seed: 
                 raise ExperimentError(f"{e}\nservice output:\n{svc.output(20)}") from None
     except ServiceStartError as e:
         raise ExperimentError(f"the BentoML service did not start for {day_dir.name} ({service_config}): {e}\n"
-                              "fix: if the port is taken, stop what listens there or leave the port to the "
-                              "experiment (port=0); otherwise read the service's output above") from None
+                              f"{START_HINT}") from None
 
 
 def check_log(events: pd.DataFrame, stats: pd.DataFrame, where: Path) -> None:
@@ -392,34 +381,39 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
         tr.artifact(resolved, "config")
 
         # 1. world
-        wdir = ensure_world(cfg["world"], work)
+        from training.world import ensure_world
+        try:
+            info = ensure_world(str(_abs(cfg["world"])))
+        except RuntimeError as e:
+            raise ExperimentError(f"world generation failed: {e}") from None
+        wdir = world_dir(_abs(cfg["world"]))
+        tr.params({f"world.{k}": v for k, v in info.items() if not k.startswith("_")})
         catalog = wdir / "public" / "tracks.json"
         timings: dict[str, float] = {}
 
-        # 2. day 1: data collection
+        # 2. day 1: data collection (the `collect` entry point, as a child run)
         t0 = time.perf_counter()
+        from training.collect import collect
+        from training.events import read_events
         base = yaml.safe_load(_abs(cfg["collect"]["service_config"]).read_text())
-        d1 = work / "day1"
-        svc1 = write_service_config(d1 / "service.yml", catalog=catalog, log_dir=d1 / "logs",
-                                    seed=int(base.get("seed", 42)), recommenders=base["recommenders"],
-                                    experiments=base["experiments"])
-        with tr.child("collect-day1") as rid:
-            stats1 = play_day(svc1, cfg["world"], ep1, seed, d1, in_process, port)
-            from training.events import read_events
-            day1 = read_events(d1 / "logs")
-            check_log(day1, stats1, d1 / "logs")
-            tr.params({"episodes": ep1, "seed": seed, "service_config": svc1.name}, run_id=rid)
-            tr.metrics({"events": len(day1), "users": day1["user"].nunique(),
-                        "reward_mean": stats1["reward"].mean()}, run_id=rid)
-            tr.artifact(d1 / "logs", "event_log", run_id=rid)
-            tr.artifact(svc1, "config", run_id=rid)
+        with tr.child("collect-day1"):
+            try:
+                got = collect(str(_abs(cfg["world"])), str(_abs(cfg["collect"]["service_config"])), ep1, seed,
+                              days=1, in_process=in_process, out_root=work / "day1")
+            except ServiceStartError as e:
+                raise ExperimentError(f"the BentoML service did not start for day 1: {e}\n{START_HINT}") from None
+            except RuntimeError as e:
+                raise ExperimentError(f"day 1 (collect) failed: {e}\n{SIM_HINT}") from None
+        d1_logs = Path(got["log"])
+        day1 = read_events(d1_logs)
+        check_log(day1, pd.read_csv(d1_logs.parent / "stats.csv"), d1_logs)
         timings["day1_seconds"] = time.perf_counter() - t0
         print(f"[day1] {len(day1)} events from {ep1} episodes ({timings['day1_seconds']:.0f}s)", flush=True)
 
         # 3. models
         t0 = time.perf_counter()
         k = int(cfg["models"].get("k", 50))
-        models = {role: train_model(tr, role, cfg["models"][role], [d1 / "logs"], wdir, work, k, seed)
+        models = {role: train_model(tr, role, cfg["models"][role], [d1_logs], wdir, work, k, seed)
                   for role in ("control", "treatment")}
         timings["train_seconds"] = time.perf_counter() - t0
         tr.params({f"model.{m.role}.version": m.version for m in models.values()}
@@ -431,7 +425,7 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
         # 4. day 2: the A/B test, then the oracle's ceiling
         t0 = time.perf_counter()
         fill = {"control_i2i": str(models["control"].i2i), "treatment_i2i": str(models["treatment"].i2i),
-                "collect_log": str(d1 / "logs")}
+                "collect_log": str(d1_logs)}
         recs = {name: {k2: (v.format(**fill) if isinstance(v, str) else v) for k2, v in spec.items()}
                 for name, spec in ab["recommenders"].items()}
         d2 = work / "day2"
@@ -439,7 +433,6 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
                                     seed=int(ab.get("seed", 42)), recommenders=recs,
                                     experiments=[{"name": ab["name"], "arms": dict(ab["arms"])}])
         stats2 = play_day(svc2, cfg["world"], ep2, seed + 1, d2, in_process, port)
-        from training.events import read_events
         day2 = read_events(d2 / "logs")
         check_log(day2, stats2, d2 / "logs")
         timings["day2_seconds"] = time.perf_counter() - t0
@@ -472,7 +465,7 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
                     if ok else f"{reason}; `@{tracking.CHAMPION}` unchanged")
         details = [
             f"World: `{cfg['world']}` ({wdir.name}); simulator seeds: day 1 {seed}, day 2 and oracle {seed + 1}",
-            f"Day 1 (cold start): {ep1} episodes, arms {base['experiments'][0]['arms']}; {len(day1)} events",
+            f"Day 1 (cold start, `collect`): {ep1} episodes, arms {base['experiments'][0]['arms']}; {len(day1)} events",
             f"Day 2 (A/B): {ep2} episodes {'in-process' if in_process else 'over HTTP against the BentoML service'}; "
             f"{len(day2)} events, {len(users)} users",
             f"Control model: `{tracking.MODEL_NAME}` v{models['control'].version} ({cfg['models']['control']}); "
@@ -553,7 +546,8 @@ def _bool(s: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=DEFAULT_CONFIG, help="the experiment's YAML (arms, days, models)")
+    ap.add_argument("--arms", "--config", dest="config", default=DEFAULT_CONFIG,
+                    help="the experiment's YAML: arms, days, models, promotion rule")
     ap.add_argument("--episodes", type=int, default=0, help="episodes per day (0: the config's)")
     ap.add_argument("--seed", type=int, default=-1, help="simulator seed of day 1 (-1: the config's)")
     ap.add_argument("--world", default="", help="simulator config of the world ('': the config's)")
