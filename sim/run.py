@@ -61,6 +61,11 @@ class Player:
                                 connect_timeout=spec.connect_timeout, read_timeout=spec.read_timeout,
                                 factory=spec.factory, factory_args=list(spec.factory_args))
 
+    def close(self) -> None:
+        close = getattr(self.agent, "close", None)
+        if close is not None:
+            close()
+
     def play(self, seed: int, day: int, block: int, first_episode: int, n: int) -> list[tuple]:
         """Play ``n`` episodes; rows of the stats file. The hot loop of every run."""
         env_seed, agent_ss = block_seeds(seed, day, block)
@@ -136,6 +141,7 @@ def run_days(cfg: SimConfig, spec: AgentSpec, *, episodes: int, seed: int, days:
     writer = None
     stats_file = None
     pool = None
+    closers: list = []
     try:
         if stats is not None:
             stats.parent.mkdir(parents=True, exist_ok=True)
@@ -144,6 +150,7 @@ def run_days(cfg: SimConfig, spec: AgentSpec, *, episodes: int, seed: int, days:
             writer.writerow(STATS_HEADER)
         if processes is None:
             player = Player(cfg, world, spec)
+            closers.append(player.close)
         else:
             _WORKER["world"] = world
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
@@ -175,6 +182,8 @@ def run_days(cfg: SimConfig, spec: AgentSpec, *, episodes: int, seed: int, days:
                     break
             day += 1
     finally:
+        for close in closers:
+            close()
         if pool is not None:
             pool.terminate()
             pool.join()
