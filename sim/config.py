@@ -11,6 +11,9 @@ from typing import Any
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Bump whenever sim.world's generator changes what it writes for the same config, so
+# that worlds on disk made by the old code are regenerated rather than silently reused.
+GENERATOR_VERSION = 2
 
 
 class ConfigError(ValueError):
@@ -63,6 +66,7 @@ class WorldConfig:
         of it: moving a world does not change it)."""
         d = asdict(self)
         d.pop("dir")
+        d["generator_version"] = GENERATOR_VERSION
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -172,6 +176,9 @@ def load_config(path: str | Path) -> SimConfig:
     tracks, artists = r.int("world.tracks"), r.int("world.artists")
     if artists > tracks:
         raise r._fail("world.artists", f"must not exceed world.tracks ({tracks})")
+    if len(genres) >= r.int("world.embedding.dim"):
+        raise r._fail("world.embedding.dim", f"must exceed the number of genres ({len(genres)}): "
+                                             f"each genre is its own direction, plus the shared one")
     if len(genres) > artists:
         raise r._fail("world.genres", f"must not name more genres than world.artists ({artists})")
     interests = r.range("world.users_model.interests", int, lo=1)
