@@ -55,27 +55,39 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
-def tensors(pairs: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def tensors(pairs: pd.DataFrame) -> tuple[torch.Tensor, ...]:
+    """(context, target, time, prior plays of the target's artist) as tensors."""
+    plays = (pairs["artist_plays"].to_numpy(dtype=np.float32, copy=True) if "artist_plays" in pairs
+             else np.zeros(len(pairs), dtype=np.float32))
     return (torch.as_tensor(pairs["context"].to_numpy(dtype=np.int64, copy=True)),
             torch.as_tensor(pairs["target"].to_numpy(dtype=np.int64, copy=True)),
-            torch.as_tensor(pairs["time"].to_numpy(dtype=np.float32, copy=True)))
+            torch.as_tensor(pairs["time"].to_numpy(dtype=np.float32, copy=True)),
+            torch.as_tensor(plays))
 
 
-def _loss(model: EmbeddingModel, objective: str, c, t, y, w=None) -> torch.Tensor:
+def _loss(model: EmbeddingModel, objective: str, c, t, y, n=None, w=None) -> torch.Tensor:
     s = model.pair_scores(c, t)
     if objective == "bce":
-        return F.binary_cross_entropy_with_logits(s, y, weight=w, reduction="sum")
-    err = (s - y) ** 2
+        if model.discount_logit is None:
+            return F.binary_cross_entropy_with_logits(s, y, weight=w, reduction="sum")
+        # p = sigmoid(s) * d^n: BCE written in logs, clamped away from log(1) = 0
+        logp = (F.logsigmoid(s) + model.log_discount(n)).clamp(max=-1e-6)
+        log1mp = torch.log(-torch.expm1(logp))
+        nll = -(y * logp + (1 - y) * log1mp)
+        return (nll * w).sum() if w is not None else nll.sum()
+    pred = s * torch.exp(torch.as_tensor(model.log_discount(n)))
+    err = (pred - y) ** 2
     return (err * w).sum() if w is not None else err.sum()
 
 
 @torch.no_grad()
 def evaluate_loss(model: EmbeddingModel, objective: str, data, batch: int = 65536) -> float:
     """Mean loss on observed pairs (no sampled negatives, so epochs compare)."""
-    c, t, y = data
+    c, t, y, n = data
     total = 0.0
     for i in range(0, len(y), batch):
-        total += float(_loss(model, objective, c[i:i + batch], t[i:i + batch], y[i:i + batch]))
+        sl = slice(i, i + batch)
+        total += float(_loss(model, objective, c[sl], t[sl], y[sl], n[sl]))
     return total / max(1, len(y))
 
 
@@ -95,7 +107,7 @@ def fit(model: EmbeddingModel, train: pd.DataFrame, val: pd.DataFrame, cfg: FitC
     if cfg.objective == "bce" and not model.sigmoid:
         raise ValueError("objective 'bce' needs a model built with sigmoid=True")
     gen = torch.Generator().manual_seed(cfg.seed)
-    c_all, t_all, y_all = tensors(train)
+    c_all, t_all, y_all, n_all = tensors(train)
     val_data = tensors(val)
     n, n_tracks = len(y_all), model.n_tracks
     opt = _optimizer(model, cfg)
@@ -112,15 +124,16 @@ def fit(model: EmbeddingModel, train: pd.DataFrame, val: pd.DataFrame, cfg: FitC
                    disable=not cfg.progress, mininterval=1.0)
         for i in range(0, n, cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
-            c, t, y = c_all[idx], t_all[idx], y_all[idx]
+            c, t, y, pl = c_all[idx], t_all[idx], y_all[idx], n_all[idx]
             w = None
             if k:
                 b = len(idx)
                 c = torch.cat([c, c.repeat(k)])
                 t = torch.cat([t, torch.randint(n_tracks, (b * k,), generator=gen)])
                 y = torch.cat([y, y.new_zeros(b * k)])
+                pl = torch.cat([pl, pl.new_zeros(b * k)])
                 w = torch.cat([y.new_ones(b), y.new_full((b * k,), cfg.negative_weight)])
-            loss = _loss(model, cfg.objective, c, t, y, w)
+            loss = _loss(model, cfg.objective, c, t, y, pl, w)
             opt.zero_grad(set_to_none=True)
             (loss / len(idx)).backward()
             opt.step()

@@ -15,8 +15,10 @@ def mse_report(model: EmbeddingModel, train: pd.DataFrame, test: pd.DataFrame,
     """Test MSE of the model, of the train mean, and of random predictions (course)."""
     c = torch.as_tensor(test["context"].to_numpy().copy())
     t = torch.as_tensor(test["target"].to_numpy().copy())
+    n = torch.as_tensor(test["artist_plays"].to_numpy(dtype=np.float32, copy=True)
+                        if "artist_plays" in test else np.zeros(len(test), dtype=np.float32))
     y = test["time"].to_numpy(dtype=np.float64)
-    pred = np.concatenate([model.predict_time(c[i:i + 65536], t[i:i + 65536]).numpy()
+    pred = np.concatenate([model.predict_time(c[i:i + 65536], t[i:i + 65536], n[i:i + 65536]).numpy()
                            for i in range(0, len(y), 65536)]).astype(np.float64)
     mean = float(train["time"].mean())
     rng = np.random.default_rng(seed)
@@ -44,13 +46,13 @@ def ranking_report(model: EmbeddingModel, test: pd.DataFrame, ks=(10, 50),
     if len(rel) > max_queries:
         rel = rel.sample(max_queries, random_state=seed)
         out["ranking_queries"] = float(max_queries)
-    ctx, tgt, bias = (torch.from_numpy(a) for a in model.tables())
+    score = model.scorer()
     c = torch.as_tensor(rel["context"].to_numpy().copy())
     t = torch.as_tensor(rel["target"].to_numpy().copy())
     ranks = []
     for s in range(0, len(c), block):
         cb, tb = c[s:s + block], t[s:s + block]
-        scores = ctx[cb] @ tgt.T + bias
+        scores = score(cb)
         rows = torch.arange(len(cb))
         scores[rows, cb] = -torch.inf
         own = scores[rows, tb].unsqueeze(1)

@@ -6,7 +6,10 @@ parameter so the baseline stays available run against run:
   catalog), so tracks never seen in the logs inherit what their artist/genre taught;
 - `tied`: one table for both sides (the listener's taste is symmetric in the tracks);
 - `bias`: a per-target bias (tracks everybody likes);
-- `sigmoid`: predictions are sigmoid(score), the listened fraction, for the BCE objective.
+- `sigmoid`: predictions are sigmoid(score), the listened fraction, for the BCE objective;
+- `match`: two learned weights for "same artist" and "same genre" as the context, a
+  catalog prior the embeddings then only have to correct (with few logs, the prior
+  alone already ranks a track's artist and genre first).
 `forward(track ids)` returns every target's score for each context, which is what the
 logged MLflow model serves and what the i2i export ranks.
 """
@@ -21,6 +24,7 @@ class EmbeddingModel(nn.Module):
     def __init__(self, n_tracks: int, dim: int, *, artist: np.ndarray | None = None,
                  genre: np.ndarray | None = None, n_artists: int = 0, n_genres: int = 0,
                  tied: bool = False, bias: bool = False, sigmoid: bool = False,
+                 match: bool = False, discount: bool = False, ids: bool = True,
                  init_std: float = 0.1) -> None:
         super().__init__()
         self.n_tracks, self.dim = n_tracks, dim
@@ -41,10 +45,27 @@ class EmbeddingModel(nn.Module):
                 self.tgt_artist = nn.Embedding(n_artists, dim)
                 self.tgt_genre = nn.Embedding(n_genres, dim)
                 tables += [self.tgt_artist, self.tgt_genre]
+        self.match = match and self.features
+        if match and not self.features:
+            raise ValueError("match needs the catalog's artist and genre (features)")
+        self.match_weights = nn.Parameter(torch.zeros(2)) if self.match else None
+        # time = taste x d^(plays of the artist so far): d learned, in (0, 1]
+        self.discount_logit = nn.Parameter(torch.tensor(2.0)) if discount else None
+        # the logit's intercept (mean listened fraction): a constant, so it ranks nothing
+        self.intercept = nn.Parameter(torch.zeros(())) if sigmoid else None
         self.target_bias = nn.Embedding(n_tracks, 1) if bias else None
         self.global_bias = nn.Parameter(torch.zeros(())) if bias else None
         for t in tables:
             nn.init.normal_(t.weight, std=init_std)
+        # ids=False: a track is only its artist and genre (with few logs per track, a free
+        # vector per track mostly learns noise); the id tables stay at zero, frozen.
+        self.ids = ids
+        if not ids:
+            if not self.features:
+                raise ValueError("ids=False needs features (a track would have no vector)")
+            for t in {id(self.context): self.context, id(self.target): self.target}.values():
+                nn.init.zeros_(t.weight)
+                t.weight.requires_grad_(False)
         if bias:
             nn.init.zeros_(self.target_bias.weight)
 
@@ -61,17 +82,35 @@ class EmbeddingModel(nn.Module):
         return v
 
     def biases(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.target_bias is None:
-            return torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
-        return self.target_bias(ids).squeeze(-1) + self.global_bias
+        b = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
+        if self.intercept is not None:
+            b = b + self.intercept
+        if self.target_bias is not None:
+            b = b + self.target_bias(ids).squeeze(-1) + self.global_bias
+        return b
 
     def pair_scores(self, ctx: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         """Raw score of each (context, target) pair: the logit when `sigmoid`."""
-        return (self.context_vectors(ctx) * self.target_vectors(tgt)).sum(-1) + self.biases(tgt)
+        s = (self.context_vectors(ctx) * self.target_vectors(tgt)).sum(-1) + self.biases(tgt)
+        if self.match:
+            w = self.match_weights
+            s = s + w[0] * (self.artist_of[ctx] == self.artist_of[tgt]) \
+                  + w[1] * (self.genre_of[ctx] == self.genre_of[tgt])
+        return s
 
-    def predict_time(self, ctx: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    def log_discount(self, artist_plays: torch.Tensor | None) -> torch.Tensor | float:
+        """log of the learned replay discount for the given prior plays (0 if not modelled)."""
+        if self.discount_logit is None or artist_plays is None:
+            return 0.0
+        return torch.nn.functional.logsigmoid(self.discount_logit) * artist_plays
+
+    def predict_time(self, ctx: torch.Tensor, tgt: torch.Tensor,
+                     artist_plays: torch.Tensor | None = None) -> torch.Tensor:
         s = self.pair_scores(ctx, tgt)
-        return torch.sigmoid(s) if self.sigmoid else s
+        ld = self.log_discount(artist_plays)
+        if self.sigmoid:
+            return torch.exp(torch.nn.functional.logsigmoid(s) + ld)
+        return s * torch.exp(torch.as_tensor(ld))
 
     @torch.no_grad()
     def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,8 +120,33 @@ class EmbeddingModel(nn.Module):
                 self.target_vectors(ids).float().numpy().copy(),
                 self.biases(ids).float().numpy().copy())
 
+    @torch.no_grad()
+    def scorer(self):
+        """A function ids [B] -> scores of every target [B, N], the target side computed once.
+
+        The i2i export and the ranking metrics rank with it, so they rank by exactly the
+        score `forward` (the logged model) gives.
+        """
+        all_ids = torch.arange(self.n_tracks)
+        tgt_t = self.target_vectors(all_ids).T.contiguous()
+        bias = self.biases(all_ids)
+        w = self.match_weights.detach().clone() if self.match else None
+
+        def score(ids: torch.Tensor) -> torch.Tensor:
+            ids = ids.long().reshape(-1)
+            s = torch.addmm(bias, self.context_vectors(ids), tgt_t)
+            if w is not None:
+                s += w[0] * (self.artist_of[ids, None] == self.artist_of[None, :])
+                s += w[1] * (self.genre_of[ids, None] == self.genre_of[None, :])
+            return s
+        return score
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Scores of every target track for each context track id: [B, N]."""
         ids = ids.long().reshape(-1)
         all_ids = torch.arange(self.n_tracks, device=ids.device)
-        return self.context_vectors(ids) @ self.target_vectors(all_ids).T + self.biases(all_ids)
+        s = self.context_vectors(ids) @ self.target_vectors(all_ids).T + self.biases(all_ids)
+        if self.match:
+            s = s + self.match_weights[0] * (self.artist_of[ids, None] == self.artist_of[None, :]) \
+                  + self.match_weights[1] * (self.genre_of[ids, None] == self.genre_of[None, :])
+        return s

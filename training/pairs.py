@@ -20,8 +20,13 @@ class PairsError(ValueError):
     """No usable pairs, or options that make no sense."""
 
 
-def build_pairs(sessions: pd.DataFrame, context: str = "first") -> pd.DataFrame:
-    """One row per played track after the first: context, target, time, user, session_id, timestamp.
+def build_pairs(sessions: pd.DataFrame, context: str = "first",
+                artist: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per played track after the first: context, target, time, user, session_id,
+    timestamp, and two facts about the target within its session that shape its time
+    beyond taste: `repeat` (already played earlier in the session: the listener skips it)
+    and `artist_plays` (how often its artist was already played: each replay is
+    discounted). `artist_plays` needs the catalog's `artist` codes (else 0).
 
     `sessions` is `training.events.sessionize` output. Vectorized: the context of each row
     is looked up by the session's first row (or the previous row) without a Python loop.
@@ -38,6 +43,13 @@ def build_pairs(sessions: pd.DataFrame, context: str = "first") -> pd.DataFrame:
     else:
         ctx_all = np.concatenate([[-1], track[:-1]])
     keep = pos > 0
+    frame = pd.DataFrame({"sid": sid, "track": track})
+    repeat = frame.groupby(["sid", "track"], sort=False).cumcount().to_numpy() > 0
+    if artist is not None:
+        frame["artist"] = np.asarray(artist)[track]
+        plays = frame.groupby(["sid", "artist"], sort=False).cumcount().to_numpy()
+    else:
+        plays = np.zeros(len(track), dtype=np.int64)
     out = pd.DataFrame({
         "context": ctx_all[keep].astype(np.int64),
         "target": track[keep].astype(np.int64),
@@ -45,6 +57,8 @@ def build_pairs(sessions: pd.DataFrame, context: str = "first") -> pd.DataFrame:
         "user": s["user"].to_numpy()[keep].astype(np.int64),
         "session_id": sid[keep].astype(np.int64),
         "timestamp": s["timestamp"].to_numpy()[keep].astype(np.int64),
+        "repeat": repeat[keep],
+        "artist_plays": plays[keep].astype(np.int64),
     })
     return out.reset_index(drop=True)
 

@@ -18,40 +18,56 @@ import numpy as np
 
 from training import tracking
 from training.fit import set_threads
-from training.i2i import topk_i2i, write_i2i
+from training.i2i import model_i2i, write_i2i
 
 EXPERIMENT = "botify-training"
 
 
-def load_tables(ref: str, name: str = tracking.MODEL_NAME):
-    """(model version, (context, target, bias) tables) of a registered version or alias."""
+def load_model(ref: str, name: str = tracking.MODEL_NAME):
+    """(model version, EmbeddingModel) of a registered version or alias."""
     import mlflow.pytorch
     mv = tracking.resolve_version(ref, name)
     model = mlflow.pytorch.load_model(tracking.model_uri(mv.version, name))
-    return mv, model.tables()
+    model.eval()
+    return mv, model
+
+
+def trained_cap(run_id: str) -> int:
+    """The `i2i_max_per_artist` the model was trained for (0 if none recorded)."""
+    from mlflow import MlflowClient
+    params = MlflowClient().get_run(run_id).data.params
+    return int(params.get("i2i_max_per_artist_resolved", params.get("i2i_max_per_artist", 0)))
+
+
+def compute_lists(model, k: int, max_per_artist: int) -> np.ndarray:
+    return model_i2i(model, k=k, max_per_artist=max_per_artist)
 
 
 def export(ref: str, output: str | Path, k: int = 50, name: str = tracking.MODEL_NAME,
-           log: bool = True) -> dict:
-    """Export and (by default) log the i2i lists of a version; returns a summary."""
+           log: bool = True, max_per_artist: int | None = None) -> dict:
+    """Export and (by default) log the i2i lists of a version; returns a summary.
+
+    `max_per_artist` None: what the model's training config says (`i2i_max_per_artist`).
+    """
     import mlflow
     set_threads()
     tracking.setup(EXPERIMENT)
-    mv, (ctx, tgt, bias) = load_tables(ref, name)
+    mv, model = load_model(ref, name)
+    cap = trained_cap(mv.run_id) if max_per_artist is None else max_per_artist
     t0 = time.perf_counter()
-    lists, _ = topk_i2i(ctx, tgt, bias, k=k)
+    lists = compute_lists(model, k, cap)
     compute = time.perf_counter() - t0
     path = write_i2i(output, lists)
     seconds = time.perf_counter() - t0
     coverage = float(len(np.unique(lists)) / len(lists))
     summary = {"model": name, "ref": ref, "version": mv.version, "source_run_id": mv.run_id,
                "output": str(path), "tracks": int(len(lists)), "k": int(lists.shape[1]),
-               "coverage": coverage, "export_seconds": seconds}
+               "coverage": coverage, "max_per_artist": cap, "export_seconds": seconds}
     if log:
         with mlflow.start_run(run_name=f"recommend {name}@{ref}"):
             mlflow.set_tags({"botify.entry": "recommend", "source_run_id": mv.run_id})
             tracking.log_params({"model_name": name, "model": ref, "version": mv.version, "k": k,
-                               "output": str(output)})
+                               "output": str(output), "max_per_artist": cap})
             mlflow.log_metrics({"i2i_tracks": len(lists), "i2i_coverage": coverage,
                                 "topk_seconds": compute, "export_seconds": seconds})
             mlflow.log_artifact(str(path), artifact_path="i2i")
@@ -65,18 +81,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=tracking.MODEL_NAME, help="registered model name")
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--output", default="data/i2i/i2i.jsonl")
+    ap.add_argument("--max-per-artist", type=int, default=-1,
+                    help="at most this many tracks of one artist per list (0: no cap; -1: the model's training config)")
     ap.add_argument("--bentoml", default="", help="also import into the BentoML store under this name ('': don't)")
     args = ap.parse_args(argv)
     if args.k < 1:
         print("recommend: --k must be at least 1", file=sys.stderr)
         return 2
     try:
-        summary = export(args.model, args.output, k=args.k, name=args.name)
+        summary = export(args.model, args.output, k=args.k, name=args.name,
+                         max_per_artist=None if args.max_per_artist < 0 else args.max_per_artist)
         if args.bentoml:
             from training.to_bentoml import import_version
             summary["bentoml_tag"] = import_version(args.model, bento_name=args.bentoml,
                                                     name=args.name, i2i=args.output)
-    except tracking.RegistryError as e:
+    except (tracking.RegistryError, ValueError) as e:
         print(f"recommend: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary))

@@ -20,7 +20,7 @@ import numpy as np
 
 from training import tracking
 from training.fit import set_threads
-from training.i2i import topk_i2i, write_i2i
+from training.i2i import write_i2i
 
 BENTO_NAME = "botify-i2i"
 
@@ -34,10 +34,11 @@ def import_version(ref: str, bento_name: str = BENTO_NAME, name: str = tracking.
     import bentoml
     from mlflow import MlflowClient
 
-    from training.recommend import load_tables
+    from training.recommend import compute_lists, load_model, trained_cap
     set_threads()
     tracking.setup()
-    mv, (ctx, tgt, bias) = load_tables(ref, name)
+    mv, model = load_model(ref, name)
+    ctx, tgt, bias = model.tables()
     run = MlflowClient().get_run(mv.run_id)
     labels = {"mlflow_model": name, "mlflow_version": str(mv.version),
               "mlflow_run_id": mv.run_id, "mlflow_ref": ref,
@@ -52,7 +53,7 @@ def import_version(ref: str, bento_name: str = BENTO_NAME, name: str = tracking.
         if i2i is not None and Path(i2i).is_file():
             shutil.copyfile(i2i, out / "i2i.jsonl")
         else:
-            lists, _ = topk_i2i(ctx, tgt, bias, k=k)
+            lists = compute_lists(model, k, trained_cap(mv.run_id))
             write_i2i(out / "i2i.jsonl", lists)
         np.save(out / "context.npy", ctx)
         np.save(out / "target.npy", tgt)

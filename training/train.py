@@ -47,6 +47,10 @@ class TrainConfig:
     features: bool = False
     tied: bool = False
     bias: bool = False
+    match: bool = False
+    ids: bool = True                # a free vector per track (with features: on top of them)
+    discount: bool = False          # learn the listener's replay discount of an artist
+    drop_repeats: bool = False      # drop pairs whose target was already played in the session
     objective: str = "mse"
     negatives: int = 0
     negative_weight: float = 1.0
@@ -57,6 +61,7 @@ class TrainConfig:
     patience: int = 3
     init_std: float = 0.1
     relevant_time: float = 0.5
+    i2i_max_per_artist: int = 0     # the export's default for this model (0: no cap)
     seed: int = 424242
 
     @classmethod
@@ -107,7 +112,43 @@ def build_model(cfg: TrainConfig, catalog) -> EmbeddingModel:
         kw = dict(artist=catalog.artist, genre=catalog.genre, n_artists=catalog.n_artists,
                   n_genres=catalog.n_genres)
     return EmbeddingModel(catalog.size, cfg.embedding_dim, tied=cfg.tied, bias=cfg.bias,
-                          sigmoid=cfg.objective == "bce", init_std=cfg.init_std, **kw)
+                          sigmoid=cfg.objective == "bce", match=cfg.match,
+                          discount=cfg.discount, ids=cfg.ids, init_std=cfg.init_std, **kw)
+
+
+@dataclass
+class Prepared:
+    catalog: object
+    events: pd.DataFrame
+    sessions: pd.DataFrame
+    pairs: pd.DataFrame
+    split: object
+    digest: str
+    sources: list[str]
+
+
+def prepare(cfg: TrainConfig, logs: list[str], world: str) -> Prepared:
+    """Catalog, events, sessions, pairs and split for a config: everything before fitting."""
+    catalog = load_catalog(world)
+    events, digest, sources = load_logs(logs)
+    bad = events[(events["track"] < 0) | (events["track"] >= catalog.size)]
+    if len(bad):
+        raise EventLogError(f"the log names track {int(bad['track'].iloc[0])} which is not in the "
+                            f"catalog {catalog.path} ({catalog.size} tracks): log and world differ")
+    sessions = sessionize(events)
+    pairs = build_pairs(sessions, cfg.context, artist=catalog.artist)
+    if cfg.drop_repeats:
+        pairs = pairs[~pairs["repeat"]].reset_index(drop=True)
+    split = split_pairs(pairs, cfg.split, cfg.val, cfg.test, seed=cfg.seed)
+    return Prepared(catalog, events, sessions, pairs, split, digest, sources)
+
+
+def fit_config(cfg: TrainConfig, progress: bool = True) -> FitConfig:
+    return FitConfig(objective=cfg.objective, negatives=cfg.negatives,
+                     negative_weight=cfg.negative_weight, lr=cfg.lr,
+                     weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
+                     max_epochs=cfg.max_epochs, patience=cfg.patience, seed=cfg.seed,
+                     progress=progress)
 
 
 def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = tracking.MODEL_NAME,
@@ -117,15 +158,9 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
     from mlflow.models import infer_signature
 
     set_threads()
-    catalog = load_catalog(world)
-    events, digest, sources = load_logs(logs)
-    bad = events[(events["track"] < 0) | (events["track"] >= catalog.size)]
-    if len(bad):
-        raise EventLogError(f"the log names track {int(bad['track'].iloc[0])} which is not in the "
-                            f"catalog {catalog.path} ({catalog.size} tracks): log and world differ")
-    sessions = sessionize(events)
-    pairs = build_pairs(sessions, cfg.context)
-    split = split_pairs(pairs, cfg.split, cfg.val, cfg.test, seed=cfg.seed)
+    data = prepare(cfg, logs, world)
+    catalog, events, sessions, pairs, split, digest, sources = (
+        data.catalog, data.events, data.sessions, data.pairs, data.split, data.digest, data.sources)
     sizes = split.sizes()
     print(f"{len(events)} events, {sessions['session_id'].nunique()} sessions, {len(pairs)} pairs; "
           f"split {cfg.split}: {sizes}", flush=True)
@@ -148,11 +183,7 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
                             "tracks_seen_as_target": float(split.train["target"].nunique())})
 
         model = build_model(cfg, catalog)
-        fcfg = FitConfig(objective=cfg.objective, negatives=cfg.negatives,
-                         negative_weight=cfg.negative_weight, lr=cfg.lr,
-                         weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
-                         max_epochs=cfg.max_epochs, patience=cfg.patience, seed=cfg.seed,
-                         progress=progress)
+        fcfg = fit_config(cfg, progress)
 
         def on_epoch(epoch: int, tr: float, va: float, secs: float) -> None:
             mlflow.log_metrics({"train_loss": tr, "val_loss": va, "epoch_seconds": secs}, step=epoch)
