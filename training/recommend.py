@@ -60,7 +60,7 @@ def export(ref: str, output: str | Path, k: int = 50, name: str = tracking.MODEL
     path = write_i2i(output, lists)
     seconds = time.perf_counter() - t0
     coverage = float(len(np.unique(lists)) / len(lists))
-    summary = {"model": name, "ref": ref, "version": mv.version, "source_run_id": mv.run_id,
+    summary = {"model": name, "ref": ref, "version": str(mv.version), "source_run_id": mv.run_id,
                "output": str(path), "tracks": int(len(lists)), "k": int(lists.shape[1]),
                "coverage": coverage, "max_per_artist": cap, "export_seconds": seconds}
     if log:

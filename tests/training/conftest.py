@@ -60,15 +60,18 @@ def planted(tmp_path_factory):
     return world, log, emb
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True, scope="module")
 def mlflow_store(tmp_path_factory):
-    """Every training test writes to a throwaway sqlite store, never the project's."""
+    """Every training test module writes to its own throwaway sqlite store (and BentoML
+    home), never the project's; restored afterwards so other parts' tests are untouched."""
     import os
     d = tmp_path_factory.mktemp("mlruns")
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{d / 'mlflow.db'}"
+    new = {"MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}", "BENTOML_HOME": str(d / "bentoml")}
+    old = {k: os.environ.get(k) for k in new}
+    os.environ.update(new)
     yield d
-    if old is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

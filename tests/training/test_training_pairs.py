@@ -1,0 +1,98 @@
+"""Pairs as the course builds them, and the three splits, on a hand-written log."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.events import sessionize
+from training.pairs import PairsError, build_pairs, split_pairs
+
+
+def events(rows):
+    """rows: (user, [(track, time), ...]) sessions, played one after another."""
+    out, ts = [], 0
+    for user, session in rows:
+        for i, (track, time) in enumerate(session):
+            ts += 10
+            out.append({"message": "last" if i == len(session) - 1 else "next", "timestamp": ts,
+                        "user": user, "track": track, "time": time, "latency": 0.0,
+                        "recommendation": None, "experiments": {}})
+    df = pd.DataFrame(out)
+    df["recommendation"] = pd.array([None] * len(df), dtype="Int64")
+    return df
+
+
+LOG = events([
+    (1, [(10, 1.0), (11, 0.5), (12, 0.25), (11, 0.0)]),   # 11 replayed: time 0
+    (2, [(20, 1.0), (21, 0.75)]),
+    (1, [(30, 1.0), (31, 0.1), (32, 0.9)]),
+])
+ARTIST = np.zeros(40, dtype=np.int64)
+ARTIST[[10, 12]] = 1          # 10 and 12 share an artist; 11 another; 30..32 a third
+ARTIST[[11]] = 2
+ARTIST[[30, 31, 32]] = 3
+ARTIST[[20, 21]] = [4, 5]     # user 2: two artists
+
+
+def test_first_track_context_as_course():
+    p = build_pairs(sessionize(LOG), "first", artist=ARTIST)
+    got = list(zip(p["context"], p["target"], [round(float(x), 2) for x in p["time"]]))
+    assert got == [(10, 11, 0.5), (10, 12, 0.25), (10, 11, 0.0), (30, 31, 0.1), (30, 32, 0.9),
+                   (20, 21, 0.75)]
+    assert list(p["repeat"]) == [False, False, True, False, False, False]
+    # plays of the target's artist earlier in the session (the first track counts)
+    assert list(p["artist_plays"]) == [0, 1, 1, 1, 2, 0]
+    assert list(p["user"]) == [1, 1, 1, 1, 1, 2]
+
+
+def test_previous_track_context():
+    p = build_pairs(sessionize(LOG), "previous")
+    assert list(zip(p["context"], p["target"])) == [(10, 11), (11, 12), (12, 11), (30, 31), (31, 32),
+                                                     (20, 21)]
+    assert (p["artist_plays"] == 0).all()          # no catalog given
+
+
+def big_pairs(n_users=50, sessions=4, length=5, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = [(u, [(int(t), 0.5) for t in rng.integers(100, size=length)])
+            for s in range(sessions) for u in rng.permutation(n_users)]
+    return build_pairs(sessionize(events(rows)), "first")
+
+
+@pytest.mark.parametrize("how", ["random", "by_user", "by_time"])
+def test_splits_partition_and_report_sizes(how):
+    p = big_pairs()
+    sp = split_pairs(p, how, val=0.1, test=0.2, seed=3)
+    sizes = sp.sizes()
+    assert sum(sizes.values()) == len(p)
+    assert sizes["train"] > sizes["test"] > sizes["val"] > 0
+    key = ["session_id", "context", "target", "timestamp"]
+    parts = [set(map(tuple, d[key].to_numpy())) for d in (sp.train, sp.val, sp.test)]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    if how == "by_user":
+        users = [set(d["user"]) for d in (sp.train, sp.val, sp.test)]
+        assert not (users[0] & users[1]) and not (users[0] & users[2]) and not (users[1] & users[2])
+    if how == "by_time":
+        assert sp.train["timestamp"].max() < sp.val["timestamp"].min()
+        assert sp.val["timestamp"].max() < sp.test["timestamp"].min()
+    again = split_pairs(p, how, val=0.1, test=0.2, seed=3)
+    assert again.train.equals(sp.train)
+
+
+def test_random_split_is_the_course_80_10_10():
+    p = big_pairs()
+    sizes = split_pairs(p, "random", seed=0).sizes()
+    assert abs(sizes["test"] - 0.1 * len(p)) <= 1 and abs(sizes["val"] - 0.1 * len(p)) <= 1
+
+
+def test_bad_options_and_too_little_data():
+    p = big_pairs()
+    with pytest.raises(PairsError, match="unknown split"):
+        split_pairs(p, "by_moon")
+    with pytest.raises(PairsError, match="sum below 1"):
+        split_pairs(p, "random", val=0.5, test=0.5)
+    with pytest.raises(PairsError, match="unknown context"):
+        build_pairs(sessionize(LOG), "last")
+    with pytest.raises(PairsError, match="too few sessions"):
+        split_pairs(p.head(2), "random")
