@@ -131,85 +131,127 @@ class I2IHistory:
 class SessionAware:
     """The seed's recommender, taken further where the listener model says it pays.
 
-    The seed: anchor on the first track the user chose in the session (it stands for
-    the session's interest; the previous track may be one the user disliked), never
-    recommend a track already heard in the session, fall back to TopPop.
+    The seed (`strategy: seed`): anchor on the first track the user chose in the session
+    (it stands for the session's interest; the previous track may be one the user
+    disliked), walk the anchor's i2i list, never recommend a track already heard in the
+    session, fall back to TopPop.
 
-    Beyond the seed (each an option, defaults on):
-    - `like_threshold`: a later track listened at least this much is "liked"; when its
-      own list is exhausted, the anchor's is followed by the lists of liked tracks (best
-      first), and with `anchor: liked` the most recent liked track becomes the anchor.
-    - `max_artist_plays`: the listener discounts each replay of an artist (x0.8), so an
-      artist already played this many times in the session is skipped.
-    - `tired_threshold`: an artist whose last track this session was listened less than
-      this is skipped: the listener is tiring of it (or never liked it).
-    - `genre_fallback`: before the global TopPop, the most popular unheard tracks of the
-      anchor's genre (public catalog).
-    Set `max_artist_plays: null`, `tired_threshold: 0`, `like_threshold: null`,
-    `genre_fallback: false` for the seed's exact behaviour.
+    `strategy: artists` (the default) keeps the anchor and the never-heard rule and treats
+    the session as a bandit over artists, because of what the listener does: a track is
+    liked for being close to the session's interest, each replay of an artist is
+    discounted (x `discount`, the listener's 0.8), and a disliked track costs budget. So:
+    - the anchor's artist starts with a high prior (`first_artist_prior`): the first
+      track is one of the nearest to the interest;
+    - an artist played this session is estimated by its worst undiscounted listen
+      (`time / discount ** plays_before`), a new artist by the mean of what new artists
+      got this session (`fresh_start` before any);
+    - the next track is from the artist of best estimate x `discount ** plays`: the
+      anchor's artist while it beats a new one after its discount, a liked artist again
+      when it still does, and never more of an artist the listener skipped;
+    - new artists are taken from the anchor's i2i list (same genre first: the public
+      catalog's genre is the strongest public signal of taste), then from the anchor's
+      genre by popularity (`genre_artists` of them); within an artist, tracks in the
+      anchor's i2i order, then by popularity; TopPop (not by a skipped artist) when none
+      is left.
+    Per request the work is bounded by the session's length and one i2i list, never the
+    catalog's size.
     """
 
     def __init__(self, catalog: Catalog, i2i: np.ndarray, top: int = 100, counts: np.ndarray | None = None,
-                 anchor: str = "first", like_threshold: float | None = 0.8,
-                 max_artist_plays: int | None = 2, tired_threshold: float = 0.3,
-                 genre_fallback: bool = True) -> None:
-        if anchor not in ("first", "liked"):
-            raise ValueError("session_aware: anchor must be 'first' or 'liked'")
+                 strategy: str = "artists", first_artist_prior: float = 0.9, fresh_start: float = 0.7,
+                 discount: float = 0.8, genre_artists: int = 300) -> None:
+        if strategy not in ("artists", "seed"):
+            raise ValueError("session_aware: strategy must be 'artists' or 'seed'")
+        self.strategy = strategy
         self.i2i = _rows(i2i)
         self.artist = catalog.artist_list()
         self.genre = catalog.genre.tolist()
         scores = catalog.popularity if counts is None else counts.astype(float)
         self.top = _top(scores, top)
-        order = np.argsort(-scores, kind="stable")
-        genre_of = catalog.genre[order]
-        self.genre_top = [order[genre_of == g][:top].tolist() for g in range(len(catalog.genre_names))]
-        self.anchor_mode = anchor
-        self.like = like_threshold
-        self.max_plays = max_artist_plays
-        self.tired = tired_threshold
-        self.genre_fallback = genre_fallback
+        self.first_prior = first_artist_prior
+        self.fresh_start = fresh_start
+        self.discount = discount
+        order = np.argsort(-catalog.popularity, kind="stable")
+        self.by_artist: list[list[int]] = [[] for _ in catalog.artist_names]
+        for t in order.tolist():
+            self.by_artist[self.artist[t]].append(t)
+        self.genre_artists: list[list[int]] = [[] for _ in catalog.genre_names]
+        seen: set[int] = set()
+        for t in order.tolist():
+            a = self.artist[t]
+            if a not in seen:
+                seen.add(a)
+                self.genre_artists[self.genre[t]].append(a)
+        self.genre_artists = [g[:genre_artists] for g in self.genre_artists]
 
     def recommend(self, ctx: Context) -> int:
-        tracks, times = ctx.tracks, ctx.times
-        heard = set(tracks)
-        plays: dict[int, int] = {}
-        last_time: dict[int, float] = {}
-        for t, x in zip(tracks, times):
-            a = self.artist[t]
-            plays[a] = plays.get(a, 0) + 1
-            last_time[a] = x
-
-        def ok(t: int) -> bool:
-            if t in heard:
-                return False
-            a = self.artist[t]
-            n = plays.get(a, 0)
-            if n and (self.max_plays is not None and n >= self.max_plays or last_time[a] < self.tired):
-                return False
-            return True
-
-        anchors = [tracks[0]]
-        if self.like is not None:
-            liked = sorted(((x, i) for i, x in enumerate(times) if i and x >= self.like), reverse=True)
-            anchors += [tracks[i] for _, i in liked]
-            if self.anchor_mode == "liked" and liked:
-                latest = tracks[max(i for _, i in liked)]
-                anchors.remove(latest)
-                anchors.insert(0, latest)
-        for anchor in anchors:
+        heard = set(ctx.tracks)
+        anchor = ctx.tracks[0]
+        skipped: set[int] = set()
+        if self.strategy == "artists":
+            t = self._by_artists(ctx, heard, anchor, skipped)
+            if t is not None:
+                return t
+        else:
             for t in self.i2i[anchor]:
-                if ok(t):
-                    return t
-        if self.genre_fallback:
-            for t in self.genre_top[self.genre[anchors[0]]]:
-                if ok(t):
+                if t not in heard:
                     return t
         start = ctx.rng.randrange(len(self.top))
+        fallback = self.top[start]
         for i in range(len(self.top)):
             t = self.top[(start + i) % len(self.top)]
             if t not in heard:
+                if self.artist[t] not in skipped:
+                    return t
+                fallback = t
+        return fallback
+
+    def _by_artists(self, ctx: Context, heard: set[int], anchor: int, skipped: set[int]) -> int | None:
+        plays: dict[int, int] = {}
+        raw: dict[int, float] = {}
+        fresh: list[float] = []
+        for i, (t, x) in enumerate(zip(ctx.tracks, ctx.times)):
+            a = self.artist[t]
+            k = plays.get(a, 0)
+            if i:  # the first track's time (1.0) is the user's choice, not a rating
+                r = x / self.discount ** k
+                raw[a] = min(raw.get(a, r), r)
+                if k == 0:
+                    fresh.append(r)
+            plays[a] = k + 1
+        raw.setdefault(self.artist[anchor], self.first_prior)
+        skipped.update(a for a, r in raw.items() if r <= 0)
+        best, best_artist = 0.0, None  # an artist estimated at 0 (skipped) is never replayed
+        for a, r in raw.items():
+            est = r * self.discount ** plays.get(a, 0)
+            if est > best and self._unheard(a, heard, anchor) is not None:
+                best, best_artist = est, a
+        fresh_prior = sum(fresh) / len(fresh) if fresh else self.fresh_start
+        if fresh_prior > best:
+            a = self._new_artist(anchor, plays)
+            if a is not None:
+                best_artist = a
+        return None if best_artist is None else self._unheard(best_artist, heard, anchor)
+
+    def _new_artist(self, anchor: int, plays: dict[int, int]) -> int | None:
+        g = self.genre[anchor]
+        for t in self.i2i[anchor]:
+            a = self.artist[t]
+            if self.genre[t] == g and a not in plays:
+                return a
+        for a in self.genre_artists[g]:
+            if a not in plays:
+                return a
+        return None
+
+    def _unheard(self, artist: int, heard: set[int], anchor: int) -> int | None:
+        for t in self.i2i[anchor]:
+            if self.artist[t] == artist and t not in heard:
                 return t
-        return self.top[start]
+        for t in self.by_artist[artist]:
+            if t not in heard:
+                return t
+        return None
 
 
 def _counts(spec: dict, catalog: Catalog, root: Path) -> np.ndarray | None:
@@ -227,14 +269,14 @@ KINDS: dict[str, Factory] = {
                                               history=s.get("history", 10)),
     "session_aware": lambda s, c, r: SessionAware(
         c, artifacts.load_i2i(s["i2i"], r, len(c)), top=s.get("top", 100), counts=_counts(s, c, r),
-        **{k: s[k] for k in ("anchor", "like_threshold", "max_artist_plays", "tired_threshold",
-                             "genre_fallback") if k in s}),
+        **{k: s[k] for k in ("strategy", "first_artist_prior", "fresh_start", "discount", "genre_artists")
+           if k in s}),
 }
 REQUIRED = {"indexed": ("lists",), "contextual": ("i2i",), "i2i_history": ("i2i",), "session_aware": ("i2i",)}
 OPTIONS = {"random": (), "toppop": ("top", "log"), "sticky_artist": (), "indexed": ("lists",),
            "contextual": ("i2i",), "i2i_history": ("i2i", "history"),
-           "session_aware": ("i2i", "top", "log", "anchor", "like_threshold", "max_artist_plays",
-                             "tired_threshold", "genre_fallback")}
+           "session_aware": ("i2i", "top", "log", "strategy", "first_artist_prior", "fresh_start",
+                             "discount", "genre_artists")}
 
 
 def build(name: str, spec: Any, catalog: Catalog, root: Path) -> Recommender:

@@ -90,10 +90,9 @@ def test_i2i_history_anchor_weighted_by_time_first_unseen(catalog, i2i):
     assert len(set(draws(rec, lambda i: ctx([69], [0.0], old, seed=i)))) > 50
 
 
-def test_session_aware_seed_behaviour(catalog, i2i):
-    rec = r.SessionAware(catalog, i2i, top=5, like_threshold=None, max_artist_plays=None,
-                         tired_threshold=0.0, genre_fallback=False)
-    # anchored on the first track, not the previous one; heard tracks skipped
+def test_session_aware_seed_strategy(catalog, i2i):
+    rec = r.SessionAware(catalog, i2i, top=5, strategy="seed")
+    # anchored on the first track, not the previous one; heard tracks skipped, list order kept
     assert rec.recommend(ctx([10, 90, 11], [1.0, 0.0, 0.0])) == 12
     # the anchor's list exhausted -> TopPop, unheard
     heard = [10] + list(range(11, 21))
@@ -102,29 +101,50 @@ def test_session_aware_seed_behaviour(catalog, i2i):
     assert set(out) <= top and not set(out) & set(heard)
 
 
-def test_session_aware_skips_overplayed_and_tired_artists(catalog, i2i):
-    rec = r.SessionAware(catalog, i2i, top=5, like_threshold=None, max_artist_plays=2,
-                         tired_threshold=0.3, genre_fallback=False)
-    # 10's list starts 11, 12, 13...; artist of 11 played twice (31, 51 share artist 11) -> skipped
-    assert rec.recommend(ctx([10, 31, 51], [1.0, 0.9, 0.9])) == 12
-    # artist of 11 once but its last track listened 0.1 -> tired -> skipped
-    assert rec.recommend(ctx([10, 31], [1.0, 0.1])) == 12
-    # once and liked -> allowed
-    assert rec.recommend(ctx([10, 31], [1.0, 0.9])) == 11
+def artist(t: int) -> int:
+    return t % N_ARTISTS
 
 
-def test_session_aware_follows_liked_tracks_then_genre(catalog, i2i):
-    rec = r.SessionAware(catalog, i2i, top=5, like_threshold=0.8, max_artist_plays=None,
-                         tired_threshold=0.0, genre_fallback=True)
-    heard = [10] + list(range(11, 21))  # the anchor's list is used up
-    times = [1.0] + [0.1] * 10
-    times[5] = 0.95  # track 15 was liked -> its list follows: 16..20 heard, so 21
-    assert rec.recommend(ctx(heard, times)) == 21
-    # nothing liked and list exhausted -> the anchor's genre's most popular unheard track
-    out = rec.recommend(ctx(heard, [1.0] + [0.1] * 10))
-    assert catalog.genre[out] == catalog.genre[10] and out not in heard
-    liked = r.SessionAware(catalog, i2i, anchor="liked", like_threshold=0.8)
-    assert liked.recommend(ctx([10, 50, 70], [1.0, 0.9, 0.85])) == 71  # the latest liked track anchors
+def genre(t: int) -> int:
+    return artist(t) % 4
+
+
+def test_session_aware_starts_with_anchor_artist_then_explores_its_genre(catalog, i2i):
+    rec = r.SessionAware(catalog, i2i, first_artist_prior=0.9, fresh_start=0.7)
+    first = rec.recommend(ctx([10]))
+    assert artist(first) == 10 and first != 10  # the anchor's artist: prior 0.9 > a new artist's 0.7
+    # the anchor's artist listened 0.6 on its replay: 0.6/0.8 * 0.8**2 = 0.48 < 0.7 -> a new artist,
+    # the first of the anchor's i2i list (11, 12, ...) in the anchor's genre: 14
+    assert rec.recommend(ctx([10, 30], [1.0, 0.6])) == 14
+
+
+def test_session_aware_replays_liked_artists_and_drops_skipped_ones(catalog, i2i):
+    rec = r.SessionAware(catalog, i2i, first_artist_prior=0.9, fresh_start=0.7)
+    # new artists so far averaged 0.575; artist 2 got 0.95 (x0.8 = 0.76 beats it), artist 14 got 0.2
+    out = rec.recommend(ctx([10, 14, 22], [1.0, 0.2, 0.95]))
+    assert artist(out) == 2 and out not in (10, 14, 22)
+    for seed in range(20):  # a skipped artist never comes back in the session
+        tracks, times = [10], [1.0]
+        rng = np.random.default_rng(seed)
+        for _ in range(40):
+            t = rec.recommend(ctx(tracks, times, seed=seed))
+            assert t not in tracks
+            skipped = {artist(x) for x, y in zip(tracks[1:], times[1:]) if y == 0.0}
+            assert artist(t) not in skipped
+            tracks.append(t)
+            times.append(float(rng.choice([0.0, 0.5, 0.9])))
+
+
+def test_session_aware_stays_in_anchor_genre_before_toppop(catalog, i2i):
+    rec = r.SessionAware(catalog, i2i)
+    tracks, times = [10], [1.0]
+    for _ in range(49):  # genre 2 has artists 2, 6, 10, 14, 18: 50 tracks
+        t = rec.recommend(ctx(tracks, times))
+        assert genre(t) == genre(10) and t not in tracks
+        tracks.append(t)
+        times.append(0.9)
+    top = set(np.argsort(-catalog.popularity, kind="stable")[:100].tolist())
+    assert rec.recommend(ctx(tracks, times)) in top - set(tracks)  # genre used up: TopPop
 
 
 def test_build_rejects_bad_config(catalog, tmp_path):
