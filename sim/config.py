@@ -13,7 +13,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Bump whenever sim.world's generator changes what it writes for the same config, so
 # that worlds on disk made by the old code are regenerated rather than silently reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 class ConfigError(ValueError):
@@ -27,6 +27,7 @@ class EmbeddingConfig:
     genre: float       # standard deviation (norm scale) of a genre's direction
     artist: float      # ... of an artist's own direction around its genre
     track: float       # ... of a track's own direction around its artist
+    popularity_appeal: float   # shared component *= 1 + this * standardized log popularity
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ def load_config(path: str | Path) -> SimConfig:
             genre=r.float("world.embedding.genre"),
             artist=r.float("world.embedding.artist"),
             track=r.float("world.embedding.track"),
+            popularity_appeal=r.float("world.embedding.popularity_appeal", 0.0, 1.0),
         ),
         popularity=PopularityConfig(
             artist_sigma=r.float("world.popularity.artist_sigma"),

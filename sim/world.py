@@ -12,8 +12,9 @@ A listener's session is anchored on one interest track, so tracks of the same ar
 score highest, then tracks of the same genre, then the rest, whose inner product is
 only the shared component plus noise: that is what makes Random, StickyArtist, a
 session-anchored recommender and the Oracle land where the course's world put them.
-Popularity is drawn independently of the embeddings (so the most popular tracks are no
-better than random ones for a random listener), and interests are drawn by popularity.
+Popularity is drawn apart from taste, except that a track's shared component grows a
+little with its popularity (``embedding.popularity_appeal``): hits are broadly liked, just
+enough that TopPop lands near Random, as in the course. Interests are drawn by popularity.
 """
 from __future__ import annotations
 
@@ -80,6 +81,12 @@ def generate(cfg: WorldConfig) -> dict:
     track_artist = track_artist[r_struct.permutation(cfg.tracks)]   # ids reveal nothing
     track_genre = artist_genre[track_artist]
 
+    # Public popularity prior: an artist's draw times the track's own.
+    p = cfg.popularity
+    artist_pop = r_pop.lognormal(0.0, p.artist_sigma, cfg.artists)
+    log_pop = np.log(artist_pop[track_artist]) + r_pop.normal(0.0, p.track_sigma, cfg.tracks)
+    popularity = np.round(p.scale * np.exp(log_pop), 3)
+
     # Hidden embeddings: shared > genre > artist > track.
     e = cfg.embedding
     d = e.dim
@@ -91,13 +98,11 @@ def generate(cfg: WorldConfig) -> dict:
     shared = basis[:, n_genres] * e.shared
     artist_vec = genre_vec[artist_genre] + r_emb.standard_normal((cfg.artists, d)) * (e.artist / np.sqrt(d))
     own = r_emb.standard_normal((cfg.tracks, d)) * (e.track / np.sqrt(d))
-    embeddings = (shared + artist_vec[track_artist] + own).astype(np.float32)
-
-    # Public popularity prior, independent of taste.
-    p = cfg.popularity
-    artist_pop = r_pop.lognormal(0.0, p.artist_sigma, cfg.artists)
-    popularity = p.scale * artist_pop[track_artist] * r_pop.lognormal(0.0, p.track_sigma, cfg.tracks)
-    popularity = np.round(popularity, 3)
+    # Popular tracks are a little more broadly appealing (a longer shared component):
+    # without it, playing 100 fixed tracks (with repeats) would fall well below Random.
+    z_pop = (log_pop - log_pop.mean()) / log_pop.std()
+    appeal = np.maximum(1.0 + e.popularity_appeal * z_pop, 0.0)
+    embeddings = (appeal[:, None] * shared + artist_vec[track_artist] + own).astype(np.float32)
 
     # Years: an artist's career starts somewhere in the range and lasts a few years.
     lo, hi = cfg.year_range
@@ -251,7 +256,8 @@ class World:
                 track_genre[t] = genre_index.setdefault(row["genre"], len(genre_index))
                 popularity[t] = row["popularity"]
                 titles[t] = row["title"]
-        users = [json.loads(line) for line in (world_dir / "hidden" / "users.json").open()]
+        with (world_dir / "hidden" / "users.json").open() as f:
+            users = [json.loads(line) for line in f]
         users.sort(key=lambda u: u["user"])
         embeddings = np.load(world_dir / "hidden" / "embeddings.npy")
         nearest = np.load(world_dir / "hidden" / "nearest.npy")

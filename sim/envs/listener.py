@@ -73,7 +73,7 @@ class ListenerEnv(gym.Env):
     >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, world: World, session: SessionConfig, render_mode: str | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -137,6 +137,7 @@ class ListenerEnv(gym.Env):
         self.budget = self._budget0
         self.steps = 0
         self._done = False
+        self._rng = rng   # the property costs as much as the draw on the per-step path
         self.sessions += 1
         return {"user": user, "prev_track": first}, {"prev_time": 1.0}
 
@@ -167,7 +168,7 @@ class ListenerEnv(gym.Env):
         self.artist_plays[artist] = self.artist_plays.get(artist, 0) + 1
         self.history.append((track, time))
         self.steps += 1
-        if self.np_random.random() >= time:
+        if self._rng.random() >= time:
             self.budget -= 1
         terminated = self.budget <= 0
         truncated = not terminated and self.steps >= self._max_steps

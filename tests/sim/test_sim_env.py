@@ -158,3 +158,15 @@ def test_render_lists_the_session():
     env.step(6)
     text = env.render()
     assert "user 0" in text and "t2" in text and "t6" in text
+
+
+def test_registered_env_passes_the_checker_through_gymnasium_make(small_world):
+    import gymnasium
+    env = gymnasium.make("Botify/Listener-v0", config="sim/config/small.yml")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error")
+        check_env(env.unwrapped)
+    envs = gymnasium.make_vec("Botify/Listener-v0", num_envs=3, vectorization_mode="vector_entry_point",
+                              config="sim/config/small.yml")
+    obs, _ = envs.reset(seed=0)
+    assert obs["user"].shape == (3,)
