@@ -87,7 +87,8 @@ class TrainResult:
 
 
 def load_logs(logs: list[str]) -> tuple[pd.DataFrame, str, list[str]]:
-    """Events of one or more logs (paths, or `runs:/<id>/<artifact>` of a collect run)."""
+    """Events of one or more logs (paths, or `runs:/<id>/<artifact>` of a collect run),
+    their combined sha256, and the local paths read (artifacts are downloaded first)."""
     import hashlib
     frames, digests, sources = [], [], []
     for ref in logs:
@@ -97,7 +98,7 @@ def load_logs(logs: list[str]) -> tuple[pd.DataFrame, str, list[str]]:
             path = mlflow.artifacts.download_artifacts(artifact_uri=ref)
         frames.append(read_events(path))
         digests.append(log_digest(path))
-        sources.append(ref)
+        sources.append(str(path))
     events = pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable",
                                                                ignore_index=True)
     digest = digests[0] if len(digests) == 1 else hashlib.sha256(
@@ -167,7 +168,7 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
 
     tracking.setup(EXPERIMENT)
     with mlflow.start_run(run_name=run_name) as run:
-        tracking.log_params({**dataclasses.asdict(cfg), "logs": ",".join(sources),
+        tracking.log_params({**dataclasses.asdict(cfg), "logs": ",".join(logs),
                            "world": str(world), "catalog_tracks": catalog.size,
                            "register": register or ""})
         mlflow.set_tags({"dataset_digest": digest, "botify.entry": "train"})
