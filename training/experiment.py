@@ -367,9 +367,11 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
     summary: dict[str, Any] = {"run_id": tr.run_id, "workdir": str(work)}
     status = "FAILED"
     try:
-        tr.params({"config": cfg["config_path"], "world": cfg["world"], "seed": seed, "seed_day1": seed,
+        # (names apart from the entry point's own parameters, which `mlflow run` logs as given)
+        tr.params({"config_file": cfg["config_path"], "world_config": cfg["world"], "seed_day1": seed,
                    "seed_day2": seed + 1, "seed_oracle": seed + 1, "episodes_day1": ep1, "episodes_day2": ep2,
-                   "quick": cfg["quick"], "in_process": in_process, "service_seed": ab.get("seed", 42),
+                   "quick_mode": cfg["quick"], "transport": "in-process" if in_process else "http",
+                   "service_seed": ab.get("seed", 42),
                    "ab_experiment": ab["name"], **{f"arm.{a}": r for a, r in ab["arms"].items()},
                    "contrasts": json.dumps(ab.get("contrasts", [])), "promotion": json.dumps(cfg["promotion"]),
                    "alpha": cfg["analysis"]["alpha"], "srm_alpha": cfg["analysis"]["srm_alpha"],

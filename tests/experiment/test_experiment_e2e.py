@@ -1,0 +1,156 @@
+"""The main job end to end: `mlflow run . -e experiment -P quick=true` over HTTP on the small world.
+
+It runs the real thing (the launcher, the world step, day 1 through the BentoML service,
+two trainings, the i2i exports, day 2 through the service, the oracle run, the analysis,
+the promotion) against a throwaway MLflow store, then checks what a user of the run
+relies on: the table's structure, the SRM and Holm columns, the artifacts, the child
+runs, and that the promotion decision in the registry is the one the table implies.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from training import analysis as A
+from training import experiment as E
+from training import tracking
+
+pytestmark = pytest.mark.slow
+
+
+def _env(tmp_path: Path) -> tuple[dict, str]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    env.pop("MLFLOW_RUN_ID", None)
+    return env, uri
+
+
+def _experiment(uri: str, tmp_path: Path, name: str) -> str:
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri).create_experiment(name, artifact_location=(tmp_path / "artifacts").as_uri())
+
+
+def _champion(client: MlflowClient) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(tracking.MODEL_NAME, tracking.CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def test_quick_experiment_over_http(small_world, repo, tmp_path):
+    env, uri = _env(tmp_path)
+    exp_id = _experiment(uri, tmp_path, "e2e")
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    proc = subprocess.run([mlflow_bin, "run", str(repo), "-e", "experiment", "--env-manager", "local",
+                           "--experiment-id", exp_id, "-P", "quick=true"],
+                          cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([exp_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    rid = parent.info.run_id
+    assert parent.info.status == "FINISHED"
+    children = sorted(r.data.tags.get("botify.entry", "") for r in runs if r.data.tags.get("mlflow.parentRunId") == rid)
+    assert children == ["collect", "recommend", "recommend", "train", "train"]
+
+    # params: config, seeds, counts
+    p = parent.data.params
+    assert p["quick_mode"] == "True" and p["transport"] == "http" and p["seed_day1"] == "424242"
+    assert p["arm.T5"] == "session_aware" and p["arm.C"] == "random"
+
+    # artifacts
+    arts = {f.path for f in client.list_artifacts(rid)}
+    assert {"report", "event_log", "i2i", "config", "oracle", "effects.json"} <= arts
+    report = {Path(f.path).name for f in client.list_artifacts(rid, "report")}
+    assert {"effects.csv", "effects.md", "effects.png", "report.md", "users.csv"} <= report
+    assert any(f.path.endswith(".jsonl") for f in client.list_artifacts(rid, "event_log"))
+    assert [Path(f.path).name for f in client.list_artifacts(rid, "i2i")] == ["i2i-treatment.jsonl"]
+
+    local = Path(mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="report", tracking_uri=uri))
+    table = pd.read_csv(local / "effects.csv")
+    assert list(table.columns) == list(A.TABLE_COLUMNS)
+    arms = ["T1", "T2", "T3", "T4", "T5"]
+    vs_c = table[table["control"] == "C"]
+    assert sorted(vs_c["treatment"].unique()) == arms
+    assert len(vs_c) == len(arms) * len(A.METRICS) and set(vs_c["metric"]) == set(A.METRICS)
+    contrasts = table[table["control"] != "C"]
+    assert set(zip(contrasts["treatment"], contrasts["control"])) == {("T5", "T3"), ("T5", "T4")}
+    # SRM: one test per experiment, on every row; Holm: beside the raw p-value, never below it
+    assert table["srm_p_value"].nunique() == 1 and table["srm_p_value"].between(0, 1).all()
+    assert (table["valid"] == table["srm_ok"]).all()
+    assert (table["p_holm"] >= table["p_value"] - 1e-12).all()
+    assert (table["significant_holm"] <= table["significant"]).all()
+    # the report names the decision
+    text = (local / "report.md").read_text()
+    assert "### iii. Results" in text and "**Decision:**" in text
+
+    # metrics: per arm and metric, the oracle, the headroom
+    m = parent.data.metrics
+    for key in ("T5_SessionAware.mean_time_per_session.effect", "T5_SessionAware.mean_time_per_session.lower",
+                "T5_vs_T3.mean_time_per_session.p_holm", "oracle.mean_time_per_session", "headroom.SessionAware",
+                "srm_p_value", "users.C"):
+        assert key in m, key
+    assert m["oracle.mean_time_per_session"] > m["T5_SessionAware.mean_time_per_session.control_mean"]
+
+    # promotion: what the table implies, and nothing else
+    cfg = E.load_settings(E.DEFAULT_CONFIG, quick=True)
+    should, _ = E.decide(table, cfg["promotion"])
+    treatment_version = p["model.treatment.version"]
+    assert parent.data.tags["promotion"] == ("promoted" if should else "not promoted")
+    assert _champion(client) == (treatment_version if should else None)
+    assert parent.data.tags["promotion_reason"]
+
+
+def test_missing_model_alias_fails_clearly_and_promotes_nothing(small_world, repo, tmp_path):
+    env, uri = _env(tmp_path)
+    _experiment(uri, tmp_path, E.EXPERIMENT)
+    cfg = yaml.safe_load((repo / E.DEFAULT_CONFIG).read_text())
+    cfg["models"]["control"] = {"ref": "no-such-alias"}
+    bad = tmp_path / "experiment.yml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "training.experiment", "--arms", str(bad), "--quick",
+                           "--in-process"], cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "no-such-alias" in proc.stderr and "nothing promoted" in proc.stderr
+    client = MlflowClient(uri)
+    (run,) = [r for r in client.search_runs([client.get_experiment_by_name(E.EXPERIMENT).experiment_id])
+              if "mlflow.parentRunId" not in r.data.tags]
+    assert run.info.status == "FAILED" and run.data.tags["promotion"] == "not promoted"
+    assert "no-such-alias" in run.data.tags["promotion_reason"]
+    assert _champion(client) is None
+
+
+def test_port_taken_is_a_clear_error_and_leaves_no_service(small_world, repo, tmp_path):
+    cfg = E.write_service_config(tmp_path / "service.yml", catalog=small_world / "public" / "tracks.json",
+                                 log_dir=tmp_path / "logs", seed=1, recommenders={"random": {"kind": "random"}},
+                                 experiments=[{"name": "X", "arms": {"C": "random"}}])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(E.ExperimentError, match=f"port {port} is already in use"):
+            E.play_day(cfg, repo / "sim" / "config" / "small.yml", 5, 1, tmp_path / "day", in_process=False,
+                       port=port)
+    # nothing was started: no process carries this service config
+    mine = []
+    for env_file in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if str(cfg).encode() in env_file.read_bytes():
+                mine.append(env_file.parent.name)
+        except OSError:
+            continue
+    assert mine == []
