@@ -189,7 +189,7 @@ def test_effects_table_structure_effect_in_percent_and_contrasts():
     t2 = t[(t.treatment == "T2") & (t.control == "C")]
     assert not t2["significant_holm"].any()
     # Holm over the whole table, never smaller than the raw p-value
-    np.testing.assert_allclose(t["p_holm"], A.holm(t["p_value"]))
+    np.testing.assert_allclose(t["p_holm"], A.holm(t["p_value"]))       # no twin metric here
     assert (t["p_holm"] >= t["p_value"]).all()
     assert t["valid"].all() and t["srm_ok"].all()
     assert t["cuped_effect"].isna().all()          # no covariates given
@@ -218,3 +218,15 @@ def test_missing_control_or_unknown_contrast_arm_is_an_error():
 def test_headroom():
     h = A.headroom({"random": 2.0, "good": 5.0, "oracle": 8.0}, control=2.0, oracle=8.0)
     assert h == {"random": 0.0, "good": 0.5, "oracle": 1.0}
+
+
+def test_holm_counts_a_shifted_twin_metric_once():
+    # mean_rec_time_per_session = mean_time_per_session - 1 per user: the same test, one family member
+    users, arms = _synthetic({"C": 200, "T1": 200}, {"C": 2.0, "T1": 2.3})
+    users["mean_rec_time_per_session"] = users["mean_time_per_session"] - 1
+    t = A.effects_table(users, arms, metrics=["time", "mean_time_per_session", "mean_rec_time_per_session"])
+    by = t.set_index("metric")
+    assert by.loc["mean_rec_time_per_session", "p_value"] == pytest.approx(by.loc["mean_time_per_session", "p_value"])
+    family = A.holm(by.loc[["time", "mean_time_per_session"], "p_value"])     # a family of two, not three
+    assert by.loc["mean_time_per_session", "p_holm"] == pytest.approx(family[1])
+    assert by.loc["mean_rec_time_per_session", "p_holm"] == pytest.approx(family[1])
