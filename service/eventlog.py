@@ -29,7 +29,11 @@ class EventLog:
         self._size = os.fstat(self._fd).st_size
 
     def write(self, event: dict) -> None:
-        data = (self._encode(event) + "\n").encode()
+        self.write_line(self._encode(event) + "\n")
+
+    def write_line(self, line: str) -> None:
+        """One already-encoded JSON line, ending in a newline."""
+        data = line.encode()
         if self._size and self._size + len(data) > self.max_bytes:
             self._rotate()
         os.write(self._fd, data)

@@ -8,6 +8,7 @@ session store).
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -77,8 +78,10 @@ async def next_track(user: str, request: Request) -> Response:
         uid = core.parse_user(user)
         prev, listened = core.parse_event(await _read_body(request, core.max_body_bytes))
     except RequestError as e:
+        request.app.state.metrics.observe("/next/{user}", e.status, started)
         return _error(e)
     rec = core.recommend_next(uid, prev, listened, started)
+    request.app.state.metrics.observe("/next/{user}", 200, started)
     return Response(b'{"user":%d,"track":%d}' % (uid, rec), media_type=JSON)
 
 
@@ -90,8 +93,10 @@ async def last_track(user: str, request: Request) -> Response:
         uid = core.parse_user(user)
         prev, listened = core.parse_event(await _read_body(request, core.max_body_bytes))
     except RequestError as e:
+        request.app.state.metrics.observe("/last/{user}", e.status, started)
         return _error(e)
     core.end_session(uid, prev, listened, started)
+    request.app.state.metrics.observe("/last/{user}", 200, started)
     return Response(b'{"user":%d}' % uid, media_type=JSON)
 
 
@@ -100,6 +105,39 @@ async def trivial(user: str, request: Request) -> Response:
     """BentoML's ceiling for the benchmark: parses the same JSON, touches no state."""
     data = json.loads(await request.body())
     return Response(b'{"user":%d,"track":%d}' % (int(user), data["track"]), media_type=JSON)
+
+
+@app.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """BentoML's Prometheus exposition (all workers), with Botify's per-route metrics in it."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    client = BentoMLContainer.metrics_client.get()
+    return Response(client.generate_latest(), media_type=client.CONTENT_TYPE_LATEST)
+
+
+class RouteMetrics:
+    """Request count and latency per route *template* and status.
+
+    BentoML's own metrics middleware labels by the raw path, so `/next/{user}` makes one
+    Prometheus series per user: memory and the multiprocess files grow without bound, and
+    their growth stalls requests for hundreds of ms. It is turned off below; this replaces it.
+    """
+
+    def __init__(self) -> None:
+        import prometheus_client  # after BentoML set PROMETHEUS_MULTIPROC_DIR in the worker
+
+        self.duration = prometheus_client.Histogram(
+            "botify_request_duration_seconds", "Time to answer a request, by route and status",
+            labelnames=["route", "status"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0))
+        self._children: dict[tuple[str, int], object] = {}
+
+    def observe(self, route: str, status: int, started: float) -> None:
+        child = self._children.get((route, status))
+        if child is None:
+            child = self._children[(route, status)] = self.duration.labels(route=route, status=str(status))
+        child.observe(time.perf_counter() - started)
 
 
 @app.get("/docs", include_in_schema=False)
@@ -127,7 +165,10 @@ def _workers() -> int:
     workers=_workers(),
     traffic={"timeout": 30},
     logging={"access": {"enabled": False}},  # the event log is the service's record
-    tracing={"sample_rate": 0.0},
+    # BentoML's metrics label by raw path (a series per user): replaced by RouteMetrics
+    metrics={"enabled": False},
+    # no spans: even unsampled, OpenTelemetry's middleware cost a third of a trivial request
+    tracing={"sample_rate": 0.0, "excluded_urls": ".*"},
     endpoints={"livez": "/livez", "readyz": "/readyz"},
 )
 @bentoml.asgi_app(app, path="/")
@@ -146,6 +187,11 @@ class Botify:
             os.kill(os.getppid(), signal.SIGTERM)
             raise
         app.state.botify = self.core
+        app.state.metrics = RouteMetrics()
+        # The catalog and i2i lists are ~10^5 long-lived containers that the cyclic GC would
+        # otherwise traverse on every full collection: a stall of tens to hundreds of ms.
+        gc.collect()
+        gc.freeze()
 
     @bentoml.on_shutdown
     def close(self) -> None:

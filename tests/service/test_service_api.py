@@ -69,7 +69,11 @@ def test_bentoml_routes_beside_course_routes(served):
     svc, _ = served
     assert requests.get(svc.url + "/livez").status_code == 200
     assert requests.get(svc.url + "/readyz").status_code == 200
-    assert "bentoml_service_request" in requests.get(svc.url + "/metrics").text
+    requests.post(svc.url + "/next/77", json={"track": 3, "time": 1.0})
+    metrics = requests.get(svc.url + "/metrics").text
+    # per route template, never per user: a series per user would grow without bound
+    assert 'botify_request_duration_seconds_count{route="/next/{user}",status="200"}' in metrics
+    assert "/next/77" not in metrics
     docs = requests.get(svc.url + "/docs")
     assert docs.status_code == 200 and "<html" in docs.text.lower()
     spec = requests.get(svc.url + "/docs.json").json()

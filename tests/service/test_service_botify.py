@@ -126,3 +126,15 @@ def test_toppop_from_log(world, tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     b = load(path)
     assert {b.recommend_next(u, 0, 1.0) for u in range(50)} == {4, 9}
+
+
+def test_numpy_scalars_in_process_log_plain_json(world):
+    import numpy as np
+
+    b = load(world, worker="np")
+    rec = b.recommend_next(np.int64(3), np.int64(5), np.float64(1.0))
+    b.end_session(np.int32(3), np.int64(rec), np.float32(0.25))
+    b.close()
+    ev = events(world.parent / "logs")
+    assert [(e["user"], e["track"], e["time"]) for e in ev] == [(3, 5, 1.0), (3, rec, 0.25)]
+    assert type(ev[0]["time"]) is float and ev[1]["recommendation"] is None
