@@ -48,17 +48,19 @@ class MemoryStore:
         s = self.sessions.get(user)
         h = self.histories.get(user)
         return UserState(
-            session=list(s[1]) if s and s[0] > now else [],
-            history=list(h[1]) if h and h[0] > now else [],
+            session=[list(p) for p in s[1]] if s and s[0] > now else [],
+            history=[list(p) for p in h[1]] if h and h[0] > now else [],
         )
 
     def put(self, user: int, state: UserState) -> None:
+        # Kept as tuples of numbers, which the cyclic GC untracks: lists of every user's
+        # session would be traversed by each full collection, a growing latency stall.
         now = self.clock()
         if state.session:
-            self.sessions[user] = (now + self.ttl, list(state.session))
+            self.sessions[user] = (now + self.ttl, tuple(map(tuple, state.session)))
         else:
             self.sessions.pop(user, None)
-        self.histories[user] = (now + self.history_ttl, list(state.history))
+        self.histories[user] = (now + self.history_ttl, tuple(map(tuple, state.history)))
         self._puts += 1
         if self._puts % self.SWEEP_EVERY == 0:  # abandoned sessions must not pile up
             for table in (self.sessions, self.histories):
