@@ -125,12 +125,16 @@ class RemoteAgent:
         self.url = url.rstrip("/")
         self._timeout = (connect_timeout, read_timeout)
         self._http = requests.Session()
+        # The service is reached directly: environment proxies and .netrc would be looked
+        # up on every request, costing more than a loopback request itself.
+        self._http.trust_env = False
         self._http.headers["Content-Type"] = "application/json"
 
     def _post(self, route: str, user: int, track: int, time: float) -> dict:
         url = f"{self.url}/{route}/{user}"
         try:
-            r = self._http.post(url, json={"track": int(track), "time": float(time)}, timeout=self._timeout)
+            body = b'{"track": %d, "time": %r}' % (int(track), float(time))
+            r = self._http.post(url, data=body, timeout=self._timeout)
         except requests.ConnectionError as e:
             raise ServiceUnavailableError(
                 f"cannot reach the recommender service at {self.url} ({type(e).__name__}): start it "

@@ -94,6 +94,7 @@ class ListenerEnv(gym.Env):
         self._bias = world.consume_bias.tolist()
         self._sharp = world.consume_sharpness.tolist()
         self._n_interests = world.n_interests.tolist()
+        self._nearest = world.nearest
         self._n_neighbours = world.nearest.shape[2]
         self._discount = [session.artist_discount ** k for k in range(session.max_steps + 2)]
         self._budget0 = session.budget
@@ -115,18 +116,19 @@ class ListenerEnv(gym.Env):
         super().reset(seed=seed)
         options = options or {}
         rng = self.np_random
+        # Uniform integers as floor(u * n): one cheap draw each (bias < n / 2**53), and
+        # the vector env draws the same way, so the two replay each other.
         user = options.get("user")
-        user = int(rng.integers(self.n_users)) if user is None else self._check("user", user, self.n_users)
+        user = int(rng.random() * self.n_users) if user is None else self._check("user", user, self.n_users)
         j = options.get("interest")
         n_int = self._n_interests[user]
-        j = int(rng.integers(n_int)) if j is None else self._check("interest", j, n_int)
-        candidates = self.world.nearest[user, j]
+        j = int(rng.random() * n_int) if j is None else self._check("interest", j, n_int)
         first = options.get("first_track")
         if first is None:
-            first = int(candidates[int(rng.integers(self._n_neighbours))])
-        elif int(first) not in candidates.tolist():
+            first = self._nearest[user, j, int(rng.random() * self._n_neighbours)]
+        elif int(first) not in self._nearest[user, j].tolist():
             raise ValueError(f"first_track {first} is not among the {self._n_neighbours} tracks "
-                             f"nearest to user {user}'s interest {j}: {candidates.tolist()}")
+                             f"nearest to user {user}'s interest {j}: {self._nearest[user, j].tolist()}")
         first = int(first)
         self.user, self.interest = user, j
         self.session_embedding = self._emb[self.world.interests[user][j]]

@@ -79,9 +79,9 @@ class ListenerVectorEnv(VectorEnv):
             return
         rng = self.np_random
         w = self.world
-        users = rng.integers(self.n_users, size=k)
-        interests = rng.integers(0, w.n_interests[users])
-        first = w.nearest[users, interests, rng.integers(w.nearest.shape[2], size=k)].astype(np.int64)
+        users = (rng.random(k) * self.n_users).astype(np.int64)
+        interests = (rng.random(k) * w.n_interests[users]).astype(np.int64)
+        first = w.nearest[users, interests, (rng.random(k) * w.nearest.shape[2]).astype(np.int64)].astype(np.int64)
         self.user[idx], self.interest[idx] = users, interests
         self.session_embedding[idx] = self._emb[self._interest_track[users, interests]]
         self._bias[idx] = w.consume_bias[users]

@@ -17,7 +17,8 @@ SMALL = "sim/config/small.yml"
 
 
 class FakeService:
-    """Answers /next with prev_track + 1, records requests and client connections."""
+    """Answers /next with the next track id (mod the small catalog's 2000), records
+    requests and client connections."""
 
     def __init__(self, mode: str = "ok"):
         self.mode = mode
@@ -43,7 +44,7 @@ class FakeService:
                     payload, status = b"boom", 500
                 elif self.path.startswith("/next/"):
                     user = int(self.path.rsplit("/", 1)[1])
-                    track = {"bad": "x", "far": 999999}.get(service.mode, body["track"] + 1)
+                    track = {"bad": "x", "far": 999999}.get(service.mode, (body["track"] + 1) % 2000)
                     payload, status = json.dumps({"user": user, "track": track}).encode(), 200
                 else:
                     payload, status = json.dumps({"user": int(self.path.rsplit("/", 1)[1])}).encode(), 200
@@ -80,7 +81,7 @@ def test_remote_run_speaks_the_course_api_over_one_connection(small_world, tmp_p
     assert first[0].startswith("/next/") and first[1]["time"] == 1.0
     for (p1, b1), (p2, b2) in zip(svc.requests, svc.requests[1:]):
         if p1.startswith("/next/") and p1.split("/")[2] == p2.split("/")[2]:
-            assert b2["track"] == b1["track"] + 1      # the answer is what the user then heard
+            assert b2["track"] == (b1["track"] + 1) % 2000   # the answer is what the user then heard
     assert "day 1: 15 episodes" in capsys.readouterr().out
 
 
@@ -89,7 +90,7 @@ def test_remote_and_inprocess_play_the_same_sessions(small_world, tmp_path, monk
     (tmp_path / "plus_one.py").write_text(
         "class P:\n"
         "    def recommend_next(self, user, prev_track, prev_time):\n"
-        "        return prev_track + 1\n"
+        "        return (prev_track + 1) % 2000\n"
         "    def end_session(self, user, last_track, last_time):\n"
         "        pass\n"
         "def build():\n    return P()\n")
