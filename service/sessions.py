@@ -75,36 +75,39 @@ class MemoryStore:
 class RedisStore:
     """Redis: any number of workers or replicas see the same sessions.
 
-    Two round trips per request (MGET, then one pipelined write); the value is compact
-    JSON, and Redis's own key expiry drops abandoned sessions.
+    One key per user, `<prefix>u:<user>` = compact JSON `{"t": last request (epoch s),
+    "s": session, "h": history}`: one GET and one SET per request (redis-py's pipelines
+    cost more CPU than the round trip they save). The key expires `history_ttl_seconds`
+    after the user's last request; the session inside it counts as abandoned, and is
+    dropped, once `ttl_seconds` have passed since `t`.
     """
 
     def __init__(self, url: str, ttl_seconds: float = 1800, history_ttl_seconds: float = 7 * 86400,
-                 prefix: str = "botify:") -> None:
+                 prefix: str = "botify:", clock: Callable[[], float] = time.time) -> None:
         import redis
 
         self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.client.ping()  # fail at start-up, not on the first request
-        self.ttl = max(1, int(ttl_seconds))
-        self.history_ttl = max(1, int(history_ttl_seconds))
+        self.ttl = ttl_seconds
+        self.key_ttl = max(1, int(max(ttl_seconds, history_ttl_seconds)))
         self.prefix = prefix
+        self.clock = clock
 
-    def _keys(self, user: int) -> tuple[str, str]:
-        return f"{self.prefix}s:{user}", f"{self.prefix}h:{user}"
+    def key(self, user: int) -> str:
+        return f"{self.prefix}u:{user}"
 
     def get(self, user: int) -> UserState:
-        s, h = self.client.mget(self._keys(user))
-        return UserState(session=json.loads(s) if s else [], history=json.loads(h) if h else [])
+        raw = self.client.get(self.key(user))
+        if not raw:
+            return UserState()
+        d = json.loads(raw)
+        fresh = d["t"] + self.ttl > self.clock()
+        return UserState(session=d["s"] if fresh else [], history=d["h"])
 
     def put(self, user: int, state: UserState) -> None:
-        ks, kh = self._keys(user)
-        pipe = self.client.pipeline(transaction=False)
-        if state.session:
-            pipe.set(ks, json.dumps(state.session, separators=(",", ":")), ex=self.ttl)
-        else:
-            pipe.delete(ks)
-        pipe.set(kh, json.dumps(state.history, separators=(",", ":")), ex=self.history_ttl)
-        pipe.execute()
+        value = '{"t":%r,"s":%s,"h":%s}' % (self.clock(), json.dumps(state.session, separators=(",", ":")),
+                                           json.dumps(state.history, separators=(",", ":")))
+        self.client.set(self.key(user), value, ex=self.key_ttl)
 
     def close(self) -> None:
         self.client.close()

@@ -52,11 +52,18 @@ def test_memory_sessions_expire():
 
 
 def test_redis_sessions_expire(redis_url):
-    s = RedisStore(redis_url, ttl_seconds=1, history_ttl_seconds=60, prefix="test:expire:")
+    clock = Clock()
+    s = RedisStore(redis_url, ttl_seconds=10, history_ttl_seconds=100, prefix="test:expire:", clock=clock)
     s.put(1, UserState(session=[[3, 1.0]], history=[[3, 1.0]]))
-    assert s.client.ttl("test:expire:s:1") == 1
-    time.sleep(1.6)
+    assert 99 <= s.client.ttl("test:expire:u:1") <= 100  # the key outlives the session: history
+    clock.now = 9.9
+    assert s.get(1).session == [[3, 1.0]]
+    clock.now = 10.1
     assert s.get(1) == UserState(session=[], history=[[3, 1.0]])
+    short = RedisStore(redis_url, ttl_seconds=1, history_ttl_seconds=1, prefix="test:gone:")
+    short.put(1, UserState(session=[[3, 1.0]], history=[[3, 1.0]]))
+    time.sleep(1.6)
+    assert short.get(1) == UserState() and not short.client.exists("test:gone:u:1")  # Redis dropped it
 
 
 def test_make_store_env_selects_redis(redis_url, monkeypatch):

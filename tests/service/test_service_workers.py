@@ -41,4 +41,6 @@ def test_two_workers_share_sessions_through_redis(tmp_path, redis_url):
     assert sum(map(len, per_file.values())) == len(users) * (len(TIMES) + 1)
     # every session ended with /last: no session left behind, histories kept
     r = redis.Redis.from_url(redis_url)
-    assert not r.keys("two:s:*") and len(r.keys("two:h:*")) == len(users)
+    stored = [json.loads(r.get(k)) for k in r.keys("two:u:*")]
+    assert len(stored) == len(users)
+    assert all(d["s"] == [] and len(d["h"]) == len(TIMES) + 1 for d in stored)
