@@ -15,9 +15,15 @@ the simulator plays the users (in-process agent driving `service.botify`), the
 service's event log is read back by `training.events.read_events`, and
 `training.analysis` computes the Welch CI exactly as the experiment does.
 
-The expected share is 5%; with 200 tests the binomial standard error is 1.5 points, so
-2%-9% is a tolerance of about two standard errors on each side, and the run is seeded,
-so the figure is reproducible.
+The experiments share their users, so a user population dominated by a few heavy
+listeners makes the 200 flags move together: on the small world's 400 users the same 200
+names flagged 6.5%-9.5% across simulator seeds while 2,000 names on one of those logs
+flagged 5.5% (and Welch on random partitions 4.7%). The test therefore plays a world
+like the small one but with 3,000 users (about 1,450 of them listen), where the shared
+users weigh little; there the share was 4%-6% across seeds. The expected share is 5%;
+with 200 tests the binomial standard error is 1.5 points, so 2%-9% is a tolerance of
+about two standard errors on each side, and the run is seeded, so the figure is
+reproducible.
 """
 from __future__ import annotations
 
@@ -31,15 +37,22 @@ from training import analysis as A
 from training.events import read_events
 
 N_EXPERIMENTS = 200
-EPISODES = 1500           # about 4 sessions for each of the small world's 400 users
+USERS = 3000
+EPISODES = 2000
 SEED = 20260424
 
 
-def test_aa_false_positive_rate_is_nominal(small_world, repo, tmp_path):
+def test_aa_false_positive_rate_is_nominal(repo, tmp_path):
+    world_cfg = yaml.safe_load((repo / "sim" / "config" / "small.yml").read_text())
+    world_cfg["world"].update({"name": "aa", "users": USERS, "dir": str(tmp_path / "world")})
+    sim_cfg = tmp_path / "world.yml"
+    sim_cfg.write_text(yaml.safe_dump(world_cfg))
+    subprocess.run([sys.executable, "-m", "sim.world", "--config", str(sim_cfg)], cwd=repo, check=True,
+                   stdout=subprocess.DEVNULL)
     logs = tmp_path / "logs"
     names = [f"AA_{i:03d}" for i in range(N_EXPERIMENTS)]
     config = {
-        "catalog": str(small_world / "public" / "tracks.json"),
+        "catalog": str(tmp_path / "world" / "public" / "tracks.json"),
         "seed": 11,
         "event_log": {"dir": str(logs)},
         "session_store": {"kind": "memory", "ttl_seconds": 1800},
@@ -48,7 +61,7 @@ def test_aa_false_positive_rate_is_nominal(small_world, repo, tmp_path):
     }
     cfg_path = tmp_path / "aa.yml"
     cfg_path.write_text(yaml.safe_dump(config))
-    subprocess.run([sys.executable, "-m", "sim.run", "--config", str(repo / "sim" / "config" / "small.yml"),
+    subprocess.run([sys.executable, "-m", "sim.run", "--config", str(sim_cfg),
                     "--episodes", str(EPISODES), "--seed", str(SEED), "single", "--recommender", "inprocess",
                     "--factory", "service.botify:load", "--factory-arg", str(cfg_path)],
                    cwd=repo, check=True, stdout=subprocess.DEVNULL)
