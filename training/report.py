@@ -94,8 +94,8 @@ def plot_effects(table: pd.DataFrame, path: str | Path, metrics: Iterable[str] |
         ax.grid(axis="x", alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
+    key = "filled: significant after Holm; hollow: significant (raw CI) only; grey: not significant"
+    fig.suptitle(f"{title}\n{key}" if title else key, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
