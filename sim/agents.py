@@ -64,6 +64,7 @@ class OracleAgent:
         self.env = env.unwrapped
         w = self.env.world
         self._emb = w.embeddings64
+        self._bias, self._sharp = w.consume_bias, w.consume_sharpness
         self._artist = w.track_artist.astype(np.int64)
         self._m = min(candidates, w.n_tracks)
         self._discount = self.env.session_config.artist_discount
@@ -72,14 +73,14 @@ class OracleAgent:
 
     def _scores(self) -> np.ndarray:
         env = self.env
-        x = (self._emb @ env.session_embedding - env._bias_u) * env._sharp_u
+        x = (self._emb @ env.session_embedding - self._bias[env.user]) * self._sharp[env.user]
         return 1.0 / (1.0 + np.exp(-np.maximum(x, -700.0)))
 
     def _new_session(self) -> None:
         raw = self._scores()
         if self._m < len(raw):
             top = np.argpartition(-raw, self._m - 1)[:self._m]
-            self._outside_max = float(np.max(np.delete(raw, top))) if self._m < len(raw) else -1.0
+            self._outside_max = float(np.max(np.delete(raw, top)))
         else:
             top = np.arange(len(raw))
             self._outside_max = -1.0
