@@ -6,7 +6,8 @@
   ``play_block``) on the default world, single process and ``multi``; baseline: a
   straightforward course-style implementation of the same user model (a numpy call
   per draw, a Counter of artists), the kind of loop the course's simulator runs.
-- batched: steps/s of ``ListenerVectorEnv`` with a batch of random actions per step.
+- batched: steps/s of ``ListenerVectorEnv`` with a batch of random actions per step, and
+  of whole episodes through ``sim.batch.play_batched`` (the offline evaluation path).
 - remote: steps/s of the remote agent against the real service
   (``service.launch.ServiceProcess`` with ``service/config/cold_start.yml``), beside the
   same client against a bare one-route HTTP app (the machine's HTTP ceiling); and
@@ -113,7 +114,7 @@ def bench_multi(cfg, processes: int, episodes: int) -> float:
     spec = AgentSpec("dummy", None, 1.0, 1.0, None, ())
     start = time.perf_counter()
     rows = run_days(cfg, spec, episodes=episodes, seed=0, days=1, processes=processes,
-                    stats=None, prompt=False, out=io.StringIO())
+                    stats=None, prompt=False, out=io.StringIO(), progress=False)
     return sum(r[3] for r in rows) / (time.perf_counter() - start)
 
 
@@ -127,6 +128,21 @@ def bench_vector(cfg, world, seconds: float, num_envs: int = 4096) -> float:
         for _ in range(10):
             venv.step(rng.integers(world.n_tracks, size=num_envs))
         return 10 * num_envs
+    steps, dt = _timed(run, seconds)
+    return steps / dt
+
+
+def bench_batched(cfg, world, seconds: float, num_envs: int = 4096) -> float:
+    """Whole episodes through ``sim.batch.play_batched`` (rows like the runner's)."""
+    from sim.batch import BatchDummy, play_batched
+    from sim.envs import ListenerVectorEnv
+    venv = ListenerVectorEnv(world, cfg.session, num_envs)
+    seed = [0]
+
+    def run():
+        seed[0] += 1
+        rows = play_batched(venv, BatchDummy(world.n_tracks, seed[0]), 4 * num_envs, seed[0])
+        return sum(r[3] for r in rows)
     steps, dt = _timed(run, seconds)
     return steps / dt
 
@@ -179,7 +195,7 @@ def _remote_multi_rate(cfg, url: str, processes: int, episodes: int) -> float:
     spec = AgentSpec("remote", url, cfg.remote.connect_timeout, cfg.remote.read_timeout, None, ())
     start = time.perf_counter()
     rows = run_days(cfg, spec, episodes=episodes, seed=0, days=1, processes=processes,
-                    stats=None, prompt=False, out=io.StringIO())
+                    stats=None, prompt=False, out=io.StringIO(), progress=False)
     return sum(r[3] for r in rows) / (time.perf_counter() - start)
 
 
@@ -238,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     r["multi_steps_per_s"] = bench_multi(cfg, args.processes, episodes)
     r["vector_num_envs"] = 4096
     r["vector_steps_per_s"] = bench_vector(cfg, world, args.seconds)
+    r["batched_episodes_steps_per_s"] = bench_batched(cfg, world, args.seconds)
     r["remote"] = {"skipped": "--no-remote"} if args.no_remote else bench_remote(cfg, world, args.seconds, args.processes)
     base = r["course_style_steps_per_s"]
     print(f"world: {world.n_tracks} tracks, {world.n_users} users; {args.seconds:g} s per figure")
@@ -245,19 +262,22 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("course-style loop (baseline)", base),
             ("in-process dummy, single", r["single_steps_per_s"]),
             (f"in-process dummy, multi x{args.processes}", r["multi_steps_per_s"]),
-            (f"VectorEnv, batch {r['vector_num_envs']}", r["vector_steps_per_s"])]
-    rem = r["remote"]
-    if "bare_http_steps_per_s" in rem:
-        rows.append(("remote, bare HTTP app (ceiling)", rem["bare_http_steps_per_s"]))
-    if "service_steps_per_s" in rem:
-        rows.append(("remote, Botify service (cold_start)", rem["service_steps_per_s"]))
-    if "service_multi_steps_per_s" in rem:
-        rows.append((f"remote, service x{rem['service_multi_processes']} workers, multi x"
-                     f"{rem['service_multi_processes']}", rem["service_multi_steps_per_s"]))
+            (f"VectorEnv.step, batch {r['vector_num_envs']}", r["vector_steps_per_s"]),
+            (f"play_batched episodes, batch {r['vector_num_envs']}", r["batched_episodes_steps_per_s"])]
     for name, v in rows:
         print(f"{name:42} {v:12,.0f} {v / base:15.1f}x")
-    if "service_steps_per_s" in rem and "bare_http_steps_per_s" in rem:
-        print(f"service / bare HTTP ceiling: {rem['service_steps_per_s'] / rem['bare_http_steps_per_s']:.2f}")
+    rem = r["remote"]
+    if "bare_http_steps_per_s" in rem:
+        ceiling = rem["bare_http_steps_per_s"]
+        print(f"{'remote path':42} {'steps/s':>12} {'vs bare HTTP':>16}")
+        remote_rows = [("bare one-route HTTP app (ceiling)", ceiling)]
+        if "service_steps_per_s" in rem:
+            remote_rows.append(("Botify service (cold_start), 1 client", rem["service_steps_per_s"]))
+        if "service_multi_steps_per_s" in rem:
+            n = rem["service_multi_processes"]
+            remote_rows.append((f"Botify service, {n} workers, multi x{n}", rem["service_multi_steps_per_s"]))
+        for name, v in remote_rows:
+            print(f"{name:42} {v:12,.0f} {v / ceiling:15.2f}x")
     for key in ("skipped", "error"):
         if key in rem:
             print(f"remote: {key}: {rem[key]}")

@@ -138,7 +138,7 @@ def format_summary(day: int, s: dict[str, float], seconds: float) -> str:
 
 def run_days(cfg: SimConfig, spec: AgentSpec, *, episodes: int, seed: int, days: int | None,
              processes: int | None, stats: Path | None, prompt: bool,
-             out=None) -> list[tuple]:
+             out=None, progress: bool = True) -> list[tuple]:
     """Play the days; returns every row. ``processes=None`` is ``single``."""
     out = out or sys.stdout
     world = World.from_config(cfg)
@@ -166,7 +166,7 @@ def run_days(cfg: SimConfig, spec: AgentSpec, *, episodes: int, seed: int, days:
             tasks = [(seed, day, b, start, n) for b, start, n in blocks(episodes)]
             rows: list[tuple] = []
             with tqdm(total=episodes, desc=f"day {day}", unit="ep", file=sys.stderr,
-                      dynamic_ncols=True, leave=False) as bar:
+                      dynamic_ncols=True, leave=False, disable=not progress) as bar:
                 results: Iterator[list[tuple]] = (pool.imap(_worker_play, tasks) if pool is not None
                                                   else (player.play(*t) for t in tasks))
                 for block_rows in results:
