@@ -8,8 +8,9 @@ it this module reports
 
 * a sample-ratio-mismatch (SRM) chi-square per experiment: when users did not split
   across arms as the assignment promises, every row of that experiment is marked invalid;
-* Holm-adjusted p-values across all rows of an experiment (arms x metrics x contrasts),
-  because a table of 40 comparisons at 5% finds something by chance;
+* Holm-adjusted p-values across the rows of an experiment (arms x metrics x contrasts),
+  because a table of 40 comparisons at 5% finds something by chance (latency rows, a
+  guardrail on the service's speed, are a family of their own);
 * CUPED: each user's day-1 value of the metric as covariate, where the user has one,
   which removes between-user variance the treatment did not cause (variance reduction
   reported per row);
@@ -325,9 +326,15 @@ def effects_table(users: pd.DataFrame, arms: pd.Series, *, experiment: str = "AB
     table = pd.DataFrame(rows)
     # Holm's family: every row, except a metric that is an exact shift of another (the same
     # hypothesis twice would only make the correction stricter); it takes its twin's p_holm.
-    twin = table["metric"].isin(list(TWINS))
+    # Latency rows are a guardrail on the service's speed, not a claim about recommendations,
+    # and differ between HTTP and in-process runs: they form a family of their own, so the
+    # recommendation rows' Holm p-values are the same whichever way the users were played.
+    twin = table["metric"].isin(list(TWINS)).to_numpy()
+    latency = table["metric"].isin(list(LATENCY_METRICS)).to_numpy()
     p_holm = np.full(len(table), np.nan)
-    p_holm[~twin.to_numpy()] = holm(table.loc[~twin, "p_value"].to_numpy())
+    pv = table["p_value"].to_numpy(dtype=float)
+    for family in (~twin & ~latency, latency):
+        p_holm[family] = holm(pv[family])
     table["p_holm"] = p_holm
     if twin.any():
         key = table[["experiment", "treatment", "control", "metric"]].copy()

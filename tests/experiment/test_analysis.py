@@ -230,3 +230,12 @@ def test_holm_counts_a_shifted_twin_metric_once():
     family = A.holm(by.loc[["time", "mean_time_per_session"], "p_value"])     # a family of two, not three
     assert by.loc["mean_time_per_session", "p_holm"] == pytest.approx(family[1])
     assert by.loc["mean_rec_time_per_session", "p_holm"] == pytest.approx(family[1])
+
+
+def test_latency_rows_are_their_own_holm_family():
+    users, arms = _synthetic({"C": 200, "T1": 200}, {"C": 2.0, "T1": 2.3})
+    users["mean_request_latency"] = np.random.default_rng(1).exponential(0.01, len(users))
+    t = A.effects_table(users, arms, metrics=["time", "mean_time_per_session", "mean_request_latency"]).set_index("metric")
+    outcome = A.holm(t.loc[["time", "mean_time_per_session"], "p_value"])
+    np.testing.assert_allclose(t.loc[["time", "mean_time_per_session"], "p_holm"], outcome)
+    assert t.loc["mean_request_latency", "p_holm"] == pytest.approx(t.loc["mean_request_latency", "p_value"])

@@ -114,6 +114,19 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path):
     assert _champion(client) == (treatment_version if should else None)
     assert parent.data.tags["promotion_reason"]
 
+    # the same experiment in-process: the same table, up to the latency rows and columns
+    proc = subprocess.run([sys.executable, "-m", "training.experiment", "--quick", "--in-process"],
+                          cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (inproc,) = [r for r in client.search_runs([client.get_experiment_by_name(E.EXPERIMENT).experiment_id])
+                 if "mlflow.parentRunId" not in r.data.tags]
+    assert inproc.data.params["transport"] == "in-process"
+    other = pd.read_csv(Path(mlflow.artifacts.download_artifacts(
+        run_id=inproc.info.run_id, artifact_path="report/effects.csv", tracking_uri=uri)))
+    keep = ~table["metric"].isin(A.LATENCY_METRICS)
+    pd.testing.assert_frame_equal(table[keep].reset_index(drop=True),
+                                  other[~other["metric"].isin(A.LATENCY_METRICS)].reset_index(drop=True))
+
 
 def test_missing_model_alias_fails_clearly_and_promotes_nothing(small_world, repo, tmp_path):
     env, uri = _env(tmp_path)
