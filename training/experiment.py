@@ -25,6 +25,7 @@ import argparse
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -537,6 +538,10 @@ def table_label(ab: dict, arm: str) -> str:
     return ab.get("labels", {}).get(rec, rec)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _bool(s: str) -> bool:
     v = str(s).strip().lower()
     if v in ("1", "true", "yes", "y", "on"):
@@ -559,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="play through the in-process agent instead of HTTP")
     ap.add_argument("--port", type=int, default=0, help="service port (0: a free one)")
     args = ap.parse_args(argv)
+    # `mlflow run` and service managers stop a job with SIGTERM: turn it into an exception so
+    # the service's context manager stops its process group and the run is marked FAILED.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cfg = load_settings(args.config, quick=args.quick, episodes=args.episodes, seed=args.seed, world=args.world)
         run(cfg, in_process=args.in_process, port=args.port)

@@ -167,3 +167,14 @@ def test_port_taken_is_a_clear_error_and_leaves_no_service(small_world, repo, tm
         except OSError:
             continue
     assert mine == []
+
+
+def test_simulator_that_loses_the_service_is_a_clear_error(repo, small_world, tmp_path):
+    with socket.socket() as s:        # a port nobody listens on: the service is gone
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(E.ExperimentError) as err:
+        E.simulate(repo / "sim" / "config" / "small.yml", 5, 1, tmp_path / "stats.csv",
+                   ["--recommender", "remote", "--url", f"http://127.0.0.1:{port}"], tmp_path / "sim.log", "day 2")
+    msg = str(err.value)
+    assert "day 2 failed" in msg and "lost the connection" in msg and str(port) in msg
