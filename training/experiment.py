@@ -538,8 +538,15 @@ def table_label(ab: dict, arm: str) -> str:
     return ab.get("labels", {}).get(rec, rec)
 
 
+class Terminated(SystemExit):
+    """SIGTERM, raised where the run was, so every `finally` and context manager runs."""
+
+    def __str__(self) -> str:
+        return "stopped by SIGTERM"
+
+
 def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
 
 
 def _bool(s: str) -> bool:
