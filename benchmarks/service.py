@@ -2,7 +2,7 @@
 side by side with BentoML's ceiling (a trivial route in the same service) and the machine's
 (a bare one-route uvicorn app parsing the same JSON); figures are ratios against those.
 
-    python -m benchmarks.service [--duration 10] [--connections 8] [--only NAME ...]
+    python -m benchmarks.service [--duration 4] [--rounds 3] [--connections 8] [--only NAME ...]
 
 Load generator: `wrk -t1 -cC` (Debian package `wrk`) with a Lua script that varies users and
 tracks; without wrk, a Python asyncio generator of the same kind (keep-alive connections,
@@ -149,16 +149,30 @@ def run_python(url: str, prefix: str, duration: float, connections: int, root: P
     return {"rps": len(lat) / duration, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3, "errors": errors}
 
 
-def measure(load, url: str, prefix: str, duration: float, connections: int, root: Path) -> dict:
-    load(url, prefix, min(2.0, duration), connections, root)  # warm-up: imports, caches, JIT-free but lazy paths
-    return load(url, prefix, duration, connections, root)
+def median_run(runs: list[dict]) -> dict:
+    """Per figure, the median over rounds: one round disturbed by a neighbour's load moves it little."""
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]} | {"rounds": len(runs)}
+
+
+def measure(load, url: str, prefixes: list[str], duration: float, connections: int, root: Path,
+            rounds: int) -> list[dict]:
+    """The routes of one server measured in alternation, `rounds` times each, after a warm-up:
+    side by side in time as well as in process, since the machine is shared."""
+    for prefix in prefixes:
+        load(url, prefix, min(2.0, duration), connections, root)
+    runs: list[list[dict]] = [[] for _ in prefixes]
+    for _ in range(rounds):
+        for i, prefix in enumerate(prefixes):
+            runs[i].append(load(url, prefix, duration, connections, root))
+    return [median_run(r) for r in runs]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--duration", type=float, default=4.0, help="seconds per round and route")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--only", nargs="*", help="bare, trivial, recommender names, redis1, redis2")
+    ap.add_argument("--only", nargs="*", help="bare, recommender names, redis1, redis2")
     ap.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk exists")
     args = ap.parse_args(argv if argv is not None else sys.argv[1:])
     sys.path.insert(0, str(REPO))
@@ -174,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     redis_proc = None
     try:
         files = make_world(root)
-        print(f"load: {generator}, {args.duration:.0f}s per target, catalog {N_TRACKS:,} tracks", flush=True)
+        print(f"load: {generator}, median of {args.rounds} rounds of {args.duration:.0f}s per route "
+              f"(routes of one server alternate), catalog {N_TRACKS:,} tracks", flush=True)
 
         def report(name: str, r: dict) -> None:
             results[name] = r
@@ -194,23 +209,22 @@ def main(argv: list[str] | None = None) -> int:
                         break
                     except OSError:
                         time.sleep(0.1)
-                report("bare uvicorn", measure(load, f"http://127.0.0.1:{port}", "/next/", args.duration,
-                                               args.connections, root))
+                report("bare uvicorn", measure(load, f"http://127.0.0.1:{port}", ["/next/"], args.duration,
+                                               args.connections, root, args.rounds)[0])
             finally:
                 proc.terminate()
                 proc.wait()
 
         memory = {"kind": "memory"}
         for rec in RECOMMENDERS:
-            if not (want(rec) or (rec == "session_aware" and want("trivial"))):
+            if not want(rec):
                 continue
             cfg = write_config(root, files, rec, memory, rec)
             with ServiceProcess(str(cfg), env=env) as svc:
-                if rec == "session_aware" and want("trivial"):
-                    report("bentoml trivial route", measure(load, svc.url, "/bench/trivial/", args.duration,
-                                                            args.connections, root))
-                if want(rec):
-                    report(f"next: {rec}", measure(load, svc.url, "/next/", args.duration, args.connections, root))
+                trivial, served = measure(load, svc.url, ["/bench/trivial/", "/next/"], args.duration,
+                                          args.connections, root, args.rounds)
+            report(f"trivial route ({rec})", trivial)
+            report(f"next: {rec}", served)
 
         if want("redis1") or want("redis2"):
             exe = shutil.which("redis-server")
@@ -227,17 +241,19 @@ def main(argv: list[str] | None = None) -> int:
                         cfg = write_config(root, files, "session_aware", store, f"redis{workers}")
                         with ServiceProcess(str(cfg), workers=workers, env=env) as svc:
                             report(f"next: session_aware, redis, {workers} worker{'s' * (workers > 1)}",
-                                   measure(load, svc.url, "/next/", args.duration, args.connections, root))
+                                   measure(load, svc.url, ["/next/"], args.duration, args.connections, root,
+                                           args.rounds)[0])
 
         def ratio(a: str, b: str) -> float | None:
             return results[a]["rps"] / results[b]["rps"] if a in results and b in results else None
 
         ratios = {}
+        for rec in RECOMMENDERS:
+            if f"next: {rec}" in results:
+                ratios[f"next: {rec} / trivial route, same server"] = ratio(f"next: {rec}", f"trivial route ({rec})")
         for name in results:
-            if name.startswith("next:"):
-                ratios[f"{name} / bentoml trivial"] = ratio(name, "bentoml trivial route")
+            if name.startswith("trivial route"):
                 ratios[f"{name} / bare uvicorn"] = ratio(name, "bare uvicorn")
-        ratios["bentoml trivial / bare uvicorn"] = ratio("bentoml trivial route", "bare uvicorn")
         ratios["redis 2 workers / redis 1 worker"] = ratio("next: session_aware, redis, 2 workers",
                                                            "next: session_aware, redis, 1 worker")
         ratios["redis 2 workers / memory 1 worker"] = ratio("next: session_aware, redis, 2 workers",
@@ -250,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {k:<48} {v:5.2f}")
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "service.json").write_text(json.dumps(
-            {"generator": generator, "duration_s": args.duration, "cpus": os.cpu_count(), "results": results,
+            {"generator": generator, "duration_s": args.duration, "rounds": args.rounds, "cpus": os.cpu_count(), "results": results,
              "ratios": ratios}, indent=2))
         return 0
     finally:

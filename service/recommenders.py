@@ -48,9 +48,26 @@ class Recommender(Protocol):
     def recommend(self, ctx: Context) -> int: ...
 
 
-def _rows(table: np.ndarray) -> list[list[int]]:
-    """Dense -1-padded table → Python lists: iterating them per request beats numpy."""
-    return [[t for t in row if t >= 0] for row in table.tolist()]
+class Lists:
+    """Rows of a -1-padded int table as Python lists, made on access (~1 us for 50).
+
+    Holding 50k x 50 lists as Python objects would cost ~90 MB per recommender and worker,
+    and give the cyclic GC millions of objects to traverse; the numpy table costs 10 MB.
+    """
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table = table
+        self.lengths = (table >= 0).sum(axis=1).tolist()  # padding is at the end of each row
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> list[int]:
+        return self.table[i, : self.lengths[i]].tolist()
+
+
+def _rows(table: np.ndarray) -> Lists:
+    return Lists(table)
 
 
 def _top(scores: np.ndarray, n: int) -> list[int]:
@@ -176,6 +193,8 @@ class SessionAware:
             raise ValueError("session_aware: strategy must be 'artists' or 'seed'")
         self.strategy = strategy
         self.i2i = _rows(i2i)
+        # the artists of each list, parallel to it (-1 for padding): no per-item lookups per request
+        self.i2i_artists = Lists(np.where(i2i >= 0, catalog.artist[np.maximum(i2i, 0)], -1).astype(np.int32))
         self.artist = catalog.artist_list()
         self.genre = catalog.genre.tolist()
         scores = catalog.popularity if counts is None else counts.astype(float)
@@ -233,11 +252,7 @@ class SessionAware:
             plays[a] = k + 1
         raw.setdefault(self.artist[anchor], self.first_prior)
         skipped.update(a for a, r in raw.items() if r <= 0)
-        # the anchor's list, once: each artist's first unheard track in it
-        listed: dict[int, int] = {}
-        for t in self.i2i[anchor]:
-            if t not in heard:
-                listed.setdefault(self.artist[t], t)
+        listed = (self.i2i[anchor], self.i2i_artists[anchor])
         fresh_prior = sum(fresh) / len(fresh) if fresh else self.fresh_start
         ranked = sorted(((r * self.discount ** plays.get(a, 0), a) for a, r in raw.items() if r > 0), reverse=True)
         for est, a in ranked:  # an artist estimated at 0 (skipped) is never replayed
@@ -246,7 +261,7 @@ class SessionAware:
             t = self._unheard(a, heard, listed)
             if t is not None:
                 return t
-        a = self._new_artist(anchor, plays)
+        a = self._new_artist(anchor, plays, listed)
         if a is not None:
             return self._unheard(a, heard, listed)
         for _, a in ranked:  # no new artist left: the best played one that has tracks left
@@ -255,21 +270,21 @@ class SessionAware:
                 return t
         return None
 
-    def _new_artist(self, anchor: int, plays: dict[int, int]) -> int | None:
+    def _new_artist(self, anchor: int, plays: dict[int, int], listed: tuple[list[int], list[int]]) -> int | None:
         g = self.genre[anchor]
-        for t in self.i2i[anchor]:
-            a = self.artist[t]
-            if self.genre[t] == g and a not in plays:
+        genre = self.genre
+        for t, a in zip(*listed):
+            if a not in plays and genre[t] == g:
                 return a
         for a in self.genre_artists[g]:
             if a not in plays:
                 return a
         return None
 
-    def _unheard(self, artist: int, heard: set[int], listed: dict[int, int]) -> int | None:
-        t = listed.get(artist)
-        if t is not None:
-            return t
+    def _unheard(self, artist: int, heard: set[int], listed: tuple[list[int], list[int]]) -> int | None:
+        for t, a in zip(*listed):
+            if a == artist and t not in heard:
+                return t
         for t in self.by_artist[artist]:
             if t not in heard:
                 return t

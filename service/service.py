@@ -103,8 +103,11 @@ async def last_track(user: str, request: Request) -> Response:
 @app.post("/bench/trivial/{user}", include_in_schema=False)
 async def trivial(user: str, request: Request) -> Response:
     """BentoML's ceiling for the benchmark: parses the same JSON, touches no state."""
-    data = json.loads(await request.body())
-    return Response(b'{"user":%d,"track":%d}' % (int(user), data["track"]), media_type=JSON)
+    try:
+        data = json.loads(await request.body())
+        return Response(b'{"user":%d,"track":%d}' % (int(user), data["track"]), media_type=JSON)
+    except (ValueError, TypeError, KeyError) as e:
+        return _error(RequestError(f"bad benchmark request: {e}"))
 
 
 @app.get("/metrics", include_in_schema=False)
