@@ -19,6 +19,7 @@ from pathlib import Path
 import bentoml
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from service.botify import Botify as Core
 from service.botify import RequestError, config_path, load, read_config
@@ -116,7 +117,8 @@ async def metrics() -> Response:
     from bentoml._internal.configuration.containers import BentoMLContainer
 
     client = BentoMLContainer.metrics_client.get()
-    return Response(client.generate_latest(), media_type=client.CONTENT_TYPE_LATEST)
+    # reads every worker's files: off the event loop, as BentoML's own route does
+    return Response(await run_in_threadpool(client.generate_latest), media_type=client.CONTENT_TYPE_LATEST)
 
 
 class RouteMetrics:

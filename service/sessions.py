@@ -80,6 +80,9 @@ class RedisStore:
     cost more CPU than the round trip they save). The key expires `history_ttl_seconds`
     after the user's last request; the session inside it counts as abandoned, and is
     dropped, once `ttl_seconds` have passed since `t`.
+
+    Calls are synchronous, inside the worker's event loop: a worker is CPU-bound on its
+    one request at a time, so throughput scales with workers (benchmarks/service.py).
     """
 
     def __init__(self, url: str, ttl_seconds: float = 1800, history_ttl_seconds: float = 7 * 86400,
