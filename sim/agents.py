@@ -9,15 +9,13 @@ import sys
 from typing import Any, Callable, Protocol, TextIO
 
 import numpy as np
-import requests
 
+from sim.remote import AgentError, RemoteAgent, ServiceUnavailableError
 from sim.world import World
 
 AGENTS = ("dummy", "oracle", "remote", "console", "inprocess")
-
-
-class AgentError(RuntimeError):
-    """An agent cannot be built or cannot answer (unknown name, unreachable service...)."""
+__all__ = ["AGENTS", "AgentError", "ServiceUnavailableError", "DummyAgent", "OracleAgent", "RemoteAgent",
+           "ConsoleAgent", "inprocess_agent", "load_factory", "make_agent"]
 
 
 class Recommender(Protocol):
@@ -111,64 +109,6 @@ class OracleAgent:
 
     def end_session(self, user: int, last_track: int, last_time: float) -> None:
         self._session_key = None
-
-
-class ServiceUnavailableError(AgentError):
-    """The recommender service cannot be reached or does not answer properly."""
-
-
-class RemoteAgent:
-    """The recommender service over HTTP (the course's API: ``POST /next/{user}`` and
-    ``POST /last/{user}``), with one keep-alive connection and timeouts, so a slow or
-    dead service stops the run with a message rather than hanging it."""
-
-    def __init__(self, url: str, connect_timeout: float = 2.0, read_timeout: float = 10.0):
-        self.url = url.rstrip("/")
-        self._timeout = (connect_timeout, read_timeout)
-        self._http = requests.Session()
-        # The service is reached directly: environment proxies and .netrc would be looked
-        # up on every request, costing more than a loopback request itself.
-        self._http.trust_env = False
-        self._http.headers["Content-Type"] = "application/json"
-
-    def _post(self, route: str, user: int, track: int, time: float) -> dict:
-        url = f"{self.url}/{route}/{user}"
-        try:
-            body = b'{"track": %d, "time": %r}' % (int(track), float(time))
-            r = self._http.post(url, data=body, timeout=self._timeout)
-        except requests.ConnectionError as e:
-            raise ServiceUnavailableError(
-                f"cannot reach the recommender service at {self.url} ({type(e).__name__}): start it "
-                f"(`bentoml serve service.service:Botify --port 3000`) or point --url at it") from None
-        except requests.Timeout:
-            raise ServiceUnavailableError(
-                f"the recommender service at {self.url} did not answer POST /{route}/{user} within "
-                f"{self._timeout[1]} s: check that it is healthy, or raise remote.read_timeout") from None
-        if r.status_code != 200:
-            raise ServiceUnavailableError(
-                f"the recommender service answered {r.status_code} to POST /{route}/{user}: "
-                f"{r.text[:300]!r}; see the service's log")
-        try:
-            return r.json()
-        except ValueError:
-            raise ServiceUnavailableError(
-                f"the recommender service answered POST /{route}/{user} with non-JSON "
-                f"{r.text[:300]!r}") from None
-
-    def recommend_next(self, user: int, prev_track: int, prev_time: float) -> int:
-        answer = self._post("next", user, prev_track, prev_time)
-        track = answer.get("track") if isinstance(answer, dict) else None
-        if isinstance(track, bool) or not isinstance(track, int):
-            raise ServiceUnavailableError(
-                f"the recommender service answered POST /next/{user} without an integer `track`: "
-                f"{answer!r}")
-        return track
-
-    def end_session(self, user: int, last_track: int, last_time: float) -> None:
-        self._post("last", user, last_track, last_time)
-
-    def close(self) -> None:
-        self._http.close()
 
 
 class ConsoleAgent:

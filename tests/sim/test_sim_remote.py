@@ -49,6 +49,9 @@ class FakeService:
                 else:
                     payload, status = json.dumps({"user": int(self.path.rsplit("/", 1)[1])}).encode(), 200
                 self.send_response(status)
+                if service.mode == "close":      # a server that does not keep connections
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -133,3 +136,27 @@ def test_a_track_outside_the_catalog_from_the_service_names_it(small_world, caps
     err = capsys.readouterr().err
     assert code == 1
     assert "the remote recommender answered a bad track: track 999999 is not in the catalog" in err
+
+
+def test_a_server_closing_connections_is_followed_without_resending(small_world, tmp_path):
+    with FakeService("close") as svc:
+        assert main(["--config", SMALL, "--episodes", "5", "single", "--recommender", "remote",
+                     "--url", svc.url]) == 0
+    assert len(svc.connections) == len(svc.requests), "one fresh connection per request"
+    assert sum(p.startswith("/last/") for p, _ in svc.requests) == 5
+
+
+def test_an_idle_connection_closed_by_the_server_is_replaced_before_sending(small_world):
+    with FakeService() as svc:
+        agent = RemoteAgent(svc.url)
+        assert agent.recommend_next(1, 10, 1.0) == 11
+        agent._conn.sock.shutdown(2)          # as if the server had dropped it while idle
+        assert agent.recommend_next(1, 11, 0.5) == 12
+        agent.close()
+    assert [b["track"] for _, b in svc.requests] == [10, 11], "nothing sent twice"
+
+
+def test_a_malformed_url_is_a_clear_error(small_world, capsys):
+    assert main(["--config", SMALL, "--episodes", "5", "single", "--recommender", "remote",
+                 "--url", "localhost:3000"]) == 2
+    assert "must look like http://HOST:PORT" in capsys.readouterr().err
