@@ -70,6 +70,7 @@ class ListenerVectorEnv(VectorEnv):
         self.prev_time = np.ones(n)
         self._prev_done = np.zeros(n, dtype=bool)
         self._all = np.ones(n, dtype=bool)
+        self._started = False
 
     def _start(self, idx: np.ndarray) -> None:
         """Start new sessions in sub-environments ``idx`` (same draws, in the same order,
@@ -103,10 +104,14 @@ class ListenerVectorEnv(VectorEnv):
         return {"prev_time": self.prev_time.copy(), "_prev_time": self._all.copy()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if options:
+            raise ValueError(f"ListenerVectorEnv.reset takes no options (got {sorted(options)}); "
+                             f"pin a session's start with ListenerEnv.reset(options=...)")
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         self._start(np.arange(self.num_envs))
         self._prev_done[:] = False
+        self._started = True
         return self._obs(), self._info()
 
     def listen_time(self, tracks: np.ndarray) -> np.ndarray:
@@ -114,6 +119,8 @@ class ListenerVectorEnv(VectorEnv):
         return self._listen_time_at(np.arange(self.num_envs), np.asarray(tracks, dtype=np.int64))
 
     def step(self, actions):
+        if not self._started:
+            raise RuntimeError("step() called before reset(): call reset() first")
         actions = np.asarray(actions)
         if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
             raise UnknownTrackError(f"actions must be an integer array of shape ({self.num_envs},) "

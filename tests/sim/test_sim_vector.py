@@ -88,3 +88,15 @@ def test_batched_observations_are_in_the_batched_space(setup):
     for _ in range(20):
         assert venv.observation_space.contains(obs)
         obs, *_ = venv.step(venv.action_space.sample())
+
+
+def test_misuse_is_a_clear_error(setup):
+    cfg, w = setup
+    venv = ListenerVectorEnv(w, cfg.session, num_envs=2)
+    with pytest.raises(RuntimeError, match="reset"):
+        venv.step(np.array([0, 1]))
+    with pytest.raises(ValueError, match="takes no options"):
+        venv.reset(seed=0, options={"user": 3})
+    venv.reset(seed=0)
+    with pytest.raises(UnknownTrackError, match="integer array of shape"):
+        venv.step(np.array([0.5, 1.0]))
