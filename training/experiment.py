@@ -471,8 +471,8 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
             f"Day 1 (cold start, `collect`): {ep1} episodes, arms {base['experiments'][0]['arms']}; {len(day1)} events",
             f"Day 2 (A/B): {ep2} episodes {'in-process' if in_process else 'over HTTP against the BentoML service'}; "
             f"{len(day2)} events, {len(users)} users",
-            f"Control model: `{tracking.MODEL_NAME}` v{models['control'].version} ({cfg['models']['control']}); "
-            f"treatment model: v{treatment_v} ({cfg['models']['treatment']})",
+            f"Control model: `{tracking.MODEL_NAME}` v{models['control'].version} ({model_summary(cfg['models']['control'])}); "
+            f"treatment model: v{treatment_v} ({model_summary(cfg['models']['treatment'])})",
             f"Command: `mlflow run . -e experiment --env-manager local"
             f"{' -P quick=true' if cfg['quick'] else ''}{' -P in_process=true' if in_process else ''}`; "
             f"MLflow run `{tr.run_id}`",
@@ -482,7 +482,7 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
         rep = R.write_report(out / "report.md", table=table, plot=plot,
                              arms={a: table_label(ab, a) for a in ab["arms"]}, primary_metric=primary,
                              headroom=head, means=means, oracle_mean=oracle[primary], decision=decision,
-                             details=details, srm=srm, headline=headline)
+                             details=details, srm=srm, headline=headline, idea=cfg.get("idea"))
 
         # 6. log
         counts = arms.value_counts()
@@ -531,6 +531,16 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
             raise
     finally:
         tr.end(status)
+
+
+def model_summary(spec: dict) -> str:
+    """The few hyper-parameters a reader compares between the two models."""
+    if spec.get("ref"):
+        return f"reused registered `{spec['ref']}`"
+    from training.train import TrainConfig
+    c = TrainConfig.from_yaml(_abs(spec["config"]), **(spec.get("overrides") or {}))
+    return (f"`{spec['config']}`: embedding_dim {c.embedding_dim}, split {c.split}, context {c.context}, "
+            f"objective {c.objective}, catalog features {'on' if c.features else 'off'}")
 
 
 def table_label(ab: dict, arm: str) -> str:

@@ -104,26 +104,27 @@ def plot_effects(table: pd.DataFrame, path: str | Path, metrics: Iterable[str] |
     return path
 
 
+DEFAULT_IDEA = (
+    "Raise `{metric}` (time listened per session, averaged per user) with a better next-track "
+    "recommender, proven by an A/B test.")
+
+
 def write_report(path: str | Path, *, table: pd.DataFrame, plot: str | Path, arms: Mapping[str, str],
                  primary_metric: str, headroom: Mapping[str, float], means: Mapping[str, float],
                  oracle_mean: float, decision: str, details: Sequence[str], srm: Mapping[str, float],
-                 headline: pd.DataFrame | None = None) -> Path:
+                 headline: pd.DataFrame | None = None, idea: str | None = None) -> Path:
     """The one-page report in the seed's shape: i. idea, ii. details, iii. results.
 
     `arms` maps arm -> recommender, `means` the primary metric per recommender, `headroom`
     the share of the Random-to-oracle gap each captures, `details` the run's facts
-    (world, seeds, day sizes, model versions, commands) as bullet lines.
+    (world, seeds, day sizes, model versions, commands) as bullet lines, `idea` the
+    experiment's hypothesis in prose (from its config).
     """
     path = Path(path)
     lines = [
         "# Botify A/B experiment report", "",
         "### i. The idea",
-        f"Raise `{primary_metric}` (time listened per session, averaged per user) with a better "
-        "next-track recommender, proven by an A/B test. The treatment, **SessionAware**, re-trains the "
-        "contextual embedding model with a larger embedding and the seed's split, anchors each session on "
-        "the first track the user chose, never repeats a track of the session and falls back to TopPop. "
-        "The control of the headline contrast is the course's **Contextual** recommender (i2i of the "
-        "previous track, embedding size 10); Random is the experiment's control arm `C`, as in the course.",
+        idea.strip() if idea else DEFAULT_IDEA.format(metric=primary_metric),
         "",
         "### ii. Details",
         *[f"- {d}" for d in details],
@@ -132,8 +133,8 @@ def write_report(path: str | Path, *, table: pd.DataFrame, plot: str | Path, arm
         f"→ {'passed' if srm.get('ok') else 'FAILED: the table is invalid'}",
         "- Method: users' events are cut into sessions at `/last`; user-level metrics; per arm the "
         "mean; each treatment vs control by Welch's t (Welch–Satterthwaite dof), effect and 95% CI in % of "
-        "the control mean; significant when the CI excludes 0; Holm-adjusted p-values across the whole "
-        "table beside the raw ones; CUPED with the user's day-1 value as covariate where the user has one.",
+        "the control mean; significant when the CI excludes 0; Holm-adjusted p-values beside the raw ones, "
+        "across every arm, contrast and metric of the table (latency rows, a guardrail, as a family of their own); CUPED with the user's day-1 value as covariate where the user has one.",
         "",
         "### iii. Results",
         f"**Decision:** {decision}", "",
