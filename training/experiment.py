@@ -340,6 +340,26 @@ def promote(version: str) -> None:
     MlflowClient().set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, version)
 
 
+def deploy(targets: dict, files: dict[str, Path]) -> dict[str, Path]:
+    """Copy the winning experiment's i2i files where the packaged service reads them.
+
+    `bentoml build` packages `data/i2i/*.jsonl` and `service/config/experiments.yml` serves
+    `data/i2i/control.jsonl` and `treatment.jsonl`: after a promotion they are the lists
+    the experiment proved, so the next build ships the champion. Written atomically.
+    """
+    out: dict[str, Path] = {}
+    for role, dest in targets.items():
+        if role not in files:
+            raise ExperimentError(f"promotion.deploy names {role!r}; models are {sorted(files)}")
+        d = _abs(dest)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        tmp = d.with_name(d.name + ".tmp")
+        tmp.write_bytes(Path(files[role]).read_bytes())
+        tmp.replace(d)
+        out[role] = d
+    return out
+
+
 def table_metrics(table: pd.DataFrame) -> dict[str, float]:
     """Per row: means, effect, CI bounds, p-values (MLflow metric names: row.metric.stat)."""
     out: dict[str, float] = {}
@@ -505,7 +525,9 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
         # 7. promotion: the last step, only reached when everything above succeeded
         if ok:
             promote(treatment_v)
-            tr.tags({"promotion": "promoted", "promoted_version": treatment_v})
+            deployed = deploy(cfg["promotion"].get("deploy") or {}, {r: m.i2i for r, m in models.items()})
+            tr.tags({"promotion": "promoted", "promoted_version": treatment_v,
+                     "deployed": json.dumps({r: str(p) for r, p in deployed.items()})})
         else:
             tr.tags({"promotion": "not promoted"})
         tr.tags({"promotion_reason": decision})

@@ -16,8 +16,20 @@ def test_settings_quick_and_overrides():
     assert quick["quick"] and quick["world"] == "sim/config/small.yml"
     assert quick["days"]["collect"]["episodes"] == quick["days"]["ab"]["episodes"] == 123
     assert quick["seed"] == 5
-    # quick keeps what it does not override
+    # quick keeps what it does not override, and never deploys small-world lists
     assert quick["models"]["control"]["config"] == cfg["models"]["control"]["config"]
+    assert cfg["promotion"]["deploy"]["treatment"] == "data/i2i/treatment.jsonl"
+    assert quick["promotion"]["deploy"] is None and quick["promotion"]["metric"] == cfg["promotion"]["metric"]
+
+
+def test_deploy_copies_the_served_lists_atomically(tmp_path):
+    src = tmp_path / "served.jsonl"
+    src.write_text('{"track": 0, "recommendations": [1]}\n')
+    out = E.deploy({"treatment": str(tmp_path / "i2i" / "treatment.jsonl")}, {"treatment": src})
+    assert out["treatment"].read_text() == src.read_text()
+    assert not list((tmp_path / "i2i").glob("*.tmp"))
+    with pytest.raises(E.ExperimentError, match="'nope'"):
+        E.deploy({"nope": str(tmp_path / "x.jsonl")}, {"treatment": src})
 
 
 def test_settings_reject_bad_arms(tmp_path):
