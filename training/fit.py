@@ -47,10 +47,18 @@ class FitResult:
     stopped_early: bool = False
 
 
-def set_threads(n: int | None = None) -> int:
-    """Use the cores we have (2 here); more threads than cores only adds contention."""
+def set_threads(n: int | None = None, purpose: str = "train") -> int:
+    """Torch threads: 1 for training, every core for the i2i export (BOTIFY_TORCH_THREADS overrides).
+
+    A training step is many small ops (gathers of a few thousand rows); spreading them
+    over OpenMP threads on two cores that other processes also use costs more than it
+    saves (measured: a 4096-pair forward pass 3 ms on one thread, 50 ms on two under
+    load), and one thread keeps float sums in one order, so a seed gives the same numbers
+    on any machine. The export is large matrix products, which do scale with cores.
+    """
     import os
-    n = n or int(os.environ.get("BOTIFY_TORCH_THREADS", 0)) or min(4, os.cpu_count() or 1)
+    env = int(os.environ.get("BOTIFY_TORCH_THREADS", 0) or 0)
+    n = n or env or (1 if purpose == "train" else (os.cpu_count() or 1))
     torch.set_num_threads(n)
     return n
 
@@ -93,6 +101,9 @@ def evaluate_loss(model: EmbeddingModel, objective: str, data, batch: int = 6553
 
 def _optimizer(model: torch.nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
+    if getattr(model, "sparse", False):
+        from training.optim import LazyAdam
+        return LazyAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     try:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     except (RuntimeError, TypeError):

@@ -25,35 +25,41 @@ class EmbeddingModel(nn.Module):
                  genre: np.ndarray | None = None, n_artists: int = 0, n_genres: int = 0,
                  tied: bool = False, bias: bool = False, sigmoid: bool = False,
                  match: bool = False, discount: bool = False, ids: bool = True,
-                 init_std: float = 0.1) -> None:
+                 sparse: bool = False, match_init: tuple[float, float] = (0.0, 0.0),
+                 feature_tables: bool = True, init_std: float = 0.1) -> None:
         super().__init__()
         self.n_tracks, self.dim = n_tracks, dim
         self.tied, self.use_bias, self.sigmoid = tied, bias, sigmoid
         self.features = artist is not None and genre is not None
-        self.context = nn.Embedding(n_tracks, dim)
-        self.target = self.context if tied else nn.Embedding(n_tracks, dim)
+        # sparse: gradients name only the rows a batch touched (for training.optim.LazyAdam)
+        self.sparse = sparse
+        self.context = nn.Embedding(n_tracks, dim, sparse=sparse)
+        self.target = self.context if tied else nn.Embedding(n_tracks, dim, sparse=sparse)
         tables = [self.context] if tied else [self.context, self.target]
+        # feature_tables=False: the catalog only feeds the match prior, no artist/genre vectors
+        self.feature_tables = self.features and feature_tables
         if self.features:
             self.register_buffer("artist_of", torch.as_tensor(artist, dtype=torch.long))
             self.register_buffer("genre_of", torch.as_tensor(genre, dtype=torch.long))
-            self.ctx_artist = nn.Embedding(n_artists, dim)
+        if self.feature_tables:
+            self.ctx_artist = nn.Embedding(n_artists, dim, sparse=sparse)
             self.ctx_genre = nn.Embedding(n_genres, dim)
             tables += [self.ctx_artist, self.ctx_genre]
             if tied:
                 self.tgt_artist, self.tgt_genre = self.ctx_artist, self.ctx_genre
             else:
-                self.tgt_artist = nn.Embedding(n_artists, dim)
+                self.tgt_artist = nn.Embedding(n_artists, dim, sparse=sparse)
                 self.tgt_genre = nn.Embedding(n_genres, dim)
                 tables += [self.tgt_artist, self.tgt_genre]
-        self.match = match and self.features
+        self.match = match
         if match and not self.features:
             raise ValueError("match needs the catalog's artist and genre (features)")
-        self.match_weights = nn.Parameter(torch.zeros(2)) if self.match else None
+        self.match_weights = nn.Parameter(torch.tensor(list(match_init), dtype=torch.float32)) if match else None
         # time = taste x d^(plays of the artist so far): d learned, in (0, 1]
         self.discount_logit = nn.Parameter(torch.tensor(2.0)) if discount else None
         # the logit's intercept (mean listened fraction): a constant, so it ranks nothing
         self.intercept = nn.Parameter(torch.zeros(())) if sigmoid else None
-        self.target_bias = nn.Embedding(n_tracks, 1) if bias else None
+        self.target_bias = nn.Embedding(n_tracks, 1, sparse=sparse) if bias else None
         self.global_bias = nn.Parameter(torch.zeros(())) if bias else None
         for t in tables:
             nn.init.normal_(t.weight, std=init_std)
@@ -61,8 +67,8 @@ class EmbeddingModel(nn.Module):
         # vector per track mostly learns noise); the id tables stay at zero, frozen.
         self.ids = ids
         if not ids:
-            if not self.features:
-                raise ValueError("ids=False needs features (a track would have no vector)")
+            if not self.feature_tables:
+                raise ValueError("ids=False needs feature tables (a track would have no vector)")
             for t in {id(self.context): self.context, id(self.target): self.target}.values():
                 nn.init.zeros_(t.weight)
                 t.weight.requires_grad_(False)
@@ -71,13 +77,13 @@ class EmbeddingModel(nn.Module):
 
     def context_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         v = self.context(ids)
-        if self.features:
+        if self.feature_tables:
             v = v + self.ctx_artist(self.artist_of[ids]) + self.ctx_genre(self.genre_of[ids])
         return v
 
     def target_vectors(self, ids: torch.Tensor) -> torch.Tensor:
         v = self.target(ids)
-        if self.features:
+        if self.feature_tables:
             v = v + self.tgt_artist(self.artist_of[ids]) + self.tgt_genre(self.genre_of[ids])
         return v
 
@@ -125,19 +131,34 @@ class EmbeddingModel(nn.Module):
         """A function ids [B] -> scores of every target [B, N], the target side computed once.
 
         The i2i export and the ranking metrics rank with it, so they rank by exactly the
-        score `forward` (the logged model) gives.
+        score `forward` (the logged model) gives. The match terms avoid a dense [B, N]
+        comparison: "same genre" rides along the matrix product as one-hot columns (a
+        catalog has few genres), "same artist" is added only at each artist's few tracks.
         """
         all_ids = torch.arange(self.n_tracks)
-        tgt_t = self.target_vectors(all_ids).T.contiguous()
+        tgt = self.target_vectors(all_ids)
         bias = self.biases(all_ids)
-        w = self.match_weights.detach().clone() if self.match else None
+        if not self.match:
+            tgt_t = tgt.T.contiguous()
+            return lambda ids: torch.addmm(bias, self.context_vectors(ids.long().reshape(-1)), tgt_t)
+        w_artist, w_genre = (float(x) for x in self.match_weights)
+        n_genres = int(self.genre_of.max()) + 1
+        onehot = torch.nn.functional.one_hot(self.genre_of, n_genres).float()
+        tgt_t = torch.cat([tgt, onehot], 1).T.contiguous()
+        by_artist = torch.argsort(self.artist_of, stable=True)
+        counts = torch.bincount(self.artist_of)
+        starts = torch.cumsum(counts, 0) - counts
 
         def score(ids: torch.Tensor) -> torch.Tensor:
             ids = ids.long().reshape(-1)
-            s = torch.addmm(bias, self.context_vectors(ids), tgt_t)
-            if w is not None:
-                s += w[0] * (self.artist_of[ids, None] == self.artist_of[None, :])
-                s += w[1] * (self.genre_of[ids, None] == self.genre_of[None, :])
+            ctx = torch.cat([self.context_vectors(ids), w_genre * onehot[ids]], 1)
+            s = torch.addmm(bias, ctx, tgt_t)
+            a = self.artist_of[ids]
+            n = counts[a]
+            rows = torch.repeat_interleave(torch.arange(len(ids)), n)
+            first = torch.repeat_interleave(starts[a], n)
+            within = torch.arange(len(rows)) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+            s[rows, by_artist[first + within]] += w_artist
             return s
         return score
 

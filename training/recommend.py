@@ -50,7 +50,7 @@ def export(ref: str, output: str | Path, k: int = 50, name: str = tracking.MODEL
     `max_per_artist` None: what the model's training config says (`i2i_max_per_artist`).
     """
     import mlflow
-    set_threads()
+    set_threads(purpose="export")
     tracking.setup(EXPERIMENT)
     mv, model = load_model(ref, name)
     cap = trained_cap(mv.run_id) if max_per_artist is None else max_per_artist

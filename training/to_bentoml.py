@@ -35,7 +35,7 @@ def import_version(ref: str, bento_name: str = BENTO_NAME, name: str = tracking.
     from mlflow import MlflowClient
 
     from training.recommend import compute_lists, load_model, trained_cap
-    set_threads()
+    set_threads(purpose="export")
     tracking.setup()
     mv, model = load_model(ref, name)
     ctx, tgt, bias = model.tables()

@@ -48,7 +48,10 @@ class TrainConfig:
     tied: bool = False
     bias: bool = False
     match: bool = False
+    match_init: tuple = (0.0, 0.0)  # starting (same artist, same genre) weights of the prior
+    feature_tables: bool = True     # with features: artist/genre vectors (False: prior only)
     ids: bool = True                # a free vector per track (with features: on top of them)
+    sparse: bool = False            # sparse gradients + lazy Adam (training.optim): big catalogs
     discount: bool = False          # learn the listener's replay discount of an artist
     drop_repeats: bool = False      # drop pairs whose target was already played in the session
     objective: str = "mse"
@@ -114,7 +117,8 @@ def build_model(cfg: TrainConfig, catalog) -> EmbeddingModel:
                   n_genres=catalog.n_genres)
     return EmbeddingModel(catalog.size, cfg.embedding_dim, tied=cfg.tied, bias=cfg.bias,
                           sigmoid=cfg.objective == "bce", match=cfg.match,
-                          discount=cfg.discount, ids=cfg.ids, init_std=cfg.init_std, **kw)
+                          discount=cfg.discount, ids=cfg.ids, sparse=cfg.sparse,
+                          match_init=tuple(cfg.match_init), feature_tables=cfg.feature_tables, init_std=cfg.init_std, **kw)
 
 
 @dataclass
