@@ -114,12 +114,19 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(cfg_path: str, spec: AgentSpec) -> None:
-    cfg = load_config(cfg_path)
-    world = _WORKER.get("world") or World.from_config(cfg)   # inherited when forked
-    _WORKER["player"] = Player(cfg, world, spec)
+    # An initializer that raises makes the pool respawn workers forever: keep the error
+    # and raise it from the first task instead, so it reaches the parent.
+    try:
+        cfg = load_config(cfg_path)
+        world = _WORKER.get("world") or World.from_config(cfg)   # inherited when forked
+        _WORKER["player"] = Player(cfg, world, spec)
+    except Exception as e:   # noqa: BLE001 - re-raised in _worker_play
+        _WORKER["error"] = e
 
 
 def _worker_play(task: tuple) -> list[tuple]:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     return _WORKER["player"].play(*task)
 
 

@@ -238,3 +238,9 @@ def test_console_agent_lets_a_person_choose(small_world):
     assert w.titles[5] in text and "matches" in text and "'abc' is not a track id" in text
     assert "track 99999 is not in the catalog" in text
     assert 0 <= agent.recommend_next(3, 7, 0.5) < w.n_tracks      # Enter: a random track
+
+
+def test_multi_reports_an_agent_that_cannot_be_built_instead_of_hanging(small_world, capsys):
+    assert main(["--config", SMALL, "--episodes", "20", "multi", "--processes", "2",
+                 "--recommender", "inprocess", "--factory", "nomodule_xyz:f"]) == 2
+    assert "cannot import module 'nomodule_xyz'" in capsys.readouterr().err
