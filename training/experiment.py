@@ -524,8 +524,9 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
 
         # 7. promotion: the last step, only reached when everything above succeeded
         if ok:
-            promote(treatment_v)
+            # files first: if they cannot be written, the alias is not moved either
             deployed = deploy(cfg["promotion"].get("deploy") or {}, {r: m.i2i for r, m in models.items()})
+            promote(treatment_v)
             tr.tags({"promotion": "promoted", "promoted_version": treatment_v,
                      "deployed": json.dumps({r: str(p) for r, p in deployed.items()})})
         else:
