@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 REPO = Path(__file__).resolve().parents[1]
 MLRUNS = REPO / "mlruns"
 DEFAULT_TRACKING_URI = f"sqlite:///{MLRUNS / 'mlflow.db'}"
+MLFLOW_OWN_DEFAULT = "sqlite:///mlflow.db"   # what MLflow >= 3.7 uses when nothing is set
 MODEL_NAME = "botify-embeddings"
 CHALLENGER = "challenger"
 CHAMPION = "champion"
@@ -35,6 +36,12 @@ def setup(experiment: str | None = None) -> str:
     to us by `mlflow run` (MLFLOW_RUN_ID), whose run already belongs to an experiment.
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if os.environ.get("MLFLOW_RUN_ID") and uri == MLFLOW_OWN_DEFAULT:
+        import sys
+        print(f"note: `mlflow run` recorded this run in ./mlflow.db (MLflow's own default, the "
+              f"variable being unset); the project's store is {DEFAULT_TRACKING_URI}: "
+              f"export MLFLOW_TRACKING_URI=sqlite:///mlruns/mlflow.db (as the Makefile does)",
+              file=sys.stderr)
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
         db.parent.mkdir(parents=True, exist_ok=True)

@@ -116,3 +116,17 @@ def test_to_bentoml_imports_version_with_lineage(two_versions, tmp_path):
     lists = read_i2i(f"{bm.path}/i2i.jsonl")
     assert len(lists) == 300 and all(len(v) == 5 for v in lists.values())
     assert np.load(f"{bm.path}/context.npy").shape == (300, 10)
+
+
+def test_same_seed_same_metrics_end_to_end(planted, repo):
+    world, log, _ = planted
+    cfg = TrainConfig.from_yaml(repo / SEED, max_epochs=2)
+    a = train(cfg, [str(log)], str(world), register=None, progress=False)
+    b = train(cfg, [str(log)], str(world), register=None, progress=False)
+    timing = {"training_seconds"}
+    assert {k: v for k, v in a.metrics.items() if k not in timing} == \
+           {k: v for k, v in b.metrics.items() if k not in timing}
+    assert a.split_sizes == b.split_sizes and a.version is None
+    c = train(TrainConfig.from_yaml(repo / SEED, max_epochs=2, seed=1), [str(log)], str(world),
+              register=None, progress=False)
+    assert c.metrics["test_mse"] != a.metrics["test_mse"]
