@@ -32,16 +32,15 @@ class SessionStore(Protocol):
 class MemoryStore:
     """One process's dictionary: the default for one worker and the in-process simulator."""
 
-    SWEEP_EVERY = 4096
-
     def __init__(self, ttl_seconds: float = 1800, history_ttl_seconds: float = 7 * 86400,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl_seconds
         self.history_ttl = history_ttl_seconds
         self.clock = clock
-        self.sessions: dict[int, tuple[float, list[list]]] = {}
-        self.histories: dict[int, tuple[float, list[list]]] = {}
-        self._puts = 0
+        # insertion order = expiry order (each put moves its user to the end, all with one
+        # ttl), so expired users are always at the front: dropped a few per put, no sweep stall
+        self.sessions: dict[int, tuple[float, tuple]] = {}
+        self.histories: dict[int, tuple[float, tuple]] = {}
 
     def get(self, user: int) -> UserState:
         now = self.clock()
@@ -56,20 +55,25 @@ class MemoryStore:
         # Kept as tuples of numbers, which the cyclic GC untracks: lists of every user's
         # session would be traversed by each full collection, a growing latency stall.
         now = self.clock()
+        self.sessions.pop(user, None)
         if state.session:
             self.sessions[user] = (now + self.ttl, tuple(map(tuple, state.session)))
-        else:
-            self.sessions.pop(user, None)
+        self.histories.pop(user, None)
         self.histories[user] = (now + self.history_ttl, tuple(map(tuple, state.history)))
-        self._puts += 1
-        if self._puts % self.SWEEP_EVERY == 0:  # abandoned sessions must not pile up
-            for table in (self.sessions, self.histories):
-                for u in [u for u, (exp, _) in table.items() if exp <= now]:
-                    del table[u]
+        _drop_expired(self.sessions, now)
+        _drop_expired(self.histories, now)
 
     def close(self) -> None:
         self.sessions.clear()
         self.histories.clear()
+
+
+def _drop_expired(table: dict[int, tuple[float, tuple]], now: float, at_most: int = 4) -> None:
+    for _ in range(at_most):  # more expire per put than arrive: the table cannot grow stale
+        user = next(iter(table), None)
+        if user is None or table[user][0] > now:
+            return
+        del table[user]
 
 
 class RedisStore:

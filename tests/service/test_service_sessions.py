@@ -45,10 +45,14 @@ def test_memory_sessions_expire():
     clock.now = 10.1
     assert s.get(1) == UserState(session=[], history=[[3, 1.0]])
     clock.now = 200
-    s.put(2, UserState())
-    for _ in range(MemoryStore.SWEEP_EVERY):
-        s.put(3, UserState(session=[[1, 1.0]]))
-    assert 1 not in s.sessions and 1 not in s.histories  # swept, not just hidden
+    for u in range(2, 6):
+        s.put(u, UserState(session=[[1, 1.0]]))
+    assert 1 not in s.sessions and 1 not in s.histories  # dropped, not just hidden
+    s.put(2, UserState(session=[[1, 1.0]]))  # refreshed users move to the back
+    assert list(s.sessions) == [3, 4, 5, 2]
+    clock.now = 210.5
+    s.put(6, UserState(session=[[1, 1.0]]))
+    assert list(s.sessions) == [6] and list(s.histories) == [3, 4, 5, 2, 6]
 
 
 def test_redis_sessions_expire(redis_url):
