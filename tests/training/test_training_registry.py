@@ -130,3 +130,15 @@ def test_same_seed_same_metrics_end_to_end(planted, repo):
     c = train(TrainConfig.from_yaml(repo / SEED, max_epochs=2, seed=1), [str(log)], str(world),
               register=None, progress=False)
     assert c.metrics["test_mse"] != a.metrics["test_mse"]
+
+
+def test_service_loads_the_imported_lists(two_versions, repo):
+    """The service's `i2i: bentoml:NAME:TAG` reads exactly what to_bentoml stored."""
+    from service.artifacts import load_i2i
+    from training.to_bentoml import import_version
+    tag = import_version("challenger", k=7)
+    table = load_i2i(f"bentoml:{tag}", repo, 300)
+    assert table.shape == (300, 7)
+    import bentoml
+    stored = read_i2i(f"{bentoml.models.get(tag).path}/i2i.jsonl")
+    assert table[42].tolist() == stored[42]
