@@ -275,7 +275,7 @@ class Model:
 
 
 def train_model(tr: Tracker, role: str, spec: dict, logs: list[Path], world: Path, out: Path, k: int,
-                seed: int) -> Model:
+                seed: int, name: str = tracking.MODEL_NAME) -> Model:
     """Train and register one model, then export its i2i lists: one child run each.
 
     `ref:` instead of `config:` reuses a registered version or alias (e.g. `ref: challenger`)
@@ -284,18 +284,19 @@ def train_model(tr: Tracker, role: str, spec: dict, logs: list[Path], world: Pat
     from training.recommend import export
     from training.train import TrainConfig, train
     if spec.get("ref"):
-        version = str(tracking.resolve_version(str(spec["ref"])).version)
+        version = str(tracking.resolve_version(str(spec["ref"]), name).version)
     else:
         overrides = dict(spec.get("overrides") or {})
         overrides.setdefault("seed", seed)
         cfg = TrainConfig.from_yaml(_abs(spec["config"]), **overrides)
         with tr.child(f"train-{role}"):
-            res = train(cfg, [str(p) for p in logs], str(world), run_name=f"train-{role}", progress=False)
+            res = train(cfg, [str(p) for p in logs], str(world), register=name, run_name=f"train-{role}",
+                        progress=False)
         if res.version is None:
             raise ExperimentError(f"training the {role} model registered no version")
         version = str(res.version)
     with tr.child(f"recommend-{role}"):
-        summary = export(version, out / f"i2i-{role}.jsonl", k=k)
+        summary = export(version, out / f"i2i-{role}.jsonl", k=k, name=name)
     return Model(role, version, summary["source_run_id"], Path(summary["output"]))
 
 
@@ -335,9 +336,18 @@ def decide(table: pd.DataFrame, promotion: dict) -> tuple[bool, str]:
     return False, f"not promoted: {name}: {figures}, {why}"
 
 
-def promote(version: str) -> None:
+def registered_name(cfg: dict) -> str:
+    """The registered model the experiment trains into and promotes within.
+
+    A model's track ids belong to the world it was trained on, so each world keeps its own
+    registered model (quick runs on the small world must not move the default world's champion).
+    """
+    return str(cfg["models"].get("register") or tracking.MODEL_NAME)
+
+
+def promote(version: str, name: str = tracking.MODEL_NAME) -> None:
     from mlflow import MlflowClient
-    MlflowClient().set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, version)
+    MlflowClient().set_registered_model_alias(name, tracking.CHAMPION, version)
 
 
 def deploy(targets: dict, files: dict[str, Path]) -> dict[str, Path]:
@@ -396,6 +406,7 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
                    "ab_experiment": ab["name"], **{f"arm.{a}": r for a, r in ab["arms"].items()},
                    "contrasts": json.dumps(ab.get("contrasts", [])), "promotion": json.dumps(cfg["promotion"]),
                    "alpha": cfg["analysis"]["alpha"], "srm_alpha": cfg["analysis"]["srm_alpha"],
+                   "model.registered_name": registered_name(cfg),
                    "model.control": json.dumps(cfg["models"]["control"]),
                    "model.treatment": json.dumps(cfg["models"]["treatment"])})
         tr.tags({"promotion": "pending"})
@@ -436,7 +447,8 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
         # 3. models
         t0 = time.perf_counter()
         k = int(cfg["models"].get("k", 50))
-        models = {role: train_model(tr, role, cfg["models"][role], [d1_logs], wdir, work, k, seed)
+        model_name = registered_name(cfg)
+        models = {role: train_model(tr, role, cfg["models"][role], [d1_logs], wdir, work, k, seed, model_name)
                   for role in ("control", "treatment")}
         timings["train_seconds"] = time.perf_counter() - t0
         tr.params({f"model.{m.role}.version": m.version for m in models.values()}
@@ -484,14 +496,14 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
         users.assign(arm=arms.reindex(users.index)).to_csv(out / "users.csv")
         srm = {"p_value": float(table["srm_p_value"].iloc[0]), "ok": bool(table["srm_ok"].iloc[0])}
         treatment_v = models["treatment"].version
-        decision = (f"promoted `{tracking.MODEL_NAME}` version {treatment_v} (treatment) to `@{tracking.CHAMPION}`: {reason}"
+        decision = (f"promoted `{model_name}` version {treatment_v} (treatment) to `@{tracking.CHAMPION}`: {reason}"
                     if ok else f"{reason}; `@{tracking.CHAMPION}` unchanged")
         details = [
             f"World: `{cfg['world']}` ({wdir.name}); simulator seeds: day 1 {seed}, day 2 and oracle {seed + 1}",
             f"Day 1 (cold start, `collect`): {ep1} episodes, arms {base['experiments'][0]['arms']}; {len(day1)} events",
             f"Day 2 (A/B): {ep2} episodes {'in-process' if in_process else 'over HTTP against the BentoML service'}; "
             f"{len(day2)} events, {len(users)} users",
-            f"Control model: `{tracking.MODEL_NAME}` v{models['control'].version} ({model_summary(cfg['models']['control'])}); "
+            f"Control model: `{model_name}` v{models['control'].version} ({model_summary(cfg['models']['control'])}); "
             f"treatment model: v{treatment_v} ({model_summary(cfg['models']['treatment'])})",
             f"Command: `mlflow run . -e experiment --env-manager local"
             f"{' -P quick=true' if cfg['quick'] else ''}{' -P in_process=true' if in_process else ''}`; "
@@ -526,7 +538,7 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
         if ok:
             # files first: if they cannot be written, the alias is not moved either
             deployed = deploy(cfg["promotion"].get("deploy") or {}, {r: m.i2i for r, m in models.items()})
-            promote(treatment_v)
+            promote(treatment_v, model_name)
             tr.tags({"promotion": "promoted", "promoted_version": treatment_v,
                      "deployed": json.dumps({r: str(p) for r, p in deployed.items()})})
         else:

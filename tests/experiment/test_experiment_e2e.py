@@ -37,13 +37,12 @@ def _env(tmp_path: Path) -> tuple[dict, str]:
 
 
 def _experiment(uri: str, tmp_path: Path, name: str) -> str:
-    mlflow.set_tracking_uri(uri)
     return MlflowClient(uri).create_experiment(name, artifact_location=(tmp_path / "artifacts").as_uri())
 
 
-def _champion(client: MlflowClient) -> str | None:
+def _champion(client: MlflowClient, name: str = tracking.MODEL_NAME) -> str | None:
     try:
-        return str(client.get_model_version_by_alias(tracking.MODEL_NAME, tracking.CHAMPION).version)
+        return str(client.get_model_version_by_alias(name, tracking.CHAMPION).version)
     except MlflowException:
         return None
 
@@ -111,7 +110,10 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path):
     should, _ = E.decide(table, cfg["promotion"])
     treatment_version = p["model.treatment.version"]
     assert parent.data.tags["promotion"] == ("promoted" if should else "not promoted")
-    assert _champion(client) == (treatment_version if should else None)
+    small_model = E.registered_name(cfg)
+    assert small_model != tracking.MODEL_NAME and p["model.registered_name"] == small_model
+    assert _champion(client, small_model) == (treatment_version if should else None)
+    assert _champion(client) is None, "a quick run must never move the default world's champion"
     assert parent.data.tags["promotion_reason"]
 
     # the same experiment in-process: the same table, up to the latency rows and columns
@@ -144,7 +146,7 @@ def test_missing_model_alias_fails_clearly_and_promotes_nothing(small_world, rep
               if "mlflow.parentRunId" not in r.data.tags]
     assert run.info.status == "FAILED" and run.data.tags["promotion"] == "not promoted"
     assert "no-such-alias" in run.data.tags["promotion_reason"]
-    assert _champion(client) is None
+    assert _champion(client) is None and _champion(client, E.registered_name(E.load_settings(bad, quick=True))) is None
 
 
 def test_port_taken_is_a_clear_error_and_leaves_no_service(small_world, repo, tmp_path):
