@@ -32,7 +32,7 @@ test: setup redis world-small
 	$(BIN)/python -m pytest -q tests
 
 experiment: setup
-	$(BIN)/mlflow run . -e experiment --env-manager local $(ARGS)
+	$(BIN)/mlflow run . -e experiment --env-manager local --experiment-name botify-experiment $(ARGS)
 
 bench: setup world
 	$(BIN)/python -m benchmarks $(ARGS)
