@@ -39,26 +39,6 @@ request = function()
 end
 """
 
-
-async def bare_app(scope, receive, send):
-    """The machine's ceiling: one route, the same JSON parsed, the same answer shape."""
-    if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            await send({"type": msg["type"] + ".complete"})
-            if msg["type"] == "lifespan.shutdown":
-                return
-    body, more = b"", True
-    while more:
-        msg = await receive()
-        body += msg.get("body", b"")
-        more = msg.get("more_body", False)
-    data = json.loads(body)
-    user = int(scope["path"].rsplit("/", 1)[1])
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": b'{"user":%d,"track":%d}' % (user, data["track"])})
-
-
 def make_world(root: Path) -> dict[str, str]:
     """A default-sized catalog and i2i lists (random; speed does not depend on their quality)."""
     rng = random.Random(1)
@@ -198,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if want("bare"):
             port = free_port()
-            proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.service:bare_app", "--port", str(port),
+            proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.bare_http:app", "--port", str(port),
                                      "--no-access-log", "--log-level", "warning"], cwd=REPO)
             try:
                 for _ in range(100):

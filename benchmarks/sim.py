@@ -165,30 +165,6 @@ def _remote_rate(cfg, world, url: str, seconds: float) -> float:
     return steps / dt
 
 
-BARE_APP = """
-import json, sys, uvicorn
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            await send({"type": msg["type"] + ".complete"})
-            if msg["type"] == "lifespan.shutdown":
-                return
-    body, more = b"", True
-    while more:
-        msg = await receive()
-        body += msg.get("body", b"")
-        more = msg.get("more_body", False)
-    data = json.loads(body)
-    user = int(scope["path"].rsplit("/", 1)[1])
-    out = b'{"user":%d,"track":%d}' % (user, (data["track"] * 7919 + 1) % 50000)
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": out})
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
-"""
-
-
 def _remote_multi_rate(cfg, url: str, processes: int, episodes: int) -> float:
     from sim.run import AgentSpec, run_days
     import io
@@ -207,7 +183,8 @@ def bench_remote(cfg, world, seconds: float, processes: int) -> dict:
     import requests
     out: dict = {}
     port = free_port()
-    bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)], stdout=subprocess.DEVNULL,
+    bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.bare_http:app", "--port", str(port),
+                             "--log-level", "warning"], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
