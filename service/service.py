@@ -70,17 +70,26 @@ async def track(track: str, request: Request) -> Response:
     return Response(data, media_type=JSON)
 
 
-@app.post("/next/{user}", summary="The next track for a user, given the track just played",
-          openapi_extra=EVENT_BODY)
-async def next_track(user: str, request: Request) -> Response:
+async def _event(user: str, request: Request, route: str):
+    """Parse a `/next` or `/last` request: (core, user id, track, time, start) or an error answer."""
     started = time.perf_counter()
     core = _core(request)
     try:
         uid = core.parse_user(user)
         prev, listened = core.parse_event(await _read_body(request, core.max_body_bytes))
     except RequestError as e:
-        request.app.state.metrics.observe("/next/{user}", e.status, started)
+        request.app.state.metrics.observe(route, e.status, started)
         return _error(e)
+    return core, uid, prev, listened, started
+
+
+@app.post("/next/{user}", summary="The next track for a user, given the track just played",
+          openapi_extra=EVENT_BODY)
+async def next_track(user: str, request: Request) -> Response:
+    parsed = await _event(user, request, "/next/{user}")
+    if isinstance(parsed, Response):
+        return parsed
+    core, uid, prev, listened, started = parsed
     rec = core.recommend_next(uid, prev, listened, started)
     request.app.state.metrics.observe("/next/{user}", 200, started)
     return Response(b'{"user":%d,"track":%d}' % (uid, rec), media_type=JSON)
@@ -88,14 +97,10 @@ async def next_track(user: str, request: Request) -> Response:
 
 @app.post("/last/{user}", summary="End the user's session with its last track", openapi_extra=EVENT_BODY)
 async def last_track(user: str, request: Request) -> Response:
-    started = time.perf_counter()
-    core = _core(request)
-    try:
-        uid = core.parse_user(user)
-        prev, listened = core.parse_event(await _read_body(request, core.max_body_bytes))
-    except RequestError as e:
-        request.app.state.metrics.observe("/last/{user}", e.status, started)
-        return _error(e)
+    parsed = await _event(user, request, "/last/{user}")
+    if isinstance(parsed, Response):
+        return parsed
+    core, uid, prev, listened, started = parsed
     core.end_session(uid, prev, listened, started)
     request.app.state.metrics.observe("/last/{user}", 200, started)
     return Response(b'{"user":%d}' % uid, media_type=JSON)
