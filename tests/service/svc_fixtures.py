@@ -63,3 +63,14 @@ def make_world(root: Path, **overrides) -> Path:
     path = root / "config.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def play(b, user: int, first: int, times: list[float]) -> list[int]:
+    """A session as the simulator plays it in-process: the answers become the next requests' tracks."""
+    out, track, t = [], first, 1.0
+    for x in times:
+        track = b.recommend_next(user, track, t)
+        out.append(track)
+        t = x
+    b.end_session(user, track, t)
+    return out

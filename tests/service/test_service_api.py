@@ -11,7 +11,7 @@ import yaml
 
 from service.botify import load
 from service.launch import ServiceProcess, ServiceStartError
-from svc_fixtures import make_world
+from svc_fixtures import make_world, play
 
 pytestmark = pytest.mark.slow
 
@@ -38,16 +38,6 @@ def play_http(url: str, user: int, first: int, times: list[float], session=reque
         out.append(track)
         t = x
     assert session.post(f"{url}/last/{user}", json={"track": track, "time": t}).json() == {"user": user}
-    return out
-
-
-def play_local(b, user: int, first: int, times: list[float]) -> list[int]:
-    out, track, t = [], first, 1.0
-    for x in times:
-        track = b.recommend_next(user, track, t)
-        out.append(track)
-        t = x
-    b.end_session(user, track, t)
     return out
 
 
@@ -125,7 +115,7 @@ def test_http_equals_in_process_and_rejects_change_nothing(served, tmp_path):
     times = [0.9, 0.1, 0.8, 0.3, 0.95, 0.0]
     for user in range(1000, 1012):
         # a rejected request in the middle of the session changes nothing
-        expected = play_local(local, user, user % 200, times)
+        expected = play(local, user, user % 200, times)
         requests.post(f"{svc.url}/next/{user}", json={"track": 5000, "time": 0.5})
         assert play_http(svc.url, user, user % 200, times) == expected
     local.close()

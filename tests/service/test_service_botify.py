@@ -9,21 +9,11 @@ import yaml
 
 from service.botify import RequestError, load
 from service.catalog import ArtifactError
+from svc_fixtures import play
 
 
 def events(log_dir: Path) -> list[dict]:
     return [json.loads(x) for f in sorted(log_dir.glob("events-*.jsonl")) for x in f.read_text().splitlines()]
-
-
-def play(b, user: int, first: int, times: list[float]) -> list[int]:
-    """A session as the simulator plays it: the answers become the next requests' tracks."""
-    out, track, t = [], first, 1.0
-    for x in times:
-        track = b.recommend_next(user, track, t)
-        out.append(track)
-        t = x
-    b.end_session(user, track, t)
-    return out
 
 
 def test_log_line_per_event_with_all_arms(world):
