@@ -215,14 +215,18 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
         example = np.arange(min(3, catalog.size), dtype=np.int64)
         with torch.no_grad():
             out = model(torch.from_numpy(example)).numpy()
-        signature = infer_signature(example, out)
-        info = mlflow.pytorch.log_model(
-            model, name="model", signature=signature, input_example=example,
-            serialization_format="pickle",   # keeps .tables(); pt2 would export forward only
-            registered_model_name=register or None,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
-            metadata={"dataset_digest": digest, "n_tracks": catalog.size,
-                      "embedding_dim": cfg.embedding_dim})
+        with warnings.catch_warnings():
+            # track ids are integers and never missing: MLflow's hint about integer columns that
+            # cannot hold NaN does not apply, and printed on every run it buries the output
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+            signature = infer_signature(example, out)
+            info = mlflow.pytorch.log_model(
+                model, name="model", signature=signature, input_example=example,
+                serialization_format="pickle",   # keeps .tables(); pt2 would export forward only
+                registered_model_name=register or None,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+                metadata={"dataset_digest": digest, "n_tracks": catalog.size,
+                          "embedding_dim": cfg.embedding_dim})
         version = None
         if register:
             version = str(info.registered_model_version)
