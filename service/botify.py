@@ -64,29 +64,24 @@ class Botify:
         started = time.perf_counter() if started is None else started
         # in-process callers may pass numpy scalars: the log and the store want plain numbers
         user, prev_track, prev_time = int(user), int(prev_track), float(prev_time)
-        state = self.store.get(user)
-        state.session.append([prev_track, prev_time])
-        state.history.append([prev_track, prev_time])
-        del state.history[:-self.history]
-        tracks = [t for t, _ in state.session]
-        times = [x for _, x in state.session]
+        # tuples in and out of the store: no per-listen copies (the memory store keeps these objects)
+        tracks, times, history = self.store.load(user)
+        tracks += (prev_track,)
+        times += (prev_time,)
+        history = (history + ((prev_track, prev_time),))[-self.history:]
         pos = len(tracks)
         rng = mmh3.hash128(f"{self.seed}:{user}:{pos}:{prev_track}")  # seeds ctx.rng when used
-        first = self.experiments[0]
-        rec = self._routes[first.arm_index(user)]
-        track = int(rec.recommend(recs.Context(user, tracks, times, state.history, rng)))
-        self.store.put(user, state)
+        rec = self._routes[self.experiments[0].arm_index(user)]
+        track = int(rec.recommend(recs.Context(user, tracks, times, history, rng)))
+        self.store.save(user, tracks, times, history)
         self._log("next", user, prev_track, prev_time, started, track)
         return track
 
     def end_session(self, user: int, last_track: int, last_time: float, started: float | None = None) -> None:
         started = time.perf_counter() if started is None else started
         user, last_track, last_time = int(user), int(last_track), float(last_time)
-        state = self.store.get(user)
-        state.history.append([last_track, last_time])
-        del state.history[:-self.history]
-        state.session = []
-        self.store.put(user, state)
+        _, _, history = self.store.load(user)
+        self.store.save(user, (), (), (history + ((last_track, last_time),))[-self.history:])
         self._log("last", user, last_track, last_time, started, None)
 
     def _log(self, message: str, user: int, track: int, time_: float, started: float, rec: int | None) -> None:

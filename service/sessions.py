@@ -23,7 +23,18 @@ class UserState:
     history: list[list] = field(default_factory=list)  # [[track, time], ...] across sessions
 
 
+Tracks = tuple[int, ...]
+Times = tuple[float, ...]
+Listens = tuple[tuple[int, float], ...]
+
+
 class SessionStore(Protocol):
+    """`load`/`save` are what a request uses: immutable tuples, so the memory store hands out
+    and keeps the very objects it holds (no copy per request; a recommender cannot change them).
+    `get`/`put` are the same state as lists of `[track, time]`, for tools and tests."""
+
+    def load(self, user: int) -> tuple[Tracks, Times, Listens]: ...
+    def save(self, user: int, tracks: Tracks, times: Times, history: Listens) -> None: ...
     def get(self, user: int) -> UserState: ...
     def put(self, user: int, state: UserState) -> None: ...
     def close(self) -> None: ...
@@ -38,37 +49,44 @@ class MemoryStore:
         self.history_ttl = history_ttl_seconds
         self.clock = clock
         # insertion order = expiry order (each put moves its user to the end, all with one
-        # ttl), so expired users are always at the front: dropped a few per put, no sweep stall
-        self.sessions: dict[int, tuple[float, tuple]] = {}
-        self.histories: dict[int, tuple[float, tuple]] = {}
+        # ttl), so expired users are always at the front: dropped a few per put, no sweep stall.
+        # Values are tuples of numbers, which the cyclic GC untracks: lists of every user's
+        # session would be traversed by each full collection, a growing latency stall.
+        self.sessions: dict[int, tuple[float, Tracks, Times]] = {}
+        self.histories: dict[int, tuple[float, Listens]] = {}
 
-    def get(self, user: int) -> UserState:
+    def load(self, user: int) -> tuple[Tracks, Times, Listens]:
         now = self.clock()
         s = self.sessions.get(user)
         h = self.histories.get(user)
-        return UserState(
-            session=[list(p) for p in s[1]] if s and s[0] > now else [],
-            history=[list(p) for p in h[1]] if h and h[0] > now else [],
-        )
+        if s is None or s[0] <= now:
+            return (), (), h[1] if h is not None and h[0] > now else ()
+        return s[1], s[2], h[1] if h is not None and h[0] > now else ()
 
-    def put(self, user: int, state: UserState) -> None:
-        # Kept as tuples of numbers, which the cyclic GC untracks: lists of every user's
-        # session would be traversed by each full collection, a growing latency stall.
+    def save(self, user: int, tracks: Tracks, times: Times, history: Listens) -> None:
         now = self.clock()
         self.sessions.pop(user, None)
-        if state.session:
-            self.sessions[user] = (now + self.ttl, tuple(map(tuple, state.session)))
+        if tracks:
+            self.sessions[user] = (now + self.ttl, tracks, times)
         self.histories.pop(user, None)
-        self.histories[user] = (now + self.history_ttl, tuple(map(tuple, state.history)))
+        self.histories[user] = (now + self.history_ttl, history)
         _drop_expired(self.sessions, now)
         _drop_expired(self.histories, now)
+
+    def get(self, user: int) -> UserState:
+        tracks, times, history = self.load(user)
+        return UserState(session=[[t, x] for t, x in zip(tracks, times)], history=[list(p) for p in history])
+
+    def put(self, user: int, state: UserState) -> None:
+        self.save(user, tuple(t for t, _ in state.session), tuple(x for _, x in state.session),
+                  tuple(map(tuple, state.history)))
 
     def close(self) -> None:
         self.sessions.clear()
         self.histories.clear()
 
 
-def _drop_expired(table: dict[int, tuple[float, tuple]], now: float, at_most: int = 4) -> None:
+def _drop_expired(table: dict[int, tuple], now: float, at_most: int = 4) -> None:
     for _ in range(at_most):  # more expire per put than arrive: the table cannot grow stale
         user = next(iter(table), None)
         if user is None or table[user][0] > now:
@@ -102,6 +120,14 @@ class RedisStore:
 
     def key(self, user: int) -> str:
         return f"{self.prefix}u:{user}"
+
+    def load(self, user: int) -> tuple[Tracks, Times, Listens]:
+        state = self.get(user)
+        return (tuple(p[0] for p in state.session), tuple(p[1] for p in state.session),
+                tuple(map(tuple, state.history)))
+
+    def save(self, user: int, tracks: Tracks, times: Times, history: Listens) -> None:
+        self.put(user, UserState(session=[[t, x] for t, x in zip(tracks, times)], history=list(history)))
 
     def get(self, user: int) -> UserState:
         raw = self.client.get(self.key(user))
