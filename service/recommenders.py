@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -24,12 +24,12 @@ class Context:
 
     __slots__ = ("user", "tracks", "times", "history", "_seed", "_rng")
 
-    def __init__(self, user: int, tracks: list[int], times: list[float], history: list[list],
-                 rng: random.Random | int) -> None:
+    def __init__(self, user: int, tracks: Sequence[int], times: Sequence[float],
+                 history: Sequence[Sequence], rng: random.Random | int) -> None:
         self.user = user
         self.tracks = tracks  # this session, oldest first; tracks[-1] is the previous track
         self.times = times  # listened fraction of each; times[0] = 1.0 for the user's choice
-        self.history = history  # [[track, time], ...] the user's recent listens, oldest first
+        self.history = history  # [(track, time), ...] the user's recent listens, oldest first
         self._rng = rng if isinstance(rng, random.Random) else None
         self._seed = rng
 
@@ -202,6 +202,8 @@ class SessionAware:
         self.first_prior = first_artist_prior
         self.fresh_start = fresh_start
         self.discount = discount
+        # discount ** k for the usual play counts, computed once (the same floats as `discount ** k`)
+        self._powers = [discount ** k for k in range(64)]
         order = np.argsort(-catalog.popularity, kind="stable")
         self.by_artist: list[list[int]] = [[] for _ in catalog.artist_names]
         for t in order.tolist():
@@ -238,23 +240,27 @@ class SessionAware:
         return fallback
 
     def _by_artists(self, ctx: Context, heard: set[int], anchor: int, skipped: set[int]) -> int | None:
-        plays: dict[int, int] = {}
+        artist, powers, tracks, times = self.artist, self._powers, ctx.tracks, ctx.times
+        plays: dict[int, int] = {artist[anchor]: 1}
         raw: dict[int, float] = {}
         fresh: list[float] = []
-        for i, (t, x) in enumerate(zip(ctx.tracks, ctx.times)):
-            a = self.artist[t]
+        # the first track's time (1.0) is the user's choice, not a rating: ratings from the second
+        for i in range(1, len(tracks)):
+            a = artist[tracks[i]]
             k = plays.get(a, 0)
-            if i:  # the first track's time (1.0) is the user's choice, not a rating
-                r = x / self.discount ** k
-                raw[a] = min(raw.get(a, r), r)
-                if k == 0:
-                    fresh.append(r)
+            r = times[i] / (powers[k] if k < len(powers) else self.discount ** k)
+            old = raw.get(a)
+            if old is None or r < old:
+                raw[a] = r
+            if k == 0:
+                fresh.append(r)
             plays[a] = k + 1
-        raw.setdefault(self.artist[anchor], self.first_prior)
+        raw.setdefault(artist[anchor], self.first_prior)
         skipped.update(a for a, r in raw.items() if r <= 0)
         listed = (self.i2i[anchor], self.i2i_artists[anchor])
         fresh_prior = sum(fresh) / len(fresh) if fresh else self.fresh_start
-        ranked = sorted(((r * self.discount ** plays.get(a, 0), a) for a, r in raw.items() if r > 0), reverse=True)
+        ranked = sorted([(r * (powers[plays[a]] if plays[a] < len(powers) else self.discount ** plays[a]), a)
+                         for a, r in raw.items() if r > 0], reverse=True)
         for est, a in ranked:  # an artist estimated at 0 (skipped) is never replayed
             if fresh_prior > est:
                 break
@@ -282,9 +288,16 @@ class SessionAware:
         return None
 
     def _unheard(self, artist: int, heard: set[int], listed: tuple[list[int], list[int]]) -> int | None:
-        for t, a in zip(*listed):
-            if a == artist and t not in heard:
-                return t
+        tracks, artists = listed
+        if artist in artists:  # list.index scans in C: most artists are not in the list at all
+            i = artists.index(artist)
+            while True:
+                if tracks[i] not in heard:
+                    return tracks[i]
+                try:
+                    i = artists.index(artist, i + 1)
+                except ValueError:
+                    break
         for t in self.by_artist[artist]:
             if t not in heard:
                 return t
