@@ -241,6 +241,7 @@ class SessionAware:
 
     def _by_artists(self, ctx: Context, heard: set[int], anchor: int, skipped: set[int]) -> int | None:
         artist, powers, tracks, times = self.artist, self._powers, ctx.tracks, ctx.times
+        n_powers = len(powers)
         plays: dict[int, int] = {artist[anchor]: 1}
         raw: dict[int, float] = {}
         fresh: list[float] = []
@@ -248,19 +249,24 @@ class SessionAware:
         for i in range(1, len(tracks)):
             a = artist[tracks[i]]
             k = plays.get(a, 0)
-            r = times[i] / (powers[k] if k < len(powers) else self.discount ** k)
-            old = raw.get(a)
-            if old is None or r < old:
-                raw[a] = r
+            r = times[i] / (powers[k] if k < n_powers else self.discount ** k)
             if k == 0:
+                raw[a] = r
                 fresh.append(r)
+            elif r < raw.get(a, r + 1.0):
+                raw[a] = r
             plays[a] = k + 1
         raw.setdefault(artist[anchor], self.first_prior)
-        skipped.update(a for a, r in raw.items() if r <= 0)
+        ranked = []
+        for a, r in raw.items():
+            if r > 0:
+                k = plays[a]
+                ranked.append((r * (powers[k] if k < n_powers else self.discount ** k), a))
+            else:
+                skipped.add(a)
+        ranked.sort(reverse=True)
         listed = (self.i2i[anchor], self.i2i_artists[anchor])
         fresh_prior = sum(fresh) / len(fresh) if fresh else self.fresh_start
-        ranked = sorted([(r * (powers[plays[a]] if plays[a] < len(powers) else self.discount ** plays[a]), a)
-                         for a, r in raw.items() if r > 0], reverse=True)
         for est, a in ranked:  # an artist estimated at 0 (skipped) is never replayed
             if fresh_prior > est:
                 break
