@@ -27,6 +27,7 @@ CONFIG_ENV = "BOTIFY_CONFIG"
 LOG_DIR_ENV = "BOTIFY_LOG_DIR"  # overrides event_log.dir, e.g. for a Bento served from the store
 DEFAULT_CONFIG = "service/config/cold_start.yml"
 MAX_USER_DIGITS = 18  # fits an int64; the course's users are 0..U-1
+ASSIGNMENT_CACHE = 65_536  # users whose arms are kept (~10 MB at most)
 TOP_LEVEL = {"catalog", "seed", "event_log", "session_store", "recommenders", "experiments",
              "max_body_bytes", "workers"}
 
@@ -58,6 +59,7 @@ class Botify:
         self._routes = [recommenders[r] for r in experiments[0].recommenders]
         self._track_json = [json.dumps(r).encode() for r in catalog.records]
         self._arms_json: dict[tuple[int, ...], str] = {}
+        self._assigned: dict[int, tuple[int, str]] = {}
 
     # --- the recommender interface (docs/architecture.md) ---------------------------------
     def recommend_next(self, user: int, prev_track: int, prev_time: float, started: float | None = None) -> int:
@@ -71,10 +73,10 @@ class Botify:
         history = (history + ((prev_track, prev_time),))[-self.history:]
         pos = len(tracks)
         rng = mmh3.hash128(f"{self.seed}:{user}:{pos}:{prev_track}")  # seeds ctx.rng when used
-        rec = self._routes[self.experiments[0].arm_index(user)]
-        track = int(rec.recommend(recs.Context(user, tracks, times, history, rng)))
+        route, experiments = self._assignment(user)
+        track = int(self._routes[route].recommend(recs.Context(user, tracks, times, history, rng)))
         self.store.save(user, tracks, times, history)
-        self._log("next", user, prev_track, prev_time, started, track)
+        self._log("next", user, prev_track, prev_time, started, track, experiments)
         return track
 
     def end_session(self, user: int, last_track: int, last_time: float, started: float | None = None) -> None:
@@ -82,16 +84,29 @@ class Botify:
         user, last_track, last_time = int(user), int(last_track), float(last_time)
         _, _, history = self.store.load(user)
         self.store.save(user, (), (), (history + ((last_track, last_time),))[-self.history:])
-        self._log("last", user, last_track, last_time, started, None)
+        self._log("last", user, last_track, last_time, started, None, self._assignment(user)[1])
 
-    def _log(self, message: str, user: int, track: int, time_: float, started: float, rec: int | None) -> None:
+    def _assignment(self, user: int) -> tuple[int, str]:
+        """(the routing experiment's arm index, every experiment's arm as the log's JSON) of a user.
+
+        Deterministic, so kept for recent users: a request otherwise hashed the user once to
+        route it and once per experiment to log it. Bounded: cleared when it grows large."""
+        got = self._assigned.get(user)
+        if got is None:
+            arms = tuple(e.arm_index(user) for e in self.experiments)
+            experiments = self._arms_json.get(arms)
+            if experiments is None:
+                experiments = self._arms_json[arms] = json.dumps(
+                    {e.name: e.arms[i] for e, i in zip(self.experiments, arms)}, separators=(",", ":"))
+            if len(self._assigned) >= ASSIGNMENT_CACHE:
+                self._assigned.clear()
+            got = self._assigned[user] = (arms[0], experiments)
+        return got
+
+    def _log(self, message: str, user: int, track: int, time_: float, started: float, rec: int | None,
+             experiments: str) -> None:
         if self.log is None:
             return
-        arms = tuple(e.arm_index(user) for e in self.experiments)
-        experiments = self._arms_json.get(arms)
-        if experiments is None:
-            experiments = self._arms_json[arms] = json.dumps(
-                {e.name: e.arms[i] for e, i in zip(self.experiments, arms)}, separators=(",", ":"))
         # the fixed shape formatted directly: json.dumps of the dict cost ~20 us per request
         self.log.write_line(
             '{"message":"%s","timestamp":%d,"user":%d,"track":%d,"time":%r,"latency":%r,"recommendation":%s,'
