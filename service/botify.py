@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import mmh3
 import yaml
 
 from . import recommenders as recs
@@ -78,7 +77,7 @@ class Botify:
         times += (prev_time,)
         history = (history + ((prev_track, prev_time),))[-self.history:]
         pos = len(tracks)
-        rng = mmh3.hash128(f"{self.seed}:{user}:{pos}:{prev_track}")  # seeds ctx.rng when used
+        rng = (self.seed, user, pos, prev_track)  # ctx.rng's seed: their MurmurHash3, if a recommender draws
         route, experiments = self._assignment(user)
         track = int(self._routes[route].recommend(recs.Context(user, tracks, times, history, rng)))
         self.store.save(user, tracks, times, history)

@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+import mmh3
 import numpy as np
 
 from . import artifacts
@@ -20,12 +21,14 @@ from .catalog import Catalog
 
 class Context:
     """What a recommender sees of one request. The generator is made on first use: most
-    requests of the session-aware recommenders need none, and seeding one costs ~10 us."""
+    requests of the session-aware recommenders need none, and seeding one costs ~10 us.
+    `rng` is a generator, an int seed, or a tuple of ints whose MurmurHash3 (of their
+    `a:b:c` text) is the seed, computed only when the generator is made."""
 
     __slots__ = ("user", "tracks", "times", "history", "_seed", "_rng")
 
     def __init__(self, user: int, tracks: Sequence[int], times: Sequence[float],
-                 history: Sequence[Sequence], rng: random.Random | int) -> None:
+                 history: Sequence[Sequence], rng: random.Random | int | tuple[int, ...]) -> None:
         self.user = user
         self.tracks = tracks  # this session, oldest first; tracks[-1] is the previous track
         self.times = times  # listened fraction of each; times[0] = 1.0 for the user's choice
@@ -36,7 +39,10 @@ class Context:
     @property
     def rng(self) -> random.Random:
         if self._rng is None:
-            self._rng = random.Random(self._seed)
+            seed = self._seed
+            if isinstance(seed, tuple):
+                seed = mmh3.hash128(":".join(map(str, seed)))
+            self._rng = random.Random(seed)
         return self._rng
 
     @property
@@ -192,9 +198,12 @@ class SessionAware:
         if strategy not in ("artists", "seed"):
             raise ValueError("session_aware: strategy must be 'artists' or 'seed'")
         self.strategy = strategy
-        self.i2i = _rows(i2i)
-        # the artists of each list, parallel to it (-1 for padding): no per-item lookups per request
-        self.i2i_artists = Lists(np.where(i2i >= 0, catalog.artist[np.maximum(i2i, 0)], -1).astype(np.int32))
+        # each i2i list and its tracks' artists (-1 for padding) side by side in one row: no per-item
+        # lookups per request, and one numpy row read instead of two
+        artists = np.where(i2i >= 0, catalog.artist[np.maximum(i2i, 0)], -1)
+        self._k = i2i.shape[1]
+        self._rows = np.concatenate([i2i, artists], axis=1).astype(np.int32)
+        self._lengths = (i2i >= 0).sum(axis=1).tolist()  # padding is at the end of each row
         self.artist = catalog.artist_list()
         self.genre = catalog.genre.tolist()
         scores = catalog.popularity if counts is None else counts.astype(float)
@@ -226,7 +235,7 @@ class SessionAware:
             if t is not None:
                 return t
         else:
-            for t in self.i2i[anchor]:
+            for t in self._listed(anchor)[0]:
                 if t not in heard:
                     return t
         start = ctx.rng.randrange(len(self.top))
@@ -265,7 +274,7 @@ class SessionAware:
             else:
                 skipped.add(a)
         ranked.sort(reverse=True)
-        listed = (self.i2i[anchor], self.i2i_artists[anchor])
+        listed = self._listed(anchor)
         fresh_prior = sum(fresh) / len(fresh) if fresh else self.fresh_start
         for est, a in ranked:  # an artist estimated at 0 (skipped) is never replayed
             if fresh_prior > est:
@@ -281,6 +290,11 @@ class SessionAware:
             if t is not None:
                 return t
         return None
+
+    def _listed(self, anchor: int) -> tuple[list[int], list[int]]:
+        """The anchor's i2i list and its tracks' artists."""
+        row, n, k = self._rows[anchor].tolist(), self._lengths[anchor], self._k
+        return row[:n], row[k:k + n]
 
     def _new_artist(self, anchor: int, plays: dict[int, int], listed: tuple[list[int], list[int]]) -> int | None:
         g = self.genre[anchor]
