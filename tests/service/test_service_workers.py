@@ -10,8 +10,8 @@ import yaml
 
 from service.botify import load
 from service.launch import ServiceProcess
-from svc_fixtures import make_world
-from test_service_api import play_http, play_local
+from svc_fixtures import make_world, play
+from test_service_api import play_http
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def test_two_workers_share_sessions_through_redis(tmp_path, redis_url):
     cfg["event_log"] = False
     local_cfg.write_text(yaml.safe_dump(cfg))
     local = load(local_cfg)
-    expected = {u: play_local(local, u, u % 200, TIMES) for u in users}
+    expected = {u: play(local, u, u % 200, TIMES) for u in users}
 
     with ServiceProcess(str(config), workers=2) as svc:
         # a new connection per request (no keep-alive): requests land on either worker
