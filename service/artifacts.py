@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import ArtifactError
+from .catalog import ArtifactError, read_jsonl
 
 RECOMMEND_COMMAND = "mlflow run . -e recommend"
 COLLECT_COMMAND = "mlflow run . -e collect"
@@ -46,18 +46,13 @@ def load_lists(path: Path, key: str, n_tracks: int, n_keys: int | None, command:
         raise ArtifactError(path, "file not found", command)
     rows: dict[int, list[int]] = {}
     try:
-        with path.open() as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                k = rec.get(key) if isinstance(rec, dict) else None
-                recs = rec.get("recommendations") if isinstance(rec, dict) else None
-                if type(k) is not int or k < 0 or (n_keys is not None and k >= n_keys):
-                    raise ValueError(f"line {n}: {key!r} must be an integer in the catalog")
-                if not isinstance(recs, list) or not all(type(t) is int and 0 <= t < n_tracks for t in recs):
-                    raise ValueError(f"line {n}: 'recommendations' must be a list of catalog tracks")
-                rows[k] = recs
+        for n, rec in read_jsonl(path):
+            k, recs = rec.get(key), rec.get("recommendations")
+            if type(k) is not int or k < 0 or (n_keys is not None and k >= n_keys):
+                raise ValueError(f"line {n}: {key!r} must be an integer in the catalog")
+            if not isinstance(recs, list) or not all(type(t) is int and 0 <= t < n_tracks for t in recs):
+                raise ValueError(f"line {n}: 'recommendations' must be a list of catalog tracks")
+            rows[k] = recs
     except (ValueError, UnicodeDecodeError) as e:
         raise ArtifactError(path, f"malformed ({e})", command) from None
     if not rows:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -17,6 +18,22 @@ class ArtifactError(RuntimeError):
         super().__init__(f"{path}: {problem}. It is produced by: {command}")
         self.path = str(path)
         self.command = command
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each line of a JSON-lines file, blank lines skipped.
+
+    Raises ValueError (naming the line) for a line that is not a JSON object, so each
+    loader reports every malformed line the same way.
+    """
+    with path.open() as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError(f"line {n}: not a JSON object")
+            yield n, rec
 
 
 @dataclass(frozen=True)
@@ -52,20 +69,16 @@ def load_catalog(path: str | Path) -> Catalog:
         raise ArtifactError(path, "catalog not found", WORLD_COMMAND)
     records: list[dict] = []
     try:
-        with path.open() as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                if not isinstance(rec, dict) or rec.get("track") != len(records):
-                    raise ValueError(f"line {n}: expected track {len(records)}, tracks ordered 0..N-1")
-                for key in ("artist", "title", "genre"):
-                    if not isinstance(rec.get(key), str):
-                        raise ValueError(f"line {n}: field {key!r} must be a string")
-                rec.setdefault("popularity", 0.0)
-                if not isinstance(rec["popularity"], (int, float)) or rec["popularity"] < 0:
-                    raise ValueError(f"line {n}: popularity must be a number >= 0")
-                records.append(rec)
+        for n, rec in read_jsonl(path):
+            if rec.get("track") != len(records):
+                raise ValueError(f"line {n}: expected track {len(records)}, tracks ordered 0..N-1")
+            for key in ("artist", "title", "genre"):
+                if not isinstance(rec.get(key), str):
+                    raise ValueError(f"line {n}: field {key!r} must be a string")
+            rec.setdefault("popularity", 0.0)
+            if not isinstance(rec["popularity"], (int, float)) or rec["popularity"] < 0:
+                raise ValueError(f"line {n}: popularity must be a number >= 0")
+            records.append(rec)
     except (ValueError, UnicodeDecodeError) as e:
         raise ArtifactError(path, f"malformed catalog ({e})", WORLD_COMMAND) from None
     if not records:
