@@ -94,7 +94,7 @@ def collect(sim_config: str, service_config: str, episodes: int, seed: int, days
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = mlflow.data.from_pandas(ds_df, source=str(log_dir), name="events", digest=digest[:16])
-        mlflow.log_input(ds, context="collect")
+            mlflow.log_input(ds, context="collect")   # infers the schema: MLflow's integer-column hint
         mlflow.set_tag("dataset_digest", digest)
         metrics = {"events": len(events), "users": float(events["user"].nunique()),
                    "sessions": float(sessions["session_id"].nunique()),

@@ -181,7 +181,7 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
             warnings.simplefilter("ignore")
             ds = mlflow.data.from_pandas(ds_df, source=sources[0] if len(sources) == 1 else ",".join(sources),
                                          name="events", digest=digest[:16])
-        mlflow.log_input(ds, context="training")
+            mlflow.log_input(ds, context="training")   # infers the schema: MLflow's integer-column hint
         mlflow.log_metrics({"events": len(events), "sessions": float(sessions["session_id"].nunique()),
                             "pairs": len(pairs), **{f"split_{k}": v for k, v in sizes.items()},
                             "tracks_seen_as_context": float(split.train["context"].nunique()),
