@@ -120,13 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=d["days"])
     ap.add_argument("--seed", type=int, default=d["seed"])
     ap.add_argument("--workers", type=int, default=d["workers"])
-    ap.add_argument("--in-process", default="false", help="true: play through the in-process agent")
+    ap.add_argument("--in-process", type=tracking.flag, nargs="?", const=True, default=False,
+                    help="true: play through the in-process agent")
     ap.add_argument("--out", default="logs/collect", help="folder for the runs' logs")
     args = ap.parse_args(argv)
-    in_process = str(args.in_process).lower() in ("1", "true", "yes")
     try:
         summary = collect(args.sim_config, args.service_config, args.episodes, args.seed, args.days,
-                          in_process, args.workers, args.out)
+                          args.in_process, args.workers, args.out)
     except (FileNotFoundError, ValueError, RuntimeError, EventLogError) as e:
         print(f"collect: {e}", file=sys.stderr)
         return 2

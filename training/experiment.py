@@ -594,15 +594,6 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated(128 + signum)
 
 
-def _bool(s: str) -> bool:
-    v = str(s).strip().lower()
-    if v in ("1", "true", "yes", "y", "on"):
-        return True
-    if v in ("0", "false", "no", "n", "off", ""):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {s!r}")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arms", "--config", dest="config", default=DEFAULT_CONFIG,
@@ -610,9 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=0, help="episodes per day (0: the config's)")
     ap.add_argument("--seed", type=int, default=-1, help="simulator seed of day 1 (-1: the config's)")
     ap.add_argument("--world", default="", help="simulator config of the world ('': the config's)")
-    ap.add_argument("--quick", type=_bool, nargs="?", const=True, default=False,
+    ap.add_argument("--quick", type=tracking.flag, nargs="?", const=True, default=False,
                     help="small world, small days, short training (about a minute)")
-    ap.add_argument("--in-process", type=_bool, nargs="?", const=True, default=False,
+    ap.add_argument("--in-process", type=tracking.flag, nargs="?", const=True, default=False,
                     help="play through the in-process agent instead of HTTP")
     ap.add_argument("--port", type=int, default=0, help="service port (0: a free one)")
     args = ap.parse_args(argv)

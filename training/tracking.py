@@ -8,8 +8,8 @@ and the script must follow the launcher, because the launcher created the run th
 """
 from __future__ import annotations
 
+import argparse
 import os
-
 from pathlib import Path
 
 import mlflow
@@ -107,3 +107,16 @@ def log_params(params: dict) -> None:
             out[f"{k}_resolved"] = v
     if out:
         mlflow.log_params(out)
+
+
+def flag(value: str) -> bool:
+    """An entry point's true/false parameter (MLproject passes them as strings).
+
+    For argparse's `type=`: a misspelt value is an error naming it, never a silent "false".
+    """
+    v = str(value).strip().lower()
+    if v in ("1", "true", "yes", "y", "on"):
+        return True
+    if v in ("0", "false", "no", "n", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {value!r} (use true or false)")

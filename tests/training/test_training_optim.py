@@ -1,6 +1,7 @@
 """LazyAdam is Adam on the rows a batch touches, and the MLflow setup's defaults."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from training.optim import LazyAdam
@@ -49,3 +50,13 @@ def test_default_store_is_sqlite_under_mlruns(repo, tmp_path, monkeypatch):
     other = tmp_path / "other.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
     assert tracking.setup() == f"sqlite:///{other}" == mlflow.get_tracking_uri()
+
+
+def test_entry_point_flags_refuse_a_misspelt_value():
+    """MLproject passes booleans as strings: a typo must fail, not silently mean false."""
+    import argparse
+
+    from training.tracking import flag
+    assert flag("true") and flag("True") and flag("1") and not flag("false") and not flag("")
+    with pytest.raises(argparse.ArgumentTypeError, match="treu"):
+        flag("treu")
