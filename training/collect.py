@@ -13,51 +13,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 from training import tracking
+from training.errors import JobError
 from training.events import EventLogError, log_digest, read_events, sessionize
+from training.play import play_day, service_config_for
 from training.simconfig import REPO, world_dir
 
 EXPERIMENT = "botify-collect"
 DEFAULTS = REPO / "training" / "config" / "collect.yml"
 
 
-def service_config_for(base: str | Path, catalog: Path, log_dir: Path, out: Path) -> Path:
-    """A copy of a service config with this run's catalog and event log folder."""
-    p = Path(base)
-    p = p if p.is_absolute() else REPO / p
-    if not p.exists():
-        raise FileNotFoundError(f"service config {p} not found (e.g. service/config/cold_start.yml)")
-    cfg = yaml.safe_load(p.read_text()) or {}
-    cfg["catalog"] = str(catalog)
-    cfg["event_log"] = {**(cfg.get("event_log") or {}), "dir": str(log_dir)}
-    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return out
-
-
-def run_simulator(sim_config: str, episodes: int, seed: int, days: int, stats: Path,
-                  agent: list[str]) -> None:
-    cmd = [sys.executable, "-m", "sim.run", "--config", str(sim_config), "--episodes", str(episodes),
-           "--seed", str(seed), "--days", str(days), "--stats", str(stats), "single", *agent]
-    proc = subprocess.run(cmd, cwd=REPO)
-    if proc.returncode != 0:
-        raise RuntimeError(f"the simulator failed (code {proc.returncode}): `{' '.join(cmd[1:])}`; "
-                           f"see its output above")
-
-
 def collect(sim_config: str, service_config: str, episodes: int, seed: int, days: int = 1,
-            in_process: bool = False, workers: int = 1, out_root: str | Path = "logs/collect") -> dict:
-    """Play `days` x `episodes` against the service and log the event log; returns a summary."""
+            in_process: bool = False, workers: int = 1, out_root: str | Path = "logs/collect",
+            run_name: str = "collect", stream: bool = True) -> dict:
+    """Play `days` x `episodes` against the service and log the event log; returns a summary.
+
+    Logs into a step run (`tracking.step_run`): the child of a pipeline's run, or a run of
+    its own when called alone. `stream` shows the simulator's output as it plays.
+    """
     import mlflow
-    from service.launch import ServiceProcess
 
     if episodes < 1 or days < 1:
         raise ValueError(f"episodes={episodes}, days={days}: both must be at least 1")
@@ -66,27 +47,20 @@ def collect(sim_config: str, service_config: str, episodes: int, seed: int, days
         raise FileNotFoundError(f"no world at {catalog.parent.parent}: run `mlflow run . -e world` "
                                 f"(or `python -m sim.world --config {sim_config}`) first")
     tracking.setup(EXPERIMENT)
-    with mlflow.start_run(run_name="collect") as run:
+    with tracking.step_run(run_name, entry="collect") as run:
         root = Path(out_root)
         root = (root if root.is_absolute() else REPO / root) / run.info.run_id
         log_dir = root / "events"
         log_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = service_config_for(service_config, catalog, log_dir, root / "service.yml")
-        stats = root / "stats.csv"
-        mlflow.set_tag("botify.entry", "collect")
         tracking.log_params({"sim_config": sim_config, "service_config": service_config,
                            "episodes": episodes, "seed": seed, "days": days,
                            "in_process": str(in_process).lower(), "workers": workers, "log_dir": str(log_dir)})
         t0 = time.perf_counter()
-        if in_process:
-            run_simulator(sim_config, episodes, seed, days, stats,
-                          ["--recommender", "inprocess", "--factory", "service.botify:load",
-                           "--factory-arg", str(cfg_path)])
-        else:
-            with ServiceProcess(str(cfg_path), workers=workers) as svc:
-                run_simulator(sim_config, episodes, seed, days, stats,
-                              ["--recommender", "remote", "--url", svc.url])
+        st = play_day(cfg_path, sim_config, episodes, seed, root, in_process, days=days, workers=workers,
+                      stream=stream)
         seconds = time.perf_counter() - t0
+        stats = root / "episodes.csv"
         events = read_events(log_dir)
         digest = log_digest(log_dir)
         sessions = sessionize(events)
@@ -98,17 +72,15 @@ def collect(sim_config: str, service_config: str, episodes: int, seed: int, days
         mlflow.set_tag("dataset_digest", digest)
         metrics = {"events": len(events), "users": float(events["user"].nunique()),
                    "sessions": float(sessions["session_id"].nunique()),
-                   "tracks_played": float(events["track"].nunique()), "seconds": seconds}
-        if stats.exists():
-            st = pd.read_csv(stats)
-            metrics.update({"episodes_played": float(len(st)), "mean_reward": float(st["reward"].mean()),
-                            "mean_steps": float(st["steps"].mean())})
-            mlflow.log_artifact(str(stats))
+                   "tracks_played": float(events["track"].nunique()), "seconds": seconds,
+                   "episodes_played": float(len(st)), "mean_reward": float(st["reward"].mean()),
+                   "mean_steps": float(st["steps"].mean())}
+        mlflow.log_artifact(str(stats))
         mlflow.log_metrics(metrics)
         mlflow.log_artifacts(str(log_dir), artifact_path="events")
         mlflow.log_artifact(str(cfg_path))
-        return {"run_id": run.info.run_id, "log": str(log_dir), "artifact": f"runs:/{run.info.run_id}/events",
-                "digest": digest, **metrics}
+        return {"run_id": run.info.run_id, "log": str(log_dir), "stats": str(stats),
+                "artifact": f"runs:/{run.info.run_id}/events", "digest": digest, **metrics}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = collect(args.sim_config, args.service_config, args.episodes, args.seed, args.days,
                           args.in_process, args.workers, args.out)
-    except (FileNotFoundError, ValueError, RuntimeError, EventLogError) as e:
+    except (FileNotFoundError, ValueError, JobError, EventLogError) as e:
         print(f"collect: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary))

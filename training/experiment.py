@@ -22,18 +22,15 @@ do, leaves no process behind (the service runs in a context manager) and promote
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 import yaml
@@ -41,227 +38,32 @@ import yaml
 from training import analysis as A
 from training import report as R
 from training import tracking
+from training.errors import JobError
+from training.play import (SIM_HINT, START_HINT, check_log, oracle_day, play_day, user_level_means,
+                           write_service_config)
+from training.promotion import decide, deploy, promote
+from training.settings import DEFAULT_CONFIG, load_settings, registered_name, repo_path
 from training.simconfig import world_dir
-from service.launch import ServiceProcess, ServiceStartError
 
-REPO = tracking.REPO
 EXPERIMENT = "botify-experiment"
-DEFAULT_CONFIG = "training/config/experiment.yml"
 
 
-class ExperimentError(RuntimeError):
-    """The experiment cannot go on; the message says which step failed and what to do."""
+# ------------------------------------------------------------------------------ logging
+
+def log_params(params: dict) -> None:
+    mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
 
 
-START_HINT = ("fix: if the port is taken, stop what listens there or let the experiment pick a free port "
-              "(port=0, the default); otherwise the service's output above names the bad config or artifact")
-SIM_HINT = ("if the simulator lost the connection, the service died or stopped answering: see the "
-            "service's output; otherwise the simulator's own message above says what is wrong")
+def log_metrics(metrics: dict) -> None:
+    """Finite numbers only: a NaN (e.g. a CI of an empty arm) is left out, not logged."""
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(float(v))})
 
 
-# ------------------------------------------------------------------------------ settings
-
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
-def load_settings(path: str | Path, *, quick: bool = False, episodes: int = 0, seed: int = -1,
-                  world: str = "") -> dict:
-    """The experiment's YAML, with `quick:` merged in and the entry point's overrides applied."""
-    p = Path(path)
-    if not p.is_absolute():
-        p = REPO / p
-    if not p.is_file():
-        raise ExperimentError(f"experiment config {p} not found (the default is {DEFAULT_CONFIG})")
-    cfg = yaml.safe_load(p.read_text()) or {}
-    for key in ("world", "seed", "days", "collect", "models", "ab", "analysis", "promotion"):
-        if key not in cfg:
-            raise ExperimentError(f"experiment config {p}: missing {key!r}")
-    quick_cfg = cfg.pop("quick", {}) or {}
-    if quick:
-        cfg = _merge(cfg, quick_cfg)
-    if episodes > 0:
-        cfg["days"]["collect"]["episodes"] = episodes
-        cfg["days"]["ab"]["episodes"] = episodes
-    if seed >= 0:
-        cfg["seed"] = seed
-    if world:
-        cfg["world"] = world
-    cfg["quick"] = bool(quick)
-    cfg["config_path"] = str(p)
-    arms = cfg["ab"]["arms"]
-    if "C" not in arms:
-        raise ExperimentError(f"experiment config {p}: ab.arms needs a control arm 'C'")
-    for arm, rec in arms.items():
-        if rec not in cfg["ab"]["recommenders"]:
-            raise ExperimentError(f"experiment config {p}: arm {arm} names unknown recommender {rec!r}")
-    for t, c in cfg["ab"].get("contrasts", []):
-        if t not in arms or c not in arms:
-            raise ExperimentError(f"experiment config {p}: contrast {t} vs {c} names an arm not in ab.arms")
-    pr = cfg["promotion"]
-    if pr["treatment"] not in arms or pr["baseline"] not in arms:
-        raise ExperimentError(f"experiment config {p}: promotion arms must be in ab.arms")
-    if pr.get("correction", "holm") not in ("holm", "none"):
-        raise ExperimentError(f"experiment config {p}: promotion.correction must be holm or none")
-    return cfg
-
-
-def _abs(path: str | Path) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else REPO / p
-
-
-# --------------------------------------------------------------------------- subprocesses
-
-def _run(cmd: list[str], what: str, log: Path, hint: str) -> None:
-    """Run a command to completion, its output in `log`; fail with the tail and a hint."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as fh:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise ExperimentError(f"{what} failed (exit {proc.returncode}): {hint}\n"
-                              f"command: {' '.join(cmd)}\nlast output ({log}):\n{tail}")
-
-
-def simulate(sim_config: str | Path, episodes: int, seed: int, stats: Path, agent: list[str],
-             log: Path, what: str) -> pd.DataFrame:
-    """One simulator day; returns its per-episode stats (day, episode, user, steps, reward, time)."""
-    cmd = [sys.executable, "-m", "sim.run", "--config", str(_abs(sim_config)), "--episodes", str(episodes),
-           "--seed", str(seed), "--stats", str(stats), "single", *agent]
-    _run(cmd, what, log, SIM_HINT)
-    df = pd.read_csv(stats)
-    if len(df) != episodes:
-        raise ExperimentError(f"{what}: the simulator wrote {len(df)} episodes to {stats}, expected {episodes}")
-    return df
-
-
-def write_service_config(path: Path, *, catalog: Path, log_dir: Path, seed: int, recommenders: dict,
-                         experiments: list[dict]) -> Path:
-    cfg = {"catalog": str(catalog), "seed": int(seed),
-           "event_log": {"dir": str(log_dir), "max_bytes": 104857600, "backups": 10},
-           "session_store": {"kind": "memory", "ttl_seconds": 1800},
-           "recommenders": recommenders, "experiments": experiments}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
-
-
-def play_day(service_config: Path, sim_config: str | Path, episodes: int, seed: int, day_dir: Path,
-             in_process: bool, port: int = 0) -> pd.DataFrame:
-    """Serve `service_config` and let the simulator play one day against it.
-
-    Over HTTP the real BentoML service runs as a subprocess for exactly this day (the
-    context manager stops its process group whatever happens); in-process the simulator
-    drives the same service logic (`service.botify.load`) without HTTP.
-    """
-    stats = day_dir / "episodes.csv"
-    if in_process:
-        agent = ["--recommender", "inprocess", "--factory", "service.botify:load", "--factory-arg", str(service_config)]
-        return simulate(sim_config, episodes, seed, stats, agent, day_dir / "sim.log", f"simulator ({day_dir.name})")
-    try:
-        with ServiceProcess(str(service_config), port=port or None) as svc:
-            print(f"[{day_dir.name}] service ready at {svc.url}", flush=True)
-            try:
-                return simulate(sim_config, episodes, seed, stats, ["--recommender", "remote", "--url", svc.url],
-                                day_dir / "sim.log", f"simulator ({day_dir.name}) against {svc.url}")
-            except ExperimentError as e:
-                raise ExperimentError(f"{e}\nservice output:\n{svc.output(20)}") from None
-    except ServiceStartError as e:
-        raise ExperimentError(f"the BentoML service did not start for {day_dir.name} ({service_config}): {e}\n"
-                              f"{START_HINT}") from None
-
-
-def check_log(events: pd.DataFrame, stats: pd.DataFrame, where: Path) -> None:
-    """The service must have logged exactly what the simulator played: no lost or extra line."""
-    sessions = int((events["message"] == "last").sum())
-    expected_events = int((stats["steps"] + 1).sum())
-    if sessions != len(stats) or len(events) != expected_events:
-        raise ExperimentError(
-            f"the event log in {where} is truncated or inconsistent: {len(events)} events and {sessions} "
-            f"ended sessions, but the simulator played {len(stats)} episodes ({expected_events} requests). "
-            "Was the service restarted mid-day, or its log rotated past `backups`? Run the day again.")
-
-
-def user_level_means(stats: pd.DataFrame) -> dict[str, float]:
-    """The simulator's episodes aggregated like the analysis does: per user, then over users."""
-    per_user = stats.groupby("user").agg(time=("time", "mean"), rec=("reward", "mean"))
-    return {"mean_time_per_session": float(per_user["time"].mean()),
-            "mean_rec_time_per_session": float(per_user["rec"].mean())}
-
-
-# ------------------------------------------------------------------------------- MLflow
-
-@dataclass
-class Tracker:
-    """The experiment's parent run, addressed by id, so child runs can be opened under it.
-
-    The training entry points open their own fluent run; they resume the run named by
-    MLFLOW_RUN_ID (how `mlflow run` hands a run to an entry point), so a child run is
-    created here and handed to them the same way.
-    """
-
-    run_id: str
-    experiment_id: str
-    client: Any = field(repr=False, default=None)
-
-    @classmethod
-    def start(cls, run_name: str) -> "Tracker":
-        import mlflow
-        tracking.setup(EXPERIMENT)
-        client = mlflow.MlflowClient()
-        rid = os.environ.pop("MLFLOW_RUN_ID", None)  # handed to us by `mlflow run`
-        if rid:
-            run = client.get_run(rid)
-        else:
-            exp = mlflow.get_experiment_by_name(EXPERIMENT)
-            run = client.create_run(exp.experiment_id, run_name=run_name, tags={"botify.entry": "experiment"})
-        client.set_tag(run.info.run_id, "botify.entry", "experiment")
-        return cls(run.info.run_id, run.info.experiment_id, client)
-
-    @contextmanager
-    def child(self, name: str) -> Iterator[str]:
-        run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={"mlflow.parentRunId": self.run_id, "botify.parent": self.run_id})
-        rid = run.info.run_id
-        os.environ["MLFLOW_RUN_ID"] = rid
-        try:
-            yield rid
-        except BaseException:
-            if self.client.get_run(rid).info.status == "RUNNING":
-                self.client.set_terminated(rid, "FAILED")
-            raise
-        else:
-            if self.client.get_run(rid).info.status == "RUNNING":
-                self.client.set_terminated(rid, "FINISHED")
-        finally:
-            os.environ.pop("MLFLOW_RUN_ID", None)
-
-    def params(self, params: dict, run_id: str | None = None) -> None:
-        import mlflow
-        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()}, run_id=run_id or self.run_id)
-
-    def metrics(self, metrics: dict, run_id: str | None = None) -> None:
-        import mlflow
-        clean = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(float(v))}
-        mlflow.log_metrics(clean, run_id=run_id or self.run_id)
-
-    def artifact(self, path: Path, artifact_path: str | None = None, run_id: str | None = None) -> None:
-        import mlflow
-        if path.is_dir():
-            mlflow.log_artifacts(str(path), artifact_path=artifact_path, run_id=run_id or self.run_id)
-        else:
-            mlflow.log_artifact(str(path), artifact_path=artifact_path, run_id=run_id or self.run_id)
-
-    def tags(self, tags: dict) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, str(v))
-
-    def end(self, status: str) -> None:
-        self.client.set_terminated(self.run_id, status)
+def log_path(path: Path, artifact_path: str | None = None) -> None:
+    if path.is_dir():
+        mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+    else:
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
 # ------------------------------------------------------------------------------- models
@@ -274,9 +76,9 @@ class Model:
     i2i: Path
 
 
-def train_model(tr: Tracker, role: str, spec: dict, logs: list[Path], world: Path, out: Path, k: int,
+def train_model(role: str, spec: dict, logs: list[Path], world: Path, out: Path, k: int,
                 seed: int, name: str = tracking.MODEL_NAME) -> Model:
-    """Train and register one model, then export its i2i lists: one child run each.
+    """Train and register one model, then export its i2i lists (each step a child run).
 
     `ref:` instead of `config:` reuses a registered version or alias (e.g. `ref: challenger`)
     without training; a missing one fails with the versions and aliases that do exist.
@@ -288,15 +90,13 @@ def train_model(tr: Tracker, role: str, spec: dict, logs: list[Path], world: Pat
     else:
         overrides = dict(spec.get("overrides") or {})
         overrides.setdefault("seed", seed)
-        cfg = TrainConfig.from_yaml(_abs(spec["config"]), **overrides)
-        with tr.child(f"train-{role}"):
-            res = train(cfg, [str(p) for p in logs], str(world), register=name, run_name=f"train-{role}",
-                        progress=False)
+        cfg = TrainConfig.from_yaml(repo_path(spec["config"]), **overrides)
+        res = train(cfg, [str(p) for p in logs], str(world), register=name, run_name=f"train-{role}",
+                    progress=False)
         if res.version is None:
-            raise ExperimentError(f"training the {role} model registered no version")
+            raise JobError(f"training the {role} model registered no version")
         version = str(res.version)
-    with tr.child(f"recommend-{role}"):
-        summary = export(version, out / f"i2i-{role}.jsonl", k=k, name=name)
+    summary = export(version, out / f"i2i-{role}.jsonl", k=k, name=name)
     return Model(role, version, summary["source_run_id"], Path(summary["output"]))
 
 
@@ -316,60 +116,6 @@ def analyse(day2: pd.DataFrame, day1: pd.DataFrame | None, cfg: dict) -> tuple[p
     return table, users, arms
 
 
-def decide(table: pd.DataFrame, promotion: dict) -> tuple[bool, str]:
-    """Promote only on a significant win of the treatment arm over the baseline arm, SRM passing."""
-    t, c, m = promotion["treatment"], promotion["baseline"], promotion["metric"]
-    sel = table[(table["treatment"] == t) & (table["control"] == c) & (table["metric"] == m)]
-    if sel.empty:
-        return False, f"not promoted: the table has no row {t} vs {c} on {m}"
-    r = sel.iloc[0]
-    name = f"{r['treatment_name']} ({t}) vs {r['control_name']} ({c}) on {m}"
-    figures = (f"effect {r['effect']:+.1f}% [{r['lower']:+.1f}, {r['upper']:+.1f}], "
-               f"p = {r['p_value']:.2g}, Holm p = {r['p_holm']:.2g}")
-    if not bool(r["valid"]):
-        return False, f"not promoted: the sample-ratio check failed (p = {r['srm_p_value']:.2g}), the table is invalid; {name}: {figures}"
-    holm = promotion.get("correction", "holm") == "holm"
-    sig = bool(r["significant_holm"] if holm else r["significant"])
-    if sig and r["effect"] > 0:
-        return True, f"{name}: {figures}, significant{' after Holm' if holm else ''}"
-    why = "not significant" + (" after Holm" if holm else "") if not sig else "significantly worse"
-    return False, f"not promoted: {name}: {figures}, {why}"
-
-
-def registered_name(cfg: dict) -> str:
-    """The registered model the experiment trains into and promotes within.
-
-    A model's track ids belong to the world it was trained on, so each world keeps its own
-    registered model (quick runs on the small world must not move the default world's champion).
-    """
-    return str(cfg["models"].get("register") or tracking.MODEL_NAME)
-
-
-def promote(version: str, name: str = tracking.MODEL_NAME) -> None:
-    from mlflow import MlflowClient
-    MlflowClient().set_registered_model_alias(name, tracking.CHAMPION, version)
-
-
-def deploy(targets: dict, files: dict[str, Path]) -> dict[str, Path]:
-    """Copy the winning experiment's i2i files where the packaged service reads them.
-
-    `bentoml build` packages `data/i2i/*.jsonl` and `service/config/experiments.yml` serves
-    `data/i2i/control.jsonl` and `treatment.jsonl`: after a promotion they are the lists
-    the experiment proved, so the next build ships the champion. Written atomically.
-    """
-    out: dict[str, Path] = {}
-    for role, dest in targets.items():
-        if role not in files:
-            raise ExperimentError(f"promotion.deploy names {role!r}; models are {sorted(files)}")
-        d = _abs(dest)
-        d.parent.mkdir(parents=True, exist_ok=True)
-        tmp = d.with_name(d.name + ".tmp")
-        tmp.write_bytes(Path(files[role]).read_bytes())
-        tmp.replace(d)
-        out[role] = d
-    return out
-
-
 def table_metrics(table: pd.DataFrame) -> dict[str, float]:
     """Per row: means, effect, CI bounds, p-values (MLflow metric names: row.metric.stat)."""
     out: dict[str, float] = {}
@@ -387,185 +133,184 @@ def table_metrics(table: pd.DataFrame) -> dict[str, float]:
 # --------------------------------------------------------------------------------- main
 
 def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
-    """The whole experiment; returns a summary (also what the run logged)."""
+    """The whole experiment as one MLflow run (the parent of its steps' runs); returns a summary.
+
+    The run is the one `mlflow run` created (MLFLOW_RUN_ID) or a new one; it ends FINISHED
+    only when every step, the analysis and the promotion decision succeeded.
+    """
     t_start = time.perf_counter()
-    tr = Tracker.start("experiment")
-    work = _abs(cfg.get("workdir", "data/experiments")) / tr.run_id
+    tracking.setup(EXPERIMENT)
+    with mlflow.start_run(run_name="experiment", tags={"botify.entry": "experiment"}) as parent:
+        mlflow.set_tag("botify.entry", "experiment")
+        try:
+            return _pipeline(cfg, parent.info.run_id, in_process=in_process, port=port, t_start=t_start)
+        except BaseException as e:
+            mlflow.set_tags({"promotion": "not promoted", "promotion_reason": f"run failed: {str(e)[:4000]}"})
+            raise
+
+
+def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: float) -> dict:
+    work = repo_path(cfg.get("workdir", "data/experiments")) / run_id
     work.mkdir(parents=True, exist_ok=True)
     seed = int(cfg["seed"])
     ep1, ep2 = int(cfg["days"]["collect"]["episodes"]), int(cfg["days"]["ab"]["episodes"])
     ab = cfg["ab"]
-    summary: dict[str, Any] = {"run_id": tr.run_id, "workdir": str(work)}
-    status = "FAILED"
+    summary: dict[str, Any] = {"run_id": run_id, "workdir": str(work)}
+    # (names apart from the entry point's own parameters, which `mlflow run` logs as given)
+    log_params({"config_file": cfg["config_path"], "world_config": cfg["world"], "seed_day1": seed,
+                "seed_day2": seed + 1, "seed_oracle": seed + 1, "episodes_day1": ep1, "episodes_day2": ep2,
+                "quick_mode": cfg["quick"], "transport": "in-process" if in_process else "http",
+                "service_seed": ab.get("seed", 42),
+                "ab_experiment": ab["name"], **{f"arm.{a}": r for a, r in ab["arms"].items()},
+                "contrasts": json.dumps(ab.get("contrasts", [])), "promotion": json.dumps(cfg["promotion"]),
+                "alpha": cfg["analysis"]["alpha"], "srm_alpha": cfg["analysis"]["srm_alpha"],
+                "model.registered_name": registered_name(cfg),
+                "model.control": json.dumps(cfg["models"]["control"]),
+                "model.treatment": json.dumps(cfg["models"]["treatment"])})
+    mlflow.set_tag("promotion", "pending")
+    resolved = work / "experiment.yml"
+    resolved.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    log_path(resolved, "config")
+
+    # 1. world
+    from training.world import ensure_world
     try:
-        # (names apart from the entry point's own parameters, which `mlflow run` logs as given)
-        tr.params({"config_file": cfg["config_path"], "world_config": cfg["world"], "seed_day1": seed,
-                   "seed_day2": seed + 1, "seed_oracle": seed + 1, "episodes_day1": ep1, "episodes_day2": ep2,
-                   "quick_mode": cfg["quick"], "transport": "in-process" if in_process else "http",
-                   "service_seed": ab.get("seed", 42),
-                   "ab_experiment": ab["name"], **{f"arm.{a}": r for a, r in ab["arms"].items()},
-                   "contrasts": json.dumps(ab.get("contrasts", [])), "promotion": json.dumps(cfg["promotion"]),
-                   "alpha": cfg["analysis"]["alpha"], "srm_alpha": cfg["analysis"]["srm_alpha"],
-                   "model.registered_name": registered_name(cfg),
-                   "model.control": json.dumps(cfg["models"]["control"]),
-                   "model.treatment": json.dumps(cfg["models"]["treatment"])})
-        tr.tags({"promotion": "pending"})
-        resolved = work / "experiment.yml"
-        resolved.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        tr.artifact(resolved, "config")
+        info = ensure_world(str(repo_path(cfg["world"])))
+    except RuntimeError as e:
+        raise JobError(f"world generation failed: {e}") from None
+    wdir = world_dir(repo_path(cfg["world"]))
+    log_params({f"world.{k}": v for k, v in info.items() if not k.startswith("_")})
+    catalog = wdir / "public" / "tracks.json"
+    timings: dict[str, float] = {}
 
-        # 1. world
-        from training.world import ensure_world
-        try:
-            info = ensure_world(str(_abs(cfg["world"])))
-        except RuntimeError as e:
-            raise ExperimentError(f"world generation failed: {e}") from None
-        wdir = world_dir(_abs(cfg["world"]))
-        tr.params({f"world.{k}": v for k, v in info.items() if not k.startswith("_")})
-        catalog = wdir / "public" / "tracks.json"
-        timings: dict[str, float] = {}
+    # 2. day 1: data collection (the `collect` step, a child run)
+    t0 = time.perf_counter()
+    from training.collect import collect
+    from training.events import read_events
+    base = yaml.safe_load(repo_path(cfg["collect"]["service_config"]).read_text())
+    try:
+        got = collect(str(repo_path(cfg["world"])), str(repo_path(cfg["collect"]["service_config"])), ep1, seed,
+                      days=1, in_process=in_process, out_root=work / "day1", run_name="collect-day1",
+                      stream=False)
+    except JobError as e:
+        raise JobError(f"day 1 (collect) failed: {e}") from None
+    d1_logs = Path(got["log"])
+    day1 = read_events(d1_logs)
+    check_log(day1, pd.read_csv(got["stats"]), d1_logs)
+    timings["day1_seconds"] = time.perf_counter() - t0
+    print(f"[day1] {len(day1)} events from {ep1} episodes ({timings['day1_seconds']:.0f}s)", flush=True)
 
-        # 2. day 1: data collection (the `collect` entry point, as a child run)
-        t0 = time.perf_counter()
-        from training.collect import collect
-        from training.events import read_events
-        base = yaml.safe_load(_abs(cfg["collect"]["service_config"]).read_text())
-        with tr.child("collect-day1"):
-            try:
-                got = collect(str(_abs(cfg["world"])), str(_abs(cfg["collect"]["service_config"])), ep1, seed,
-                              days=1, in_process=in_process, out_root=work / "day1")
-            except ServiceStartError as e:
-                raise ExperimentError(f"the BentoML service did not start for day 1: {e}\n{START_HINT}") from None
-            except RuntimeError as e:
-                raise ExperimentError(f"day 1 (collect) failed: {e}\n{SIM_HINT}") from None
-        d1_logs = Path(got["log"])
-        day1 = read_events(d1_logs)
-        check_log(day1, pd.read_csv(d1_logs.parent / "stats.csv"), d1_logs)
-        timings["day1_seconds"] = time.perf_counter() - t0
-        print(f"[day1] {len(day1)} events from {ep1} episodes ({timings['day1_seconds']:.0f}s)", flush=True)
+    # 3. models
+    t0 = time.perf_counter()
+    k = int(cfg["models"].get("k", 50))
+    model_name = registered_name(cfg)
+    models = {role: train_model(role, cfg["models"][role], [d1_logs], wdir, work, k, seed, model_name)
+              for role in ("control", "treatment")}
+    timings["train_seconds"] = time.perf_counter() - t0
+    log_params({f"model.{m.role}.version": m.version for m in models.values()}
+               | {f"model.{m.role}.run_id": m.run_id for m in models.values()})
+    log_path(models["treatment"].i2i, "i2i")
+    print(f"[models] control v{models['control'].version}, treatment v{models['treatment'].version} "
+          f"({timings['train_seconds']:.0f}s)", flush=True)
 
-        # 3. models
-        t0 = time.perf_counter()
-        k = int(cfg["models"].get("k", 50))
-        model_name = registered_name(cfg)
-        models = {role: train_model(tr, role, cfg["models"][role], [d1_logs], wdir, work, k, seed, model_name)
-                  for role in ("control", "treatment")}
-        timings["train_seconds"] = time.perf_counter() - t0
-        tr.params({f"model.{m.role}.version": m.version for m in models.values()}
-                  | {f"model.{m.role}.run_id": m.run_id for m in models.values()})
-        tr.artifact(models["treatment"].i2i, "i2i")
-        print(f"[models] control v{models['control'].version}, treatment v{models['treatment'].version} "
-              f"({timings['train_seconds']:.0f}s)", flush=True)
+    # 4. day 2: the A/B test, then the oracle's ceiling
+    t0 = time.perf_counter()
+    fill = {"control_i2i": str(models["control"].i2i), "treatment_i2i": str(models["treatment"].i2i),
+            "collect_log": str(d1_logs)}
+    recs = {name: {k2: (v.format(**fill) if isinstance(v, str) else v) for k2, v in spec.items()}
+            for name, spec in ab["recommenders"].items()}
+    d2 = work / "day2"
+    svc2 = write_service_config(d2 / "service.yml", catalog=catalog, log_dir=d2 / "logs",
+                                seed=int(ab.get("seed", 42)), recommenders=recs,
+                                experiments=[{"name": ab["name"], "arms": dict(ab["arms"])}])
+    stats2 = play_day(svc2, cfg["world"], ep2, seed + 1, d2, in_process, port)
+    day2 = read_events(d2 / "logs")
+    check_log(day2, stats2, d2 / "logs")
+    timings["day2_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    oracle = user_level_means(oracle_day(cfg["world"], ep2, seed + 1, work / "oracle"))
+    timings["oracle_seconds"] = time.perf_counter() - t0
+    print(f"[day2] {len(day2)} events from {ep2} episodes ({timings['day2_seconds']:.0f}s); "
+          f"oracle {oracle['mean_time_per_session']:.3f}", flush=True)
 
-        # 4. day 2: the A/B test, then the oracle's ceiling
-        t0 = time.perf_counter()
-        fill = {"control_i2i": str(models["control"].i2i), "treatment_i2i": str(models["treatment"].i2i),
-                "collect_log": str(d1_logs)}
-        recs = {name: {k2: (v.format(**fill) if isinstance(v, str) else v) for k2, v in spec.items()}
-                for name, spec in ab["recommenders"].items()}
-        d2 = work / "day2"
-        svc2 = write_service_config(d2 / "service.yml", catalog=catalog, log_dir=d2 / "logs",
-                                    seed=int(ab.get("seed", 42)), recommenders=recs,
-                                    experiments=[{"name": ab["name"], "arms": dict(ab["arms"])}])
-        stats2 = play_day(svc2, cfg["world"], ep2, seed + 1, d2, in_process, port)
-        day2 = read_events(d2 / "logs")
-        check_log(day2, stats2, d2 / "logs")
-        timings["day2_seconds"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        oracle_stats = simulate(cfg["world"], ep2, seed + 1, work / "oracle" / "episodes.csv",
-                                ["--recommender", "oracle"], work / "oracle" / "sim.log", "oracle run")
-        oracle = user_level_means(oracle_stats)
-        timings["oracle_seconds"] = time.perf_counter() - t0
-        print(f"[day2] {len(day2)} events from {ep2} episodes ({timings['day2_seconds']:.0f}s); "
-              f"oracle {oracle['mean_time_per_session']:.3f}", flush=True)
+    # 5. analysis and files
+    table, users, arms = analyse(day2, day1, cfg)
+    primary = cfg["analysis"]["primary_metric"]
+    prim = table[(table["metric"] == primary) & (table["control"] == "C")]
+    control_mean = float(prim["control_mean"].iloc[0])
+    means = {table.loc[prim.index[0], "control_name"]: control_mean}
+    means.update(dict(zip(prim["treatment_name"], prim["treatment_mean"].astype(float))))
+    head = A.headroom(means, control_mean, oracle[primary])
+    ok, reason = decide(table, cfg["promotion"])
 
-        # 5. analysis and files
-        table, users, arms = analyse(day2, day1, cfg)
-        primary = cfg["analysis"]["primary_metric"]
-        prim = table[(table["metric"] == primary) & (table["control"] == "C")]
-        control_mean = float(prim["control_mean"].iloc[0])
-        means = {table.loc[prim.index[0], "control_name"]: control_mean}
-        means.update(dict(zip(prim["treatment_name"], prim["treatment_mean"].astype(float))))
-        head = A.headroom(means, control_mean, oracle[primary])
-        ok, reason = decide(table, cfg["promotion"])
+    out = work / "report"
+    csv, md = R.write_table(table, out)
+    plot = R.plot_effects(table, out / "effects.png", metrics=[m for m in A.METRICS],
+                          title=f"{ab['name']}: effects vs control and contrasts (95% CI)")
+    users.assign(arm=arms.reindex(users.index)).to_csv(out / "users.csv")
+    srm = {"p_value": float(table["srm_p_value"].iloc[0]), "ok": bool(table["srm_ok"].iloc[0])}
+    treatment_v = models["treatment"].version
+    decision = (f"promoted `{model_name}` version {treatment_v} (treatment) to `@{tracking.CHAMPION}`: {reason}"
+                if ok else f"{reason}; `@{tracking.CHAMPION}` unchanged")
+    details = [
+        f"World: `{cfg['world']}` ({wdir.name}); simulator seeds: day 1 {seed}, day 2 and oracle {seed + 1}",
+        f"Day 1 (cold start, `collect`): {ep1} episodes, arms {base['experiments'][0]['arms']}; {len(day1)} events",
+        f"Day 2 (A/B): {ep2} episodes {'in-process' if in_process else 'over HTTP against the BentoML service'}; "
+        f"{len(day2)} events, {len(users)} users",
+        f"Control model: `{model_name}` v{models['control'].version} ({model_summary(cfg['models']['control'])}); "
+        f"treatment model: v{treatment_v} ({model_summary(cfg['models']['treatment'])})",
+        f"Command: `mlflow run . -e experiment --env-manager local"
+        f"{' -P quick=true' if cfg['quick'] else ''}{' -P in_process=true' if in_process else ''}`; "
+        f"MLflow run `{run_id}`",
+    ]
+    headline = table[table["control"] != "C"]
+    headline = headline[headline["metric"] == primary]
+    rep = R.write_report(out / "report.md", table=table, plot=plot,
+                         arms={a: table_label(ab, a) for a in ab["arms"]}, primary_metric=primary,
+                         headroom=head, means=means, oracle_mean=oracle[primary], decision=decision,
+                         details=details, srm=srm, headline=headline, idea=cfg.get("idea"))
 
-        out = work / "report"
-        csv, md = R.write_table(table, out)
-        plot = R.plot_effects(table, out / "effects.png", metrics=[m for m in A.METRICS],
-                              title=f"{ab['name']}: effects vs control and contrasts (95% CI)")
-        users.assign(arm=arms.reindex(users.index)).to_csv(out / "users.csv")
-        srm = {"p_value": float(table["srm_p_value"].iloc[0]), "ok": bool(table["srm_ok"].iloc[0])}
-        treatment_v = models["treatment"].version
-        decision = (f"promoted `{model_name}` version {treatment_v} (treatment) to `@{tracking.CHAMPION}`: {reason}"
-                    if ok else f"{reason}; `@{tracking.CHAMPION}` unchanged")
-        details = [
-            f"World: `{cfg['world']}` ({wdir.name}); simulator seeds: day 1 {seed}, day 2 and oracle {seed + 1}",
-            f"Day 1 (cold start, `collect`): {ep1} episodes, arms {base['experiments'][0]['arms']}; {len(day1)} events",
-            f"Day 2 (A/B): {ep2} episodes {'in-process' if in_process else 'over HTTP against the BentoML service'}; "
-            f"{len(day2)} events, {len(users)} users",
-            f"Control model: `{model_name}` v{models['control'].version} ({model_summary(cfg['models']['control'])}); "
-            f"treatment model: v{treatment_v} ({model_summary(cfg['models']['treatment'])})",
-            f"Command: `mlflow run . -e experiment --env-manager local"
-            f"{' -P quick=true' if cfg['quick'] else ''}{' -P in_process=true' if in_process else ''}`; "
-            f"MLflow run `{tr.run_id}`",
-        ]
-        headline = table[table["control"] != "C"]
-        headline = headline[headline["metric"] == primary]
-        rep = R.write_report(out / "report.md", table=table, plot=plot,
-                             arms={a: table_label(ab, a) for a in ab["arms"]}, primary_metric=primary,
-                             headroom=head, means=means, oracle_mean=oracle[primary], decision=decision,
-                             details=details, srm=srm, headline=headline, idea=cfg.get("idea"))
+    # 6. log
+    counts = arms.value_counts()
+    log_metrics({**table_metrics(table), **timings,
+                 **{f"users.{a}": float(counts.get(a, 0)) for a in ab["arms"]},
+                 **{f"oracle.{k2}": v for k2, v in oracle.items()},
+                 **{f"headroom.{name}": v for name, v in head.items()},
+                 "srm_p_value": srm["p_value"], "srm_ok": float(srm["ok"]),
+                 "events_day1": len(day1), "events_day2": len(day2), "users_day2": len(users),
+                 "covered_by_day1": float(users.index.isin(day1["user"]).mean())})
+    mlflow.log_table(table, "effects.json")
+    for f in (csv, md, plot, rep, out / "users.csv"):
+        log_path(f, "report")
+    log_path(d2 / "logs", "event_log")
+    log_path(svc2, "config")
+    log_path(work / "oracle" / "episodes.csv", "oracle")
+    log_path(d2 / "episodes.csv", "day2")
 
-        # 6. log
-        counts = arms.value_counts()
-        tr.metrics({**table_metrics(table), **timings,
-                    **{f"users.{a}": float(counts.get(a, 0)) for a in ab["arms"]},
-                    **{f"oracle.{k2}": v for k2, v in oracle.items()},
-                    **{f"headroom.{name}": v for name, v in head.items()},
-                    "srm_p_value": srm["p_value"], "srm_ok": float(srm["ok"]),
-                    "events_day1": len(day1), "events_day2": len(day2), "users_day2": len(users),
-                    "covered_by_day1": float(users.index.isin(day1["user"]).mean())})
-        import mlflow
-        mlflow.log_table(table, "effects.json", run_id=tr.run_id)
-        for f in (csv, md, plot, rep, out / "users.csv"):
-            tr.artifact(f, "report")
-        tr.artifact(d2 / "logs", "event_log")
-        tr.artifact(svc2, "config")
-        tr.artifact(work / "oracle" / "episodes.csv", "oracle")
-        tr.artifact(d2 / "episodes.csv", "day2")
-
-        # 7. promotion: the last step, only reached when everything above succeeded
-        if ok:
-            # files first: if they cannot be written, the alias is not moved either
-            deployed = deploy(cfg["promotion"].get("deploy") or {}, {r: m.i2i for r, m in models.items()})
-            promote(treatment_v, model_name)
-            tr.tags({"promotion": "promoted", "promoted_version": treatment_v,
-                     "deployed": json.dumps({r: str(p) for r, p in deployed.items()})})
-        else:
-            tr.tags({"promotion": "not promoted"})
-        tr.tags({"promotion_reason": decision})
-        timings["total_seconds"] = time.perf_counter() - t_start
-        tr.metrics({"total_seconds": timings["total_seconds"]})
-        print(R.markdown_table(prim, ["treatment_name", "effect", "lower", "upper", "control_mean",
-                                      "treatment_mean", "significant", "p_holm", "significant_holm"]))
-        print(R.markdown_table(headline, ["treatment_name", "control_name", "effect", "lower", "upper",
-                                          "p_value", "p_holm", "significant_holm"]))
-        print("headroom captured (arm - Random) / (oracle - Random): "
-              + ", ".join(f"{n} {v:.2f}" for n, v in head.items()) + f"; oracle {oracle[primary]:.3f}")
-        print(f"[promotion] {decision}")
-        print(f"[done] {timings['total_seconds']:.0f}s, run {tr.run_id}; report: {rep}", flush=True)
-        summary.update({"table": table, "promoted": ok, "decision": decision, "headroom": head,
-                        "oracle": oracle, "timings": timings, "versions": {r: m.version for r, m in models.items()},
-                        "report": rep})
-        status = "FINISHED"
-        return summary
-    except BaseException as e:
-        try:
-            tr.tags({"promotion": "not promoted", "promotion_reason": f"run failed: {str(e)[:4000]}"})
-        finally:
-            raise
-    finally:
-        tr.end(status)
+    # 7. promotion: the last step, only reached when everything above succeeded
+    if ok:
+        # files first: if they cannot be written, the alias is not moved either
+        deployed = deploy(cfg["promotion"].get("deploy") or {}, {r: m.i2i for r, m in models.items()})
+        promote(treatment_v, model_name)
+        mlflow.set_tags({"promotion": "promoted", "promoted_version": treatment_v,
+                         "deployed": json.dumps({r: str(p) for r, p in deployed.items()})})
+    else:
+        mlflow.set_tag("promotion", "not promoted")
+    mlflow.set_tag("promotion_reason", decision)
+    timings["total_seconds"] = time.perf_counter() - t_start
+    log_metrics({"total_seconds": timings["total_seconds"]})
+    print(R.markdown_table(prim, ["treatment_name", "effect", "lower", "upper", "control_mean",
+                                  "treatment_mean", "significant", "p_holm", "significant_holm"]))
+    print(R.markdown_table(headline, ["treatment_name", "control_name", "effect", "lower", "upper",
+                                      "p_value", "p_holm", "significant_holm"]))
+    print("headroom captured (arm - Random) / (oracle - Random): "
+          + ", ".join(f"{n} {v:.2f}" for n, v in head.items()) + f"; oracle {oracle[primary]:.3f}")
+    print(f"[promotion] {decision}")
+    print(f"[done] {timings['total_seconds']:.0f}s, run {run_id}; report: {rep}", flush=True)
+    summary.update({"table": table, "promoted": ok, "decision": decision, "headroom": head,
+                    "oracle": oracle, "timings": timings, "versions": {r: m.version for r, m in models.items()},
+                    "report": rep})
+    return summary
 
 
 def model_summary(spec: dict) -> str:
@@ -573,7 +318,7 @@ def model_summary(spec: dict) -> str:
     if spec.get("ref"):
         return f"reused registered `{spec['ref']}`"
     from training.train import TrainConfig
-    c = TrainConfig.from_yaml(_abs(spec["config"]), **(spec.get("overrides") or {}))
+    c = TrainConfig.from_yaml(repo_path(spec["config"]), **(spec.get("overrides") or {}))
     return (f"`{spec['config']}`: embedding_dim {c.embedding_dim}, split {c.split}, context {c.context}, "
             f"objective {c.objective}, catalog features {'on' if c.features else 'off'}")
 
@@ -615,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         run(cfg, in_process=args.in_process, port=args.port)
     except Exception as e:  # every failure: one message, exit non-zero; nothing was promoted
         from training.events import EventLogError
-        known = (ExperimentError, EventLogError, A.AnalysisError, tracking.RegistryError, FileNotFoundError, ValueError)
+        known = (JobError, EventLogError, A.AnalysisError, tracking.RegistryError, FileNotFoundError, ValueError)
         if not isinstance(e, known):
             raise
         print(f"experiment failed, nothing promoted: {e}", file=sys.stderr)

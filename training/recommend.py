@@ -64,7 +64,7 @@ def export(ref: str, output: str | Path, k: int = 50, name: str = tracking.MODEL
                "output": str(path), "tracks": int(len(lists)), "k": int(lists.shape[1]),
                "coverage": coverage, "max_per_artist": cap, "export_seconds": seconds}
     if log:
-        with mlflow.start_run(run_name=f"recommend {name}@{ref}"):
+        with tracking.step_run(f"recommend {name}@{ref}", entry="recommend"):
             mlflow.set_tags({"botify.entry": "recommend", "source_run_id": mv.run_id})
             tracking.log_params({"model_name": name, "model": ref, "version": mv.version, "k": k,
                                "output": str(output), "max_per_artist": cap})

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import mlflow
 from mlflow import MlflowClient
@@ -33,7 +35,8 @@ def setup(experiment: str | None = None) -> str:
     """Point MLflow at the project's store (unless MLFLOW_TRACKING_URI says otherwise).
 
     Returns the tracking URI in use. The experiment is only set when no run was handed
-    to us by `mlflow run` (MLFLOW_RUN_ID), whose run already belongs to an experiment.
+    to us by `mlflow run` (MLFLOW_RUN_ID) and none is active: such a run already belongs
+    to an experiment, and a step's child run goes where its parent is.
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     if os.environ.get("MLFLOW_RUN_ID") and uri == MLFLOW_OWN_DEFAULT:
@@ -47,7 +50,7 @@ def setup(experiment: str | None = None) -> str:
         db.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if experiment and not os.environ.get("MLFLOW_RUN_ID"):
+    if experiment and not os.environ.get("MLFLOW_RUN_ID") and mlflow.active_run() is None:
         if mlflow.get_experiment_by_name(experiment) is None:
             # Artifacts beside the sqlite file (mlruns/ for the default store), not in
             # whatever directory we happen to run from (MLflow's default, ./mlruns).
@@ -120,3 +123,18 @@ def flag(value: str) -> bool:
     if v in ("0", "false", "no", "n", "off", ""):
         return False
     raise argparse.ArgumentTypeError(f"not a boolean: {value!r} (use true or false)")
+
+
+@contextmanager
+def step_run(run_name: str, entry: str) -> Iterator["mlflow.ActiveRun"]:
+    """The run a step (collect, train, recommend, ...) logs into.
+
+    Only entry points open top-level runs: when one is active (a pipeline's parent run),
+    the step is its nested child, in the parent's experiment; called alone (a test, a
+    notebook), the step opens its own run in the experiment `setup` chose. Either way the
+    run is ended (FINISHED, or FAILED on an exception) when the block leaves.
+    """
+    parent = mlflow.active_run()
+    kwargs = {"nested": True, "experiment_id": parent.info.experiment_id} if parent else {}
+    with mlflow.start_run(run_name=run_name, tags={"botify.entry": entry}, **kwargs) as run:
+        yield run

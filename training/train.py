@@ -171,7 +171,7 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
           f"split {cfg.split}: {sizes}", flush=True)
 
     tracking.setup(EXPERIMENT)
-    with mlflow.start_run(run_name=run_name) as run:
+    with tracking.step_run(run_name or "train", entry="train") as run:
         tracking.log_params({**dataclasses.asdict(cfg), "logs": ",".join(logs),
                            "world": str(world), "catalog_tracks": catalog.size,
                            "register": register or ""})

@@ -23,7 +23,8 @@ from mlflow.exceptions import MlflowException
 
 from training import analysis as A
 from training import experiment as E
-from training import tracking
+from training import play, promotion, settings, tracking
+from training.errors import JobError
 
 pytestmark = pytest.mark.slow
 
@@ -106,11 +107,11 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path):
     assert m["oracle.mean_time_per_session"] > m["T5_SessionAware.mean_time_per_session.control_mean"]
 
     # promotion: what the table implies, and nothing else
-    cfg = E.load_settings(E.DEFAULT_CONFIG, quick=True)
-    should, _ = E.decide(table, cfg["promotion"])
+    cfg = settings.load_settings(settings.DEFAULT_CONFIG, quick=True)
+    should, _ = promotion.decide(table, cfg["promotion"])
     treatment_version = p["model.treatment.version"]
     assert parent.data.tags["promotion"] == ("promoted" if should else "not promoted")
-    small_model = E.registered_name(cfg)
+    small_model = settings.registered_name(cfg)
     assert small_model != tracking.MODEL_NAME and p["model.registered_name"] == small_model
     assert _champion(client, small_model) == (treatment_version if should else None)
     assert _champion(client) is None, "a quick run must never move the default world's champion"
@@ -133,7 +134,7 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path):
 def test_missing_model_alias_fails_clearly_and_promotes_nothing(small_world, repo, tmp_path):
     env, uri = _env(tmp_path)
     _experiment(uri, tmp_path, E.EXPERIMENT)
-    cfg = yaml.safe_load((repo / E.DEFAULT_CONFIG).read_text())
+    cfg = yaml.safe_load((repo / settings.DEFAULT_CONFIG).read_text())
     cfg["models"]["control"] = {"ref": "no-such-alias"}
     bad = tmp_path / "experiment.yml"
     bad.write_text(yaml.safe_dump(cfg))
@@ -146,19 +147,19 @@ def test_missing_model_alias_fails_clearly_and_promotes_nothing(small_world, rep
               if "mlflow.parentRunId" not in r.data.tags]
     assert run.info.status == "FAILED" and run.data.tags["promotion"] == "not promoted"
     assert "no-such-alias" in run.data.tags["promotion_reason"]
-    assert _champion(client) is None and _champion(client, E.registered_name(E.load_settings(bad, quick=True))) is None
+    assert _champion(client) is None and _champion(client, settings.registered_name(settings.load_settings(bad, quick=True))) is None
 
 
 def test_port_taken_is_a_clear_error_and_leaves_no_service(small_world, repo, tmp_path):
-    cfg = E.write_service_config(tmp_path / "service.yml", catalog=small_world / "public" / "tracks.json",
+    cfg = play.write_service_config(tmp_path / "service.yml", catalog=small_world / "public" / "tracks.json",
                                  log_dir=tmp_path / "logs", seed=1, recommenders={"random": {"kind": "random"}},
                                  experiments=[{"name": "X", "arms": {"C": "random"}}])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        with pytest.raises(E.ExperimentError, match=f"port {port} is already in use"):
-            E.play_day(cfg, repo / "sim" / "config" / "small.yml", 5, 1, tmp_path / "day", in_process=False,
+        with pytest.raises(JobError, match=f"port {port} is already in use"):
+            play.play_day(cfg, repo / "sim" / "config" / "small.yml", 5, 1, tmp_path / "day", in_process=False,
                        port=port)
     # nothing was started: no process carries this service config
     mine = []
@@ -175,8 +176,9 @@ def test_simulator_that_loses_the_service_is_a_clear_error(repo, small_world, tm
     with socket.socket() as s:        # a port nobody listens on: the service is gone
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(E.ExperimentError) as err:
-        E.simulate(repo / "sim" / "config" / "small.yml", 5, 1, tmp_path / "stats.csv",
-                   ["--recommender", "remote", "--url", f"http://127.0.0.1:{port}"], tmp_path / "sim.log", "day 2")
+    with pytest.raises(JobError) as err:
+        play.simulate(play.SimCommand(config=repo / "sim" / "config" / "small.yml", episodes=5, seed=1,
+                                      stats=tmp_path / "stats.csv", recommender="remote",
+                                      url=f"http://127.0.0.1:{port}"), "day 2", tmp_path / "sim.log")
     msg = str(err.value)
     assert "day 2 failed" in msg and "lost the connection" in msg and str(port) in msg

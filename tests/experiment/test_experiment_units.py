@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 
 from training import analysis as A
-from training import experiment as E
+from training import play, promotion, settings
+from training.errors import JobError
 
 
 def test_settings_quick_and_overrides():
-    cfg = E.load_settings(E.DEFAULT_CONFIG)
+    cfg = settings.load_settings(settings.DEFAULT_CONFIG)
     assert cfg["ab"]["arms"]["C"] == "random" and not cfg["quick"]
-    quick = E.load_settings(E.DEFAULT_CONFIG, quick=True, episodes=123, seed=5)
+    quick = settings.load_settings(settings.DEFAULT_CONFIG, quick=True, episodes=123, seed=5)
     assert quick["quick"] and quick["world"] == "sim/config/small.yml"
     assert quick["days"]["collect"]["episodes"] == quick["days"]["ab"]["episodes"] == 123
     assert quick["seed"] == 5
@@ -25,23 +26,23 @@ def test_settings_quick_and_overrides():
 def test_deploy_copies_the_served_lists_atomically(tmp_path):
     src = tmp_path / "served.jsonl"
     src.write_text('{"track": 0, "recommendations": [1]}\n')
-    out = E.deploy({"treatment": str(tmp_path / "i2i" / "treatment.jsonl")}, {"treatment": src})
+    out = promotion.deploy({"treatment": str(tmp_path / "i2i" / "treatment.jsonl")}, {"treatment": src})
     assert out["treatment"].read_text() == src.read_text()
     assert not list((tmp_path / "i2i").glob("*.tmp"))
-    with pytest.raises(E.ExperimentError, match="'nope'"):
-        E.deploy({"nope": str(tmp_path / "x.jsonl")}, {"treatment": src})
+    with pytest.raises(JobError, match="'nope'"):
+        promotion.deploy({"nope": str(tmp_path / "x.jsonl")}, {"treatment": src})
 
 
 def test_settings_reject_bad_arms(tmp_path):
     import yaml
-    cfg = yaml.safe_load(open(E.REPO / E.DEFAULT_CONFIG))
+    cfg = yaml.safe_load(open(settings.REPO / settings.DEFAULT_CONFIG))
     cfg["promotion"]["treatment"] = "T9"
     p = tmp_path / "bad.yml"
     p.write_text(yaml.safe_dump(cfg))
-    with pytest.raises(E.ExperimentError, match="promotion arms"):
-        E.load_settings(p)
-    with pytest.raises(E.ExperimentError, match="not found"):
-        E.load_settings(tmp_path / "missing.yml")
+    with pytest.raises(JobError, match="promotion arms"):
+        settings.load_settings(p)
+    with pytest.raises(JobError, match="not found"):
+        settings.load_settings(tmp_path / "missing.yml")
 
 
 def _log(n_sessions: int, steps: int):
@@ -57,17 +58,17 @@ def _log(n_sessions: int, steps: int):
 
 def test_check_log_catches_truncation(tmp_path):
     stats = pd.DataFrame({"user": [0, 1, 2], "steps": [3, 3, 3], "reward": 1.0, "time": 2.0})
-    E.check_log(_log(3, 3), stats, tmp_path)                       # exact: passes
-    with pytest.raises(E.ExperimentError, match="truncated"):
-        E.check_log(_log(3, 3).iloc[:-1], stats, tmp_path)         # the last line lost
-    with pytest.raises(E.ExperimentError, match="truncated"):
-        E.check_log(_log(2, 3), stats, tmp_path)                   # a whole session lost
+    play.check_log(_log(3, 3), stats, tmp_path)                       # exact: passes
+    with pytest.raises(JobError, match="truncated"):
+        play.check_log(_log(3, 3).iloc[:-1], stats, tmp_path)         # the last line lost
+    with pytest.raises(JobError, match="truncated"):
+        play.check_log(_log(2, 3), stats, tmp_path)                   # a whole session lost
 
 
 def test_user_level_means_average_users_not_episodes():
     # user 0 has two episodes (time 2 and 4 -> mean 3), user 1 one (time 9): (3 + 9) / 2 = 6
     stats = pd.DataFrame({"user": [0, 0, 1], "reward": [1.0, 3.0, 8.0], "time": [2.0, 4.0, 9.0]})
-    assert E.user_level_means(stats) == {"mean_time_per_session": 6.0, "mean_rec_time_per_session": 5.0}
+    assert play.user_level_means(stats) == {"mean_time_per_session": 6.0, "mean_rec_time_per_session": 5.0}
 
 
 def _table(effect_t5: float, n=400, srm_broken=False, seed=0):
@@ -87,13 +88,13 @@ PROMO = {"treatment": "T5", "baseline": "T3", "metric": "mean_time_per_session",
 
 
 def test_decide_promotes_only_a_significant_win_with_srm_passing():
-    ok, why = E.decide(_table(1.0), PROMO)
+    ok, why = promotion.decide(_table(1.0), PROMO)
     assert ok and "SessionAware (T5) vs Contextual (T3)" in why
-    ok, why = E.decide(_table(0.0), PROMO)
+    ok, why = promotion.decide(_table(0.0), PROMO)
     assert not ok and "not significant" in why
-    ok, why = E.decide(_table(-1.0), PROMO)
+    ok, why = promotion.decide(_table(-1.0), PROMO)
     assert not ok and "worse" in why
-    ok, why = E.decide(_table(1.0, srm_broken=True), PROMO)
+    ok, why = promotion.decide(_table(1.0, srm_broken=True), PROMO)
     assert not ok and "sample-ratio" in why
-    ok, why = E.decide(_table(1.0), {**PROMO, "metric": "time"})
+    ok, why = promotion.decide(_table(1.0), {**PROMO, "metric": "time"})
     assert not ok and "no row" in why
