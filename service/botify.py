@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from . import artifacts
 from . import recommenders as recs
 from .assignment import Experiment, parse_experiments
 from .catalog import ArtifactError, Catalog, load_catalog
@@ -33,6 +34,7 @@ _WS = rb"[ \t\n\r]*"
 _EVENT = re.compile(_WS + rb"\{" + _WS + rb'"track"' + _WS + b":" + _WS + rb"(0|[1-9][0-9]{0,17})" + _WS + b"," + _WS
                     + rb'"time"' + _WS + b":" + _WS + rb"([01](?:\.[0-9]{1,20})?)" + _WS + rb"\}" + _WS)
 ASSIGNMENT_CACHE = 65_536  # users whose arms are kept (~10 MB at most)
+ARTIFACT_KEYS = ("i2i", "lists")  # a recommender's option that names a model's artifact
 TOP_LEVEL = {"catalog", "seed", "event_log", "session_store", "recommenders", "experiments",
              "max_body_bytes", "workers"}
 
@@ -50,7 +52,8 @@ class Botify:
 
     def __init__(self, catalog: Catalog, recommenders: dict[str, recs.Recommender],
                  experiments: list[Experiment], store: SessionStore, log: EventLog | None,
-                 seed: int = 42, history: int = 10, max_body_bytes: int = 4096) -> None:
+                 seed: int = 42, history: int = 10, max_body_bytes: int = 4096,
+                 models: dict[str, dict] | None = None) -> None:
         self.catalog = catalog
         self.recommenders = recommenders
         self.experiments = experiments
@@ -59,6 +62,7 @@ class Botify:
         self.seed = seed
         self.history = history
         self.max_body_bytes = max_body_bytes
+        self.models = models or {}  # recommender -> what its artifact is (GET /: name, version, run id)
         self.n_tracks = len(catalog)
         # the routing experiment's arms resolved to recommender objects once
         self._routes = [recommenders[r] for r in experiments[0].recommenders]
@@ -166,7 +170,8 @@ class Botify:
 
     def status(self) -> dict[str, Any]:
         return {"status": "alive", "message": "Botify: POST /next/{user}, POST /last/{user}, GET /track/{track}",
-                "tracks": self.n_tracks, "experiments": [e.name for e in self.experiments]}
+                "tracks": self.n_tracks, "experiments": [e.name for e in self.experiments],
+                "models": self.models}
 
     def close(self) -> None:
         if self.log is not None:
@@ -210,6 +215,9 @@ def load(config: str | Path | None = None, *, worker: str | None = None, root: s
     used = {r for e in experiments for r in e.recommenders}
     # only what an experiment serves is loaded: an unused entry needs no artifact
     built = {name: recs.build(name, spec, catalog, root) for name, spec in specs.items() if name in used}
+    # each served model traced back to its registry version (GET /)
+    models = {name: artifacts.describe(str(spec[key]), root) for name, spec in specs.items() if name in used
+              for key in ARTIFACT_KEYS if key in spec}
     history = max([int(s.get("history", 10)) for s in specs.values() if isinstance(s, dict)] + [10])
     log_cfg = cfg.get("event_log")
     log = None
@@ -223,7 +231,7 @@ def load(config: str | Path | None = None, *, worker: str | None = None, root: s
             raise ValueError(f"config: event_log: unknown options {sorted(log_cfg)}")
     return Botify(catalog, built, experiments, make_store(cfg.get("session_store")), log,
                   seed=int(cfg.get("seed", 42)), history=history,
-                  max_body_bytes=int(cfg.get("max_body_bytes", 4096)))
+                  max_body_bytes=int(cfg.get("max_body_bytes", 4096)), models=models)
 
 
 __all__ = ["ArtifactError", "Botify", "RequestError", "load", "read_config", "UserState"]

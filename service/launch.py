@@ -37,12 +37,12 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class ServiceProcess:
-    """`bentoml serve service.service:Botify --port P` with BOTIFY_CONFIG, ready on enter,
+    """`bentoml serve service.service:Botify --port P --host H` with BOTIFY_CONFIG, ready on enter,
     its whole process group stopped on exit (SIGTERM, then SIGKILL after `stop_timeout`)."""
 
     def __init__(self, config: str, port: int | None = None, workers: int = 1, env: dict | None = None,
                  cwd: str | Path | None = None, start_timeout: float = 90.0, stop_timeout: float = 20.0,
-                 target: str = "service.service:Botify") -> None:
+                 target: str = "service.service:Botify", host: str = "127.0.0.1") -> None:
         self.config = str(config)
         self.port = port or free_port()
         self.workers = workers
@@ -51,7 +51,8 @@ class ServiceProcess:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.target = target
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = host  # the address it binds; loopback unless told otherwise
+        self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{self.port}"
         self.proc: subprocess.Popen | None = None
         self._out = None
 
@@ -68,7 +69,8 @@ class ServiceProcess:
         env = {**os.environ, **self.env, "BOTIFY_CONFIG": self.config, "BOTIFY_WORKERS": str(self.workers),
                "PYTHONUNBUFFERED": "1"}
         bentoml = Path(sys.executable).with_name("bentoml")
-        cmd = [str(bentoml) if bentoml.exists() else "bentoml", "serve", self.target, "--port", str(self.port)]
+        cmd = [str(bentoml) if bentoml.exists() else "bentoml", "serve", self.target, "--port", str(self.port),
+               "--host", self.host]
         self._out = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdout=self._out, stderr=subprocess.STDOUT,
                                      start_new_session=True)

@@ -34,6 +34,7 @@ EVENT_BODY = {"requestBody": {"required": True, "content": {"application/json": 
     "properties": {"track": {"type": "integer", "minimum": 0},
                    "time": {"type": "number", "minimum": 0, "maximum": 1}}}}}}}
 JSON = "application/json"
+DEFAULT_HOST = "127.0.0.1"
 logger = logging.getLogger("botify")
 
 app = FastAPI(title="Botify", docs_url=None, redoc_url=None, openapi_url=None)
@@ -130,16 +131,6 @@ async def last_track(user: str, request: Request) -> Response:
     return Response(b'{"user":%d}' % uid, media_type=JSON)
 
 
-@app.post("/bench/trivial/{user}", include_in_schema=False)
-async def trivial(user: str, request: Request) -> Response:
-    """BentoML's ceiling for the benchmark: parses the same JSON, touches no state."""
-    try:
-        data = json.loads(await request.body())
-        return Response(b'{"user":%d,"track":%d}' % (int(user), data["track"]), media_type=JSON)
-    except (ValueError, TypeError, KeyError) as e:
-        return _error(RequestError(f"bad benchmark request: {e}"))
-
-
 @app.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
     """BentoML's Prometheus exposition (all workers), with Botify's per-route metrics in it."""
@@ -232,6 +223,9 @@ def _workers() -> int:
 @bentoml.service(
     name="botify",
     workers=_workers(),
+    # loopback unless told otherwise (`bentoml serve --host 0.0.0.0` or BENTOML_HOST): a
+    # recommender's API and its /metrics are not for the whole network by default
+    http={"host": DEFAULT_HOST},
     traffic={"timeout": 30},
     logging={"access": {"enabled": False}},  # the event log is the service's record
     # BentoML's metrics label by raw path (a series per user): replaced by RouteMetrics

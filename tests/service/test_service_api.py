@@ -154,3 +154,23 @@ def test_port_taken_is_reported(served):
     svc, _ = served
     with pytest.raises(ServiceStartError, match="already in use"):
         ServiceProcess(svc.config, port=svc.port).start()
+
+
+def _listening(port: int) -> set[str]:
+    import psutil
+    return {c.laddr.ip for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+
+
+def test_safe_defaults_loopback_and_no_benchmark_route(served, tmp_path):
+    """The service binds 127.0.0.1 unless told otherwise, and ships no benchmark-only route."""
+    svc, root = served
+    assert _listening(svc.port) == {"127.0.0.1"}
+    r = requests.post(svc.url + "/bench/trivial/1", json={"track": 1, "time": 1.0})
+    assert r.status_code == 404
+    status = requests.get(svc.url + "/").json()
+    # file artifacts are reported by path (BentoML models by registry version: test_service_bentoml_model)
+    assert status["models"]["session_aware"] == {"file": str(root / "i2i.jsonl")}
+    with ServiceProcess(str(make_world(tmp_path)), host="0.0.0.0") as everywhere:
+        assert _listening(everywhere.port) == {"0.0.0.0"}
+        assert requests.get(everywhere.url + "/").status_code == 200
