@@ -22,6 +22,7 @@ from . import recommenders as recs
 from .assignment import Experiment, parse_experiments
 from .catalog import ArtifactError, Catalog, load_catalog
 from .eventlog import EventLog
+from .outage import Unavailable
 from .sessions import SessionStore, UserState, make_store
 
 CONFIG_ENV = "BOTIFY_CONFIG"
@@ -72,11 +73,31 @@ class Botify:
 
     # --- the recommender interface (docs/architecture.md) ---------------------------------
     def recommend_next(self, user: int, prev_track: int, prev_time: float, started: float | None = None) -> int:
+        """The next track. Order (docs/architecture.md): read the state, compute, write the log
+        line, then record the listen; a failure at any step raises `Unavailable` (503) with
+        nothing after it done, so the state never holds a listen the log lacks."""
         started = time.perf_counter() if started is None else started
         # in-process callers may pass numpy scalars: the log and the store want plain numbers
         user, prev_track, prev_time = int(user), int(prev_track), float(prev_time)
+        track, tracks, times, history = self._next(user, prev_track, prev_time, self.store.load(user), started)
+        self.store.add_listen(user, tracks, times, history, prev_track, prev_time)
+        return track
+
+    async def recommend_next_async(self, user: int, prev_track: int, prev_time: float, started: float) -> int:
+        """`recommend_next` for the service's event loop: a store with an asyncio client is
+        awaited (a slow Redis holds this request only); the memory store is called directly."""
+        store = self.store
+        if not store.is_async:
+            return self.recommend_next(user, prev_track, prev_time, started)
+        track, tracks, times, history = self._next(user, prev_track, prev_time, await store.aload(user), started)
+        await store.aadd_listen(user, tracks, times, history, prev_track, prev_time)
+        return track
+
+    def _next(self, user: int, prev_track: int, prev_time: float, state: tuple, started: float) -> tuple:
+        """Compute the recommendation from the loaded state and write its log line:
+        (track, and the state the request leads to: tracks, times, history)."""
         # tuples in and out of the store: no per-listen copies (the memory store keeps these objects)
-        tracks, times, history = self.store.load(user)
+        tracks, times, history = state
         tracks += (prev_track,)
         times += (prev_time,)
         history = (history + ((prev_track, prev_time),))[-self.history:]
@@ -84,16 +105,25 @@ class Botify:
         rng = (self.seed, user, pos, prev_track)  # ctx.rng's seed: their MurmurHash3, if a recommender draws
         route, experiments = self._assignment(user)
         track = int(self._routes[route].recommend(recs.Context(user, tracks, times, history, rng)))
-        self.store.save(user, tracks, times, history)
         self._log("next", user, prev_track, prev_time, started, track, experiments)
-        return track
+        return track, tracks, times, history
 
     def end_session(self, user: int, last_track: int, last_time: float, started: float | None = None) -> None:
         started = time.perf_counter() if started is None else started
         user, last_track, last_time = int(user), int(last_track), float(last_time)
-        _, _, history = self.store.load(user)
-        self.store.save(user, (), (), (history + ((last_track, last_time),))[-self.history:])
+        history = self._last(user, last_track, last_time, self.store.load(user), started)
+        self.store.end_session(user, history, last_track, last_time)
+
+    async def end_session_async(self, user: int, last_track: int, last_time: float, started: float) -> None:
+        store = self.store
+        if not store.is_async:
+            return self.end_session(user, last_track, last_time, started)
+        history = self._last(user, last_track, last_time, await store.aload(user), started)
+        await store.aend_session(user, history, last_track, last_time)
+
+    def _last(self, user: int, last_track: int, last_time: float, state: tuple, started: float) -> tuple:
         self._log("last", user, last_track, last_time, started, None, self._assignment(user)[1])
+        return (state[2] + ((last_track, last_time),))[-self.history:]
 
     def _assignment(self, user: int) -> tuple[int, str]:
         """(the routing experiment's arm index, every experiment's arm as the log's JSON) of a user.
@@ -114,6 +144,7 @@ class Botify:
 
     def _log(self, message: str, user: int, track: int, time_: float, started: float, rec: int | None,
              experiments: str) -> None:
+        """One line, whole, before the state changes; raises `Unavailable` with nothing written."""
         if self.log is None:
             return
         # the fixed shape formatted directly: json.dumps of the dict cost ~20 us per request
@@ -152,6 +183,8 @@ class Botify:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise RequestError(f"malformed JSON body: {e}") from None
+        except RecursionError:  # ~1,000 nested arrays fit in a small body
+            raise RequestError("malformed JSON body: nested too deeply") from None
         if not isinstance(data, dict):
             raise RequestError('body must be a JSON object {"track": int, "time": float}')
         missing = [k for k in ("track", "time") if k not in data]
@@ -159,14 +192,23 @@ class Botify:
             raise RequestError(f"missing field(s): {', '.join(missing)}")
         track, t = data["track"], data["time"]
         if type(track) is not int:
-            raise RequestError(f"track must be an integer, got {json.dumps(track)[:40]}")
+            raise RequestError(f"track must be an integer, got {_shown(track)}")
         if not 0 <= track < self.n_tracks:
             raise RequestError(f"track {track} is not in the catalog (0..{self.n_tracks - 1})", 422)
         if type(t) not in (int, float):
-            raise RequestError(f"time must be a number, got {json.dumps(t)[:40]}")
+            raise RequestError(f"time must be a number, got {_shown(t)}")
         if not (math.isfinite(t) and 0.0 <= t <= 1.0):
             raise RequestError(f"time must be within [0, 1], got {t}", 422)
         return track, float(t)
+
+    def healthy(self) -> bool:
+        """Whether a request can be served whole now (the log can be written): for `/readyz`."""
+        return self.log is None or self.log.healthy()
+
+    async def ahealthy(self) -> bool:
+        """`healthy`, and the session store answers (a PING bounded by its timeout)."""
+        log_ok = self.healthy()
+        return (await self.store.ahealthy() if self.store.is_async else True) and log_ok
 
     def status(self) -> dict[str, Any]:
         return {"status": "alive", "message": "Botify: POST /next/{user}, POST /last/{user}, GET /track/{track}",
@@ -177,6 +219,14 @@ class Botify:
         if self.log is not None:
             self.log.close()
         self.store.close()
+
+
+def _shown(value: Any) -> str:
+    """A refused value, short, for an error message (json.dumps of a deeply nested one recurses)."""
+    try:
+        return json.dumps(value)[:40]
+    except RecursionError:
+        return "a value nested too deeply"
 
 
 def config_path(path: str | None = None) -> Path:
@@ -229,9 +279,9 @@ def load(config: str | Path | None = None, *, worker: str | None = None, root: s
                        max_bytes=int(log_cfg.pop("max_bytes", 100 * 2**20)), backups=int(log_cfg.pop("backups", 10)))
         if log_cfg:
             raise ValueError(f"config: event_log: unknown options {sorted(log_cfg)}")
-    return Botify(catalog, built, experiments, make_store(cfg.get("session_store")), log,
+    return Botify(catalog, built, experiments, make_store(cfg.get("session_store"), history=history), log,
                   seed=int(cfg.get("seed", 42)), history=history,
                   max_body_bytes=int(cfg.get("max_body_bytes", 4096)), models=models)
 
 
-__all__ = ["ArtifactError", "Botify", "RequestError", "load", "read_config", "UserState"]
+__all__ = ["ArtifactError", "Botify", "RequestError", "Unavailable", "load", "read_config", "UserState"]

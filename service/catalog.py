@@ -30,7 +30,10 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            rec = json.loads(line)
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:  # its own position is "line 1": name the file's line
+                raise ValueError(f"line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(rec, dict):
                 raise ValueError(f"line {n}: not a JSON object")
             yield n, rec
@@ -63,6 +66,18 @@ class Catalog:
         return self.artist.tolist()
 
 
+def _check_count(path: Path, n: int) -> None:
+    """A catalog cut at a line boundary parses: the world's own record of its size catches it."""
+    meta = path.with_name("world.json")
+    try:
+        expected = json.loads(meta.read_text()).get("tracks")
+    except (OSError, ValueError, AttributeError):
+        return  # a catalog without a world beside it (tests, hand-made catalogs)
+    if isinstance(expected, int) and expected != n:
+        raise ArtifactError(path, f"catalog has {n} tracks but {meta.name} says {expected} (truncated?)",
+                            WORLD_COMMAND)
+
+
 def load_catalog(path: str | Path) -> Catalog:
     path = Path(path)
     if not path.is_file():
@@ -83,6 +98,7 @@ def load_catalog(path: str | Path) -> Catalog:
         raise ArtifactError(path, f"malformed catalog ({e})", WORLD_COMMAND) from None
     if not records:
         raise ArtifactError(path, "catalog is empty", WORLD_COMMAND)
+    _check_count(path, len(records))
 
     artist_codes: dict[str, int] = {}
     genre_codes: dict[str, int] = {}

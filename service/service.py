@@ -26,8 +26,9 @@ from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from service import instance
 from service.botify import Botify as Core
-from service.botify import RequestError, config_path, load, read_config
+from service.botify import RequestError, Unavailable, config_path, load, read_config
 
 EVENT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["track", "time"],
@@ -36,12 +37,20 @@ EVENT_BODY = {"requestBody": {"required": True, "content": {"application/json": 
 JSON = "application/json"
 DEFAULT_HOST = "127.0.0.1"
 logger = logging.getLogger("botify")
+instance.setup()  # in the server process: its own metrics folder, a non-zero exit if a worker cannot start
 
 app = FastAPI(title="Botify", docs_url=None, redoc_url=None, openapi_url=None)
 
 
 def _error(e: RequestError) -> Response:
     return Response(json.dumps({"error": str(e)}), status_code=e.status, media_type=JSON)
+
+
+def _unavailable(e: Unavailable, request: Request, route: str, started: float) -> Response:
+    """503: a dependency failed and nothing was recorded (service/outage.py); logged once per outage."""
+    request.app.state.metrics.observe(route, 503, started)
+    return Response(json.dumps({"error": str(e)}), status_code=503, media_type=JSON,
+                    headers={"Retry-After": str(e.retry_after)})
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -105,6 +114,8 @@ async def _event(user: str, request: Request, route: str):
     except RequestError as e:
         request.app.state.metrics.observe(route, e.status, started)
         return _error(e)
+    except ClientDisconnect:  # gone before its body arrived: nobody to answer, nothing to log
+        return Response(status_code=400)
     return core, uid, prev, listened, started
 
 
@@ -115,7 +126,13 @@ async def next_track(user: str, request: Request) -> Response:
     if isinstance(parsed, Response):
         return parsed
     core, uid, prev, listened, started = parsed
-    rec = core.recommend_next(uid, prev, listened, started)
+    try:
+        if core.store.is_async:  # Redis: awaited, a slow store holds this request only
+            rec = await core.recommend_next_async(uid, prev, listened, started)
+        else:
+            rec = core.recommend_next(uid, prev, listened, started)
+    except Unavailable as e:
+        return _unavailable(e, request, "/next/{user}", started)
     request.app.state.metrics.observe("/next/{user}", 200, started)
     return Response(b'{"user":%d,"track":%d}' % (uid, rec), media_type=JSON)
 
@@ -126,7 +143,10 @@ async def last_track(user: str, request: Request) -> Response:
     if isinstance(parsed, Response):
         return parsed
     core, uid, prev, listened, started = parsed
-    core.end_session(uid, prev, listened, started)
+    try:
+        await core.end_session_async(uid, prev, listened, started)
+    except Unavailable as e:
+        return _unavailable(e, request, "/last/{user}", started)
     request.app.state.metrics.observe("/last/{user}", 200, started)
     return Response(b'{"user":%d}' % uid, media_type=JSON)
 
@@ -160,12 +180,20 @@ class RouteMetrics:
     BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
     FLUSH_SECONDS = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, store: object = None) -> None:
         import prometheus_client  # after BentoML set PROMETHEUS_MULTIPROC_DIR in the worker
 
         self.duration = prometheus_client.Histogram(
             "botify_request_duration_seconds", "Time to answer a request, by route and status",
             labelnames=["route", "status"], buckets=self.BUCKETS)
+        # the memory store's size and evictions (it is bounded: session_store.max_users)
+        self._store = store if hasattr(store, "evictions") else None
+        if self._store is not None:
+            self.users = prometheus_client.Gauge("botify_memory_store_users", "Users held by the memory session store",
+                                                 multiprocess_mode="livesum")
+            self.evictions = prometheus_client.Counter(
+                "botify_memory_store_evictions", "Users evicted from the memory session store (max_users reached)")
+            self._evicted = 0
         self._bounds = self.BUCKETS + (float("inf"),)  # prometheus_client adds +Inf the same way
         self._pending: dict[tuple[str, int], list[float]] = {}  # (route, status) -> seconds observed
         self._scheduled = False
@@ -186,6 +214,10 @@ class RouteMetrics:
     def flush(self) -> None:
         """Write what was observed since the last flush into the Prometheus histogram."""
         self._scheduled = False
+        if self._store is not None:
+            self.users.set(self._store.users)
+            self.evictions.inc(self._store.evictions - self._evicted)
+            self._evicted = self._store.evictions
         pending, self._pending = self._pending, {}
         for (route, status), seconds in pending.items():
             child = self.duration.labels(route=route, status=str(status))
@@ -245,12 +277,14 @@ class Botify:
             self.core = load(worker=name)
         except Exception as e:
             # BentoML would restart this worker every 10 s forever; a missing artifact or a
-            # bad config will not fix itself, so stop the whole server with the reason.
+            # bad config will not fix itself, so stop the whole server with the reason (and
+            # a non-zero exit status: service/instance.py).
             logger.error("Botify cannot start, stopping the server: %s", e)
+            instance.report_startup_failure(str(e))
             os.kill(os.getppid(), signal.SIGTERM)
             raise
         app.state.botify = self.core
-        app.state.metrics = RouteMetrics()
+        app.state.metrics = RouteMetrics(self.core.store)
         # The catalog and i2i lists are ~10^5 long-lived containers that the cyclic GC would
         # otherwise traverse on every full collection: a stall of tens to hundreds of ms.
         gc.collect()
@@ -259,6 +293,10 @@ class Botify:
         # a young collection ran every few requests and an old one every few hundred; rarer
         # and still small (measured: p99 of the trivial route 62 -> 6 ms under wrk -c8).
         gc.set_threshold(50_000, 20, 100)
+
+    async def __is_ready__(self) -> bool:
+        """`/readyz`: the event log can be written and the session store answers."""
+        return await self.core.ahealthy()
 
     @bentoml.on_shutdown
     def close(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -152,14 +153,22 @@ def _write_lines(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row, separators=(", ", ": ")) + "\n")
 
 
+def _digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def is_current(cfg: WorldConfig) -> bool:
-    """True when the world on disk is complete and was made from this config."""
+    """True when the world on disk is complete, was made from this config, and its catalog is
+    the one written then (a truncated or edited tracks.json is regenerated, not served)."""
     meta = cfg.dir / "public" / "world.json"
     if not all((cfg.dir / f).is_file() for f in PUBLIC_FILES + HIDDEN_FILES):
         return False
     try:
-        return json.loads(meta.read_text()).get("config_hash") == cfg.fingerprint()
-    except (OSError, json.JSONDecodeError):
+        m = json.loads(meta.read_text())
+        return (m.get("config_hash") == cfg.fingerprint()
+                and m.get("catalog_sha256") == _digest(cfg.dir / "public" / "tracks.json"))
+    except (OSError, json.JSONDecodeError, AttributeError):
         return False
 
 
@@ -177,7 +186,8 @@ def write(cfg: WorldConfig, force: bool = False) -> bool:
         (tmp / "hidden").mkdir()
         _write_lines(tmp / "public" / "tracks.json", w["catalog"])
         meta = {"name": cfg.name, "seed": cfg.seed, "tracks": cfg.tracks, "artists": cfg.artists,
-                "genres": len(cfg.genres), "users": cfg.users, "config_hash": cfg.fingerprint()}
+                "genres": len(cfg.genres), "users": cfg.users, "config_hash": cfg.fingerprint(),
+                "catalog_sha256": _digest(tmp / "public" / "tracks.json")}
         (tmp / "public" / "world.json").write_text(json.dumps(meta, indent=2) + "\n")
         np.save(tmp / "hidden" / "embeddings.npy", w["embeddings"])
         np.save(tmp / "hidden" / "nearest.npy", w["nearest"])

@@ -128,3 +128,52 @@ def test_numpy_scalars_in_process_log_plain_json(world):
     ev = events(world.parent / "logs")
     assert [(e["user"], e["track"], e["time"]) for e in ev] == [(3, 5, 1.0), (3, rec, 0.25)]
     assert type(ev[0]["time"]) is float and ev[1]["recommendation"] is None
+
+
+def test_a_log_that_cannot_be_written_changes_no_state(world, monkeypatch):
+    import errno
+
+    from service.botify import Unavailable
+
+    b = load(world, worker="full")
+    first = b.recommend_next(8, 5, 1.0)
+    before = b.store.get(8)
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("service.eventlog.os.write", full)
+    with pytest.raises(Unavailable):
+        b.recommend_next(8, first, 0.5)
+    with pytest.raises(Unavailable):
+        b.end_session(8, first, 0.5)
+    assert b.store.get(8) == before  # the log failed: the listen was not recorded
+    monkeypatch.undo()
+    b.recommend_next(8, first, 0.5)
+    assert [t for t, _ in b.store.get(8).session] == [5, first]
+    b.close()
+    assert [(e["message"], e["track"]) for e in events(world.parent / "logs")] == [("next", 5), ("next", first)]
+
+
+def test_deeply_nested_json_is_a_400(world):
+    b = load(world, worker="t")
+    for body in (b"[" * 3000 + b"]" * 3000, b'{"track": ' + b"[" * 2000 + b"]" * 2000 + b', "time": 0.5}',
+                 b'{"track": 1, "time": ' + b"{" * 1500 + b"}" * 1500 + b"}"):
+        with pytest.raises(RequestError) as e:
+            b.parse_event(body[:4096])
+        assert e.value.status in (400, 413)
+
+
+def test_corrupt_catalog_is_reported_at_its_line(tmp_path):
+    from service.catalog import load_catalog
+    from svc_fixtures import write_catalog
+
+    path = write_catalog(tmp_path / "public" / "tracks.json", n=20)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:6]) + lines[6][:25] + "\n" + "".join(lines[7:]))  # line 7 cut short
+    with pytest.raises(ArtifactError, match=r"line 7: not valid JSON.*python -m sim\.world"):
+        load_catalog(path)
+    path.write_text("".join(lines[:12]))  # cut at a line boundary: parses, but the world knows its size
+    (tmp_path / "public" / "world.json").write_text(json.dumps({"tracks": 20}))
+    with pytest.raises(ArtifactError, match=r"12 tracks but world\.json says 20.*python -m sim\.world"):
+        load_catalog(path)

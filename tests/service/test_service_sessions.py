@@ -1,10 +1,14 @@
 """The session stores: the same behaviour in memory and in a real Redis."""
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from service.launch import free_port
+from service.outage import Unavailable
 from service.sessions import MemoryStore, RedisStore, UserState, make_store
 
 
@@ -77,3 +81,75 @@ def test_make_store_env_selects_redis(redis_url, monkeypatch):
     assert isinstance(make_store(None), MemoryStore)
     with pytest.raises(ValueError, match="kind"):
         make_store({"kind": "disk"})
+
+
+def test_recording_appends_to_the_current_state(store):
+    """add_listen/end_session as a request makes them: the memory store keeps what the request
+    computed, Redis appends the listen to its state: both give the same state."""
+    store.history = 3
+    tracks, times, history = store.load(5)
+    for i, (t, x) in enumerate([(3, 1.0), (4, 0.123456789012345678), (5, 0.5), (6, 1e-7)]):
+        tracks, times, history = tracks + (t,), times + (x,), (history + ((t, x),))[-3:]
+        store.add_listen(5, tracks, times, history, t, x)
+        assert store.load(5) == (tracks, times, history), i  # times keep every digit
+    store.end_session(5, (history + ((9, 0.25),))[-3:], 9, 0.25)
+    assert store.get(5) == UserState(session=[], history=[[5, 0.5], [6, 1e-7], [9, 0.25]])
+
+
+def test_redis_appends_of_concurrent_requests_are_all_kept(redis_url):
+    """400 requests for one user from 8 threads, each loading then recording: none is lost
+    (a write-back of what each loaded kept about 60% of them)."""
+    s = RedisStore(redis_url, prefix=f"test:{time.monotonic_ns()}:", history=10)
+
+    def request(i: int) -> None:
+        tracks, times, history = s.load(1)
+        s.add_listen(1, tracks + (i,), times + (0.5,), history, i, 0.5)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(request, range(400)))
+    tracks, times, history = s.load(1)
+    assert sorted(tracks) == list(range(400)) and len(history) == 10
+    assert 99 <= s.client.ttl(s.key(1)) <= s.key_ttl  # every write keeps the key's expiry
+
+
+def test_redis_async_client_same_state_as_sync(redis_url):
+    s = RedisStore(redis_url, prefix=f"test:{time.monotonic_ns()}:", history=10)
+
+    async def run() -> tuple:
+        assert await s.ahealthy()
+        await asyncio.gather(*[s.aadd_listen(2, (), (), (), t, 0.75) for t in range(50)])
+        await s.aend_session(2, (), 99, 0.5)
+        await s.aadd_listen(2, (), (), (), 7, 1.0)
+        return await s.aload(2)
+
+    tracks, times, history = asyncio.run(run())
+    assert tracks == (7,) and times == (1.0,) and history[-2:] == ((99, 0.5), (7, 1.0)) and len(history) == 10
+    assert s.load(2) == (tracks, times, history)
+
+
+def test_redis_down_is_unavailable_logged_once_and_not_fatal(caplog):
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    s = RedisStore(dead, timeout_seconds=0.5)  # starts: a worker restarted during an outage must come up
+    for _ in range(5):
+        with pytest.raises(Unavailable, match="session store unavailable"):
+            s.load(1)
+    with pytest.raises(Unavailable):
+        asyncio.run(s.aadd_listen(1, (), (), (), 1, 1.0))
+    assert not asyncio.run(s.ahealthy())
+    outages = [r for r in caplog.records if "unavailable, refusing" in r.getMessage()]
+    assert len(outages) == 1 and s.outage.refused >= 6
+
+
+def test_memory_store_evicts_least_recently_seen_users():
+    clock = Clock()
+    s = MemoryStore(ttl_seconds=10, history_ttl_seconds=100, clock=clock, max_users=3)
+    for u in (1, 2, 3):
+        s.put(u, UserState(session=[[u, 1.0]], history=[[u, 1.0]]))
+    s.put(1, UserState(session=[[9, 1.0]], history=[[9, 1.0]]))  # 1 is the most recent now
+    s.put(4, UserState(session=[[4, 1.0]], history=[[4, 1.0]]))  # 2 goes
+    assert s.users == 3 and s.evictions == 1
+    assert s.get(2) == UserState() and 2 not in s.sessions
+    assert [s.get(u).history for u in (1, 3, 4)] == [[[9, 1.0]], [[3, 1.0]], [[4, 1.0]]]
+    with pytest.raises(ValueError, match="max_users"):
+        make_store({"kind": "memory", "max_users": 0})
+    assert make_store({"kind": "memory", "max_users": 5}).max_users == 5

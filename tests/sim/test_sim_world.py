@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -46,7 +47,8 @@ def test_catalog_follows_the_contract(small_world, cfg):
     meta = json.loads((small_world / "public" / "world.json").read_text())
     assert meta == {"name": "small", "seed": cfg.world.seed, "tracks": cfg.world.tracks,
                     "artists": cfg.world.artists, "genres": len(cfg.world.genres),
-                    "users": cfg.world.users, "config_hash": cfg.world.fingerprint()}
+                    "users": cfg.world.users, "config_hash": cfg.world.fingerprint(),
+                    "catalog_sha256": hashlib.sha256((small_world / "public" / "tracks.json").read_bytes()).hexdigest()}
     # an artist belongs to one genre
     genre_of = {}
     for r in rows:
@@ -112,3 +114,15 @@ def test_missing_files_name_the_file_and_the_fix(tmp_path, cfg):
         World.load(wcfg.dir)
     with pytest.raises(WorldError, match="missing"):
         World.load(tmp_path / "nowhere")
+
+
+def test_a_truncated_or_edited_catalog_is_not_current(tmp_path, cfg):
+    wcfg = dataclasses.replace(_tiny(cfg), dir=tmp_path / "w")
+    write(wcfg)
+    catalog = tmp_path / "w" / "public" / "tracks.json"
+    whole = catalog.read_bytes()
+    catalog.write_bytes(whole[: len(whole) // 2])  # cut mid-line, as a full disk or a bad copy leaves it
+    assert not is_current(wcfg)
+    assert write(wcfg) is True and catalog.read_bytes() == whole and is_current(wcfg)
+    catalog.write_bytes(whole.replace(b'"track": 0,', b'"track": 00,', 1))
+    assert not is_current(wcfg)
