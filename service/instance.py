@@ -44,9 +44,13 @@ def setup() -> Path | None:
     """In the server process (not yet a worker): make the instance folder, point BentoML's
     metrics there, arrange the exit status. In a worker, or when set up already: nothing."""
     global _made
-    if _made is not None or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return None  # done already, or a worker (BentoML sets PROMETHEUS_MULTIPROC_DIR for them)
+    from bentoml import server_context
     from bentoml._internal.configuration.containers import BentoMLContainer
+
+    worker = server_context.worker_index is not None or (
+        INSTANCE_ENV in os.environ and "PROMETHEUS_MULTIPROC_DIR" in os.environ)  # both set by its server
+    if _made is not None or worker:
+        return None
 
     root = _root()
     root.mkdir(parents=True, exist_ok=True)
