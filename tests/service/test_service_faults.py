@@ -235,17 +235,23 @@ def report(name: str, figures: dict) -> None:
 
 
 def test_400_concurrent_requests_for_one_user_across_two_workers(tmp_path, redis_server):
+    results: list[Result] = []
     with ServiceProcess(str(config(tmp_path, redis_server.url)), workers=2) as svc:
         pids = service_pids(svc)
-        with ThreadPoolExecutor(32) as pool:
-            results = list(pool.map(lambda i: send(svc.url, "next", 7, i % N_TRACKS, i / 1000), range(400)))
+        for user in (7, 8, 9):  # on a loaded machine one worker can win every accept() for a while
+            before = {f.name: f.stat().st_size for f in (tmp_path / "logs").glob("events-*.jsonl")}
+            with ThreadPoolExecutor(32) as pool:
+                burst = list(pool.map(lambda i: send(svc.url, "next", user, i % N_TRACKS, i / 1000), range(400)))
+            results += burst
+            assert [r.status for r in burst] == [200] * 400
+            session = json.loads(redis_server.client().get(f"{PREFIX}u:{user}"))["s"]
+            assert len(session) == 400
+            grew = [f for f in (tmp_path / "logs").glob("events-*.jsonl") if f.stat().st_size > before.get(f.name, 0)]
+            if len(grew) == 2:
+                break
     assert_gone(pids)
-    assert [r.status for r in results] == [200] * 400
+    assert len(grew) == 2, "both workers served one user's burst"
     figures = audit(tmp_path / "logs", results, redis_server.client())
-    session = json.loads(redis_server.client().get(f"{PREFIX}u:7"))["s"]
-    assert len(session) == 400
-    served = Counter(f.name for f in (tmp_path / "logs").glob("events-*.jsonl") if f.stat().st_size)
-    assert len(served) == 2, "both workers served"
     report("400 concurrent /next for one user, 2 workers", figures | {"session length": len(session)})
 
 
