@@ -15,6 +15,9 @@ logged MLflow model serves and what the i2i export ranks.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
@@ -28,6 +31,12 @@ class EmbeddingModel(nn.Module):
                  sparse: bool = False, match_init: tuple[float, float] = (0.0, 0.0),
                  feature_tables: bool = True, init_std: float = 0.1) -> None:
         super().__init__()
+        # what rebuilds this architecture from a JSON file (`save_model`/`load_model`); the
+        # weights, including the catalog's artist/genre codes, are in the state dict
+        self.spec = {"n_tracks": n_tracks, "dim": dim, "features": artist is not None and genre is not None,
+                     "n_artists": n_artists, "n_genres": n_genres, "tied": tied, "bias": bias,
+                     "sigmoid": sigmoid, "match": match, "discount": discount, "ids": ids,
+                     "feature_tables": feature_tables}
         self.n_tracks, self.dim = n_tracks, dim
         self.tied, self.use_bias, self.sigmoid = tied, bias, sigmoid
         self.features = artist is not None and genre is not None
@@ -171,3 +180,60 @@ class EmbeddingModel(nn.Module):
             s = s + self.match_weights[0] * (self.artist_of[ids, None] == self.artist_of[None, :]) \
                   + self.match_weights[1] * (self.genre_of[ids, None] == self.genre_of[None, :])
         return s
+
+
+# --- the model on disk: plain arrays and a JSON spec, never a pickle ------------------------
+# A pickled model runs whatever code its file names when it is opened, so anyone who can
+# register a version could run code in every process that loads one. This format holds
+# numbers only: `spec.json` (the architecture) and `weights.npz` (each state-dict tensor as
+# an array), read with `allow_pickle=False`.
+
+FORMAT = "botify-embeddings/npz-v1"
+SPEC_FILE, WEIGHTS_FILE = "spec.json", "weights.npz"
+
+
+class ModelFormatError(ValueError):
+    """A model directory that is not (or not only) the safe format: refused, never unpickled."""
+
+
+def save_model(model: EmbeddingModel, path: str | Path) -> Path:
+    """Write `spec.json` and `weights.npz` into `path` (created)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    np.savez(path / WEIGHTS_FILE, **state)
+    (path / SPEC_FILE).write_text(json.dumps({"format": FORMAT, **model.spec}, indent=1))
+    return path
+
+
+def load_model(path: str | Path) -> EmbeddingModel:
+    """The model saved by `save_model`, in eval mode; ModelFormatError for anything else."""
+    path = Path(path)
+    spec_file, weights_file = path / SPEC_FILE, path / WEIGHTS_FILE
+    if not spec_file.is_file() or not weights_file.is_file():
+        found = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+        raise ModelFormatError(f"{path}: not a Botify model ({SPEC_FILE} + {WEIGHTS_FILE} expected, found {found}); "
+                               f"models in other formats (e.g. pickled .pth) are refused: retrain it with "
+                               f"`mlflow run . -e train`")
+    try:
+        spec = json.loads(spec_file.read_text())
+        if spec.pop("format", None) != FORMAT:
+            raise ValueError(f"format is not {FORMAT!r}")
+        npz = np.load(weights_file, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError(f"{WEIGHTS_FILE} is not an .npz archive")
+        with npz:
+            state = {k: torch.from_numpy(npz[k].copy()) for k in npz.files}
+    except (ValueError, OSError, KeyError) as e:   # an object array (a pickle) raises ValueError here
+        raise ModelFormatError(f"{path}: unreadable model ({e}); only plain arrays are loaded") from None
+    features = spec.pop("features")
+    n = spec.pop("n_tracks")
+    kw = {}
+    if features:
+        kw = {"artist": np.zeros(n, dtype=np.int64), "genre": np.zeros(n, dtype=np.int64)}  # codes come from the state
+    model = EmbeddingModel(n, **spec, **kw)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ModelFormatError(f"{path}: weights do not match spec.json ({e})") from None
+    return model.eval()

@@ -23,13 +23,7 @@ from training.i2i import model_i2i, write_i2i
 EXPERIMENT = "botify-training"
 
 
-def load_model(ref: str, name: str = tracking.MODEL_NAME):
-    """(model version, EmbeddingModel) of a registered version or alias."""
-    import mlflow.pytorch
-    mv = tracking.resolve_version(ref, name)
-    model = mlflow.pytorch.load_model(tracking.model_uri(mv.version, name))
-    model.eval()
-    return mv, model
+load_model = tracking.load_model  # (model version, EmbeddingModel), read without pickle
 
 
 def trained_cap(run_id: str) -> int:

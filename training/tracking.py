@@ -92,6 +92,55 @@ def model_uri(ref: str, name: str = MODEL_NAME) -> str:
     return f"models:/{name}/{ref}" if ref.isdigit() else f"models:/{name}@{ref}"
 
 
+MODEL_FLAVOR = "botify_embeddings"
+
+
+def log_model(model, name: str = "model", register: str | None = None, signature=None,
+              metadata: dict | None = None) -> str | None:
+    """Log an EmbeddingModel to the active run in the safe format and register it.
+
+    An MLflow 3 logged model (MLmodel with the signature and metadata, flavor
+    `botify_embeddings`) whose files are `spec.json` + `weights.npz` (training.model): no
+    pickle, unlike MLflow's pytorch flavor. Returns the new version when `register` is given.
+    """
+    import tempfile
+
+    from mlflow.models import Model
+
+    from training.model import FORMAT, SPEC_FILE, WEIGHTS_FILE, save_model
+    run = mlflow.active_run()
+    logged = mlflow.initialize_logged_model(name=name, source_run_id=run.info.run_id if run else None,
+                                            model_type=MODEL_FLAVOR)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            save_model(model, tmp)
+            mm = Model(artifact_path=name, run_id=run.info.run_id if run else None, model_id=logged.model_id,
+                       signature=signature, metadata=metadata)
+            mm.add_flavor(MODEL_FLAVOR, format=FORMAT, spec=SPEC_FILE, weights=WEIGHTS_FILE,
+                          loader="training.model.load_model")
+            mm.save(str(Path(tmp) / "MLmodel"))
+            MlflowClient().log_model_artifacts(logged.model_id, tmp)
+    except BaseException:
+        mlflow.finalize_logged_model(logged.model_id, "FAILED")
+        raise
+    mlflow.finalize_logged_model(logged.model_id, "READY")
+    if not register:
+        return None
+    return str(mlflow.register_model(f"models:/{logged.model_id}", register).version)
+
+
+def load_model(ref: str, name: str = MODEL_NAME):
+    """(model version, EmbeddingModel) of a registered version or alias, read without pickle.
+
+    A version in any other format (e.g. a pickled `model.pth` someone registered) is refused
+    with training.model.ModelFormatError: its files are never deserialized.
+    """
+    from training.model import load_model as load_dir
+    mv = resolve_version(ref, name)
+    path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri(mv.version, name))
+    return mv, load_dir(path)
+
+
 def log_params(params: dict) -> None:
     """Log params on the active run, living with what `mlflow run` already logged.
 

@@ -3,7 +3,7 @@
 One run logs every parameter, the split sizes, train/val loss per epoch, the test MSE
 against the constant-mean and random baselines, recall@k / NDCG@k of held-out listened
 tracks, the training time and the dataset's hash; the model is logged with a signature
-and an input example, registered as `botify-embeddings`, and the new version gets the
+as plain arrays and a JSON spec (no pickle: training.model), registered as `botify-embeddings`, and the new version gets the
 alias `challenger` (only the experiment moves `champion`).
 
     python -m training.train --log logs/collect --world data/world --config training/config/seed.yml
@@ -220,16 +220,11 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
             # cannot hold NaN does not apply, and printed on every run it buries the output
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
             signature = infer_signature(example, out)
-            info = mlflow.pytorch.log_model(
-                model, name="model", signature=signature, input_example=example,
-                serialization_format="pickle",   # keeps .tables(); pt2 would export forward only
-                registered_model_name=register or None,
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
-                metadata={"dataset_digest": digest, "n_tracks": catalog.size,
-                          "embedding_dim": cfg.embedding_dim})
-        version = None
+        # plain arrays + a JSON spec (training.model), never a pickle
+        version = tracking.log_model(model, name="model", register=register, signature=signature,
+                                     metadata={"dataset_digest": digest, "n_tracks": catalog.size,
+                                               "embedding_dim": cfg.embedding_dim})
         if register:
-            version = str(info.registered_model_version)
             client = mlflow.MlflowClient()
             client.set_registered_model_alias(register, tracking.CHALLENGER, version)
             client.set_model_version_tag(register, version, "run_id", run.info.run_id)
