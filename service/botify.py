@@ -67,7 +67,6 @@ class Botify:
         self.n_tracks = len(catalog)
         # the routing experiment's arms resolved to recommender objects once
         self._routes = [recommenders[r] for r in experiments[0].recommenders]
-        self._track_json = [json.dumps(r).encode() for r in catalog.records]
         self._arms_json: dict[tuple[int, ...], str] = {}
         self._assigned: dict[int, tuple[int, str]] = {}
 
@@ -162,7 +161,8 @@ class Botify:
         if not (track.isascii() and track.isdigit()) or len(track) > MAX_USER_DIGITS:
             return None
         t = int(track)
-        return self._track_json[t] if t < self.n_tracks else None
+        # made per request (~5 us): precomputing 50k of them cost ~0.5 s of every start-up
+        return json.dumps(self.catalog.record(t)).encode() if t < self.n_tracks else None
 
     def parse_user(self, user: str) -> int:
         if not (user.isascii() and user.isdigit()) or len(user) > MAX_USER_DIGITS:

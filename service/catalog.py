@@ -39,15 +39,36 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             yield n, rec
 
 
+def _read_records(path: Path) -> Iterator[tuple[int, str, dict]]:
+    """(line number, line, object) per line: `read_jsonl`, ~1/3 faster for a well-formed file,
+    its lines parsed as one JSON array (one call into the C parser instead of one per line;
+    start-up time of every worker). Any problem falls back to the line-by-line reader, which
+    names the bad line."""
+    try:
+        lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+        recs = json.loads("[" + ",".join(line for _, line in lines) + "]")
+    except (ValueError, UnicodeDecodeError):
+        recs = None
+    if recs is None or len(recs) != len(lines):  # a line holding "a, b": only the slow path sees it
+        for n, rec in read_jsonl(path):
+            yield n, json.dumps(rec), rec
+        return
+    for (n, line), rec in zip(lines, recs):
+        if not isinstance(rec, dict):
+            raise ValueError(f"line {n}: not a JSON object")
+        yield n, line, rec
+
+
 @dataclass(frozen=True)
 class Catalog:
     """Tracks indexed 0..N-1 with integer artist/genre codes, precomputed once.
 
     Recommenders index these arrays per request, so nothing per request grows with
-    the catalog.
+    the catalog. A track's record is kept as its JSON line and parsed when asked for
+    (`GET /track`, rare): 50k dicts would cost each worker ~40 MB.
     """
 
-    records: list[dict]
+    lines: list[str]  # track t's JSON line
     artist: np.ndarray  # int32 [N] artist code per track
     genre: np.ndarray  # int32 [N] genre code per track
     popularity: np.ndarray  # float64 [N]
@@ -56,10 +77,16 @@ class Catalog:
     artist_names: list[str]
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.lines)
 
     def __contains__(self, track: object) -> bool:
-        return type(track) is int and 0 <= track < len(self.records)
+        return type(track) is int and 0 <= track < len(self.lines)
+
+    def record(self, track: int) -> dict:
+        """Track `track`'s catalog record (`popularity` 0.0 when the line has none)."""
+        rec = json.loads(self.lines[track])
+        rec.setdefault("popularity", 0.0)
+        return rec
 
     def artist_list(self) -> list[int]:
         """Plain-int artist codes: cheaper than numpy scalars in the request path."""
@@ -82,36 +109,42 @@ def load_catalog(path: str | Path) -> Catalog:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(path, "catalog not found", WORLD_COMMAND)
-    records: list[dict] = []
+    lines: list[str] = []
+    artist_codes: dict[str, int] = {}
+    genre_codes: dict[str, int] = {}
+    artist: list[int] = []
+    genre: list[int] = []
+    popularity: list[float] = []
     try:
-        for n, rec in read_jsonl(path):
-            if rec.get("track") != len(records):
-                raise ValueError(f"line {n}: expected track {len(records)}, tracks ordered 0..N-1")
+        for n, line, rec in _read_records(path):
+            if rec.get("track") != len(lines):
+                raise ValueError(f"line {n}: expected track {len(lines)}, tracks ordered 0..N-1")
             for key in ("artist", "title", "genre"):
                 if not isinstance(rec.get(key), str):
                     raise ValueError(f"line {n}: field {key!r} must be a string")
-            rec.setdefault("popularity", 0.0)
-            if not isinstance(rec["popularity"], (int, float)) or rec["popularity"] < 0:
+            pop = rec.get("popularity", 0.0)
+            if not isinstance(pop, (int, float)) or pop < 0:
                 raise ValueError(f"line {n}: popularity must be a number >= 0")
-            records.append(rec)
+            lines.append(line.strip())
+            artist.append(artist_codes.setdefault(rec["artist"], len(artist_codes)))
+            genre.append(genre_codes.setdefault(rec["genre"], len(genre_codes)))
+            popularity.append(float(pop))
     except (ValueError, UnicodeDecodeError) as e:
         raise ArtifactError(path, f"malformed catalog ({e})", WORLD_COMMAND) from None
-    if not records:
+    if not lines:
         raise ArtifactError(path, "catalog is empty", WORLD_COMMAND)
-    _check_count(path, len(records))
+    _check_count(path, len(lines))
 
-    artist_codes: dict[str, int] = {}
-    genre_codes: dict[str, int] = {}
-    artist = np.array([artist_codes.setdefault(r["artist"], len(artist_codes)) for r in records], dtype=np.int32)
-    genre = np.array([genre_codes.setdefault(r["genre"], len(genre_codes)) for r in records], dtype=np.int32)
+    artist = np.array(artist, dtype=np.int32)
+    genre = np.array(genre, dtype=np.int32)
     order = np.argsort(artist, kind="stable")
     bounds = np.searchsorted(artist[order], np.arange(len(artist_codes) + 1))
     artist_tracks = [order[bounds[a]:bounds[a + 1]] for a in range(len(artist_codes))]
     return Catalog(
-        records=records,
+        lines=lines,
         artist=artist,
         genre=genre,
-        popularity=np.array([float(r["popularity"]) for r in records]),
+        popularity=np.array(popularity),
         artist_tracks=artist_tracks,
         genre_names=list(genre_codes),
         artist_names=list(artist_codes),
