@@ -289,11 +289,12 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
 
     # 7. promotion: the last step, only reached when everything above succeeded
     if ok:
-        # files first: if they cannot be written, the alias is not moved either
-        deployed = deploy(cfg["promotion"].get("deploy") or {}, {r: m.i2i for r, m in models.items()})
+        # the export first: if it fails, the alias is not moved either
+        deployed = deploy(cfg["promotion"].get("deploy") or {}, {r: m.version for r, m in models.items()},
+                          model_name, i2i={r: m.i2i for r, m in models.items()})
         promote(treatment_v, model_name)
         mlflow.set_tags({"promotion": "promoted", "promoted_version": treatment_v,
-                         "deployed": json.dumps({r: str(p) for r, p in deployed.items()})})
+                         "deployed": json.dumps(deployed)})
     else:
         mlflow.set_tag("promotion", "not promoted")
     mlflow.set_tag("promotion_reason", decision)

@@ -12,7 +12,6 @@ import pandas as pd
 
 from training import tracking
 from training.errors import JobError
-from training.settings import repo_path
 
 
 def decide(table: pd.DataFrame, promotion: dict) -> tuple[bool, str]:
@@ -35,24 +34,21 @@ def decide(table: pd.DataFrame, promotion: dict) -> tuple[bool, str]:
     return False, f"not promoted: {name}: {figures}, {why}"
 
 
-def deploy(targets: dict, files: dict[str, Path]) -> dict[str, Path]:
-    """Copy the winning experiment's i2i files where the packaged service reads them.
+def deploy(targets: dict[str, str], versions: dict[str, str], name: str = tracking.MODEL_NAME,
+           i2i: dict[str, Path] | None = None) -> dict[str, str]:
+    """Export the proven versions into the BentoML models the packaged service serves.
 
-    `bentoml build` packages `data/i2i/*.jsonl` and `service/config/experiments.yml` serves
-    `data/i2i/control.jsonl` and `treatment.jsonl`: after a promotion they are the lists
-    the experiment proved, so the next build ships the champion. Written atomically.
+    `targets` (the config's `promotion.deploy`): role → BentoML model name, the names
+    `service/config/experiments.yml` and `bentofile.yaml` use as `NAME:latest`; `versions`:
+    role → registry version; `i2i`: role → the lists served in the A/B test, so the Bento
+    serves exactly what was proven. One export step per role (training.to_bentoml), with
+    the lineage as labels; no file is copied. Returns role → BentoML tag.
     """
-    out: dict[str, Path] = {}
-    for role, dest in targets.items():
-        if role not in files:
-            raise JobError(f"promotion.deploy names {role!r}; models are {sorted(files)}")
-        d = repo_path(dest)
-        d.parent.mkdir(parents=True, exist_ok=True)
-        tmp = d.with_name(d.name + ".tmp")
-        tmp.write_bytes(Path(files[role]).read_bytes())
-        tmp.replace(d)
-        out[role] = d
-    return out
+    from training.to_bentoml import deploy as export
+    unknown = sorted(set(targets) - set(versions))
+    if unknown:
+        raise JobError(f"promotion.deploy names {unknown}; models are {sorted(versions)}")
+    return export(versions, targets, name=name, i2i=i2i)
 
 
 def promote(version: str, name: str = tracking.MODEL_NAME) -> None:

@@ -19,18 +19,17 @@ def test_settings_quick_and_overrides():
     assert quick["seed"] == 5
     # quick keeps what it does not override, and never deploys small-world lists
     assert quick["models"]["control"]["config"] == cfg["models"]["control"]["config"]
-    assert cfg["promotion"]["deploy"]["treatment"] == "data/i2i/treatment.jsonl"
+    assert cfg["promotion"]["deploy"]["treatment"] == "botify-i2i-treatment"
     assert quick["promotion"]["deploy"] is None and quick["promotion"]["metric"] == cfg["promotion"]["metric"]
 
 
-def test_deploy_copies_the_served_lists_atomically(tmp_path):
-    src = tmp_path / "served.jsonl"
-    src.write_text('{"track": 0, "recommendations": [1]}\n')
-    out = promotion.deploy({"treatment": str(tmp_path / "i2i" / "treatment.jsonl")}, {"treatment": src})
-    assert out["treatment"].read_text() == src.read_text()
-    assert not list((tmp_path / "i2i").glob("*.tmp"))
+def test_deploy_names_bentoml_models_and_refuses_an_unknown_role_before_exporting(tmp_path, monkeypatch):
+    """deploy exports each role's version into the BentoML model its config names (the
+    export itself, with lineage, is tested in tests/training/test_training_registry.py)."""
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
     with pytest.raises(JobError, match="'nope'"):
-        promotion.deploy({"nope": str(tmp_path / "x.jsonl")}, {"treatment": src})
+        promotion.deploy({"nope": "botify-i2i-x"}, {"treatment": "1"})
+    assert not (tmp_path / "bentoml" / "models").exists()   # nothing exported
 
 
 def test_settings_reject_bad_arms(tmp_path):

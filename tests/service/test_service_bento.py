@@ -15,6 +15,11 @@ from svc_fixtures import write_catalog
 
 pytestmark = pytest.mark.slow
 BENTOML = str(Path(sys.executable).with_name("bentoml"))
+SAVE_MODEL = """
+import sys, bentoml, numpy as np
+with bentoml.models.create(sys.argv[1], labels={"mlflow_version": "1"}) as m:
+    np.save(m.path_of("i2i.npy"), (np.arange(200, dtype=np.int32)[:, None] + 1) % 200)
+"""
 
 
 def test_build_and_serve_bento(repo, tmp_path, bentoml_home):
@@ -22,9 +27,11 @@ def test_build_and_serve_bento(repo, tmp_path, bentoml_home):
     shutil.copytree(repo / "service", ctx / "service", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(repo / "bentofile.yaml", ctx)
     write_catalog(ctx / "data" / "world" / "public" / "tracks.json")
-    (ctx / "data" / "i2i").mkdir()
-    (ctx / "data" / "i2i" / "control.jsonl").write_text('{"track": 0, "recommendations": [1]}\n')
     (ctx / "notes.txt").write_text("not part of the Bento")
+    # the models bentofile.yaml packs (the experiment's promotion exports them from the registry)
+    packed = [m for m in yaml.safe_load((repo / "bentofile.yaml").read_text())["models"]]
+    for tag in packed:
+        subprocess.run([sys.executable, "-c", SAVE_MODEL, tag.split(":")[0]], check=True, cwd=repo)
 
     out = subprocess.run([BENTOML, "build", str(ctx), "--output", "tag"], capture_output=True, text=True,
                          cwd=ctx, timeout=300)
@@ -34,8 +41,11 @@ def test_build_and_serve_bento(repo, tmp_path, bentoml_home):
     bento = next((bentoml_home / "bentos" / "botify").glob(tag.split(":")[1]))
     src = bento / "src"
     for f in ("service/service.py", "service/botify.py", "service/config/cold_start.yml",
-              "data/world/public/tracks.json", "data/i2i/control.jsonl", "bentofile.yaml"):
+              "data/world/public/tracks.json", "bentofile.yaml"):
         assert (src / f).is_file(), f
+    # BentoML 1.4 packs models by tag (copied into an image by containerize / export)
+    assert sorted(m["tag"].split(":")[0] for m in yaml.safe_load((bento / "bento.yaml").read_text())["models"]) \
+        == sorted(t.split(":")[0] for t in packed)
     assert not (src / "notes.txt").exists()
     dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
     assert "ENTRYPOINT" in dockerfile and "BOTIFY_CONFIG" in dockerfile

@@ -3,6 +3,7 @@ against a throwaway MLflow store (tests/training/conftest.py)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,3 +143,137 @@ def test_service_loads_the_imported_lists(two_versions, repo):
     import bentoml
     stored = read_i2i(f"{bentoml.models.get(tag).path}/i2i.jsonl")
     assert table[42].tolist() == stored[42]
+
+
+class _Boom:
+    """A pickle payload: unpickling it creates the marker file (i.e. runs code)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_planted_pickle_is_refused_not_run(two_versions, tmp_path):
+    """A version whose files are a pickle (what MLflow's pytorch flavor writes) is refused by
+    the loader, and the pickle never runs; MLflow's own loader refuses it too, because the
+    project's processes turn its pickle deserialization off."""
+    import os
+    import pickle
+
+    import mlflow
+    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    from training.model import ModelFormatError, load_model as load_dir
+    assert os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"   # set by `import training`
+    marker = tmp_path / "pwned"
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "model.pth").write_bytes(pickle.dumps(_Boom(marker)))
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(planted), artifact_path="model")
+    client = MlflowClient()
+    mv = client.create_model_version(tracking.MODEL_NAME, f"runs:/{run.info.run_id}/model", run.info.run_id)
+    with pytest.raises(ModelFormatError, match="model.pth.*refused"):
+        load_model(mv.version)
+    # the safe format's files, with a pickle inside the weights: refused as well
+    good = tmp_path / "good"
+    import shutil
+    shutil.copytree(mlflow.artifacts.download_artifacts(tracking.model_uri("1")), good)
+    np.savez(good / "weights.npz", **{"context.weight": np.array([_Boom(marker)], dtype=object)})
+    with pytest.raises(ModelFormatError, match="only plain arrays"):
+        load_dir(good)
+    # MLflow's pytorch flavor: its loader refuses to unpickle while the project's setting is on
+    flavored = tmp_path / "flavored"
+    mlflow.pytorch.save_model(torch.nn.Linear(2, 2), flavored, serialization_format="pickle")
+    torch.save(_Boom(marker), flavored / "data" / "model.pth")
+    with pytest.raises(MlflowException, match="pickle is disallowed"):
+        mlflow.pytorch.load_model(str(flavored))
+    assert not marker.exists()
+
+
+def test_model_round_trips_without_pickle(two_versions):
+    """A version's files are spec.json + weights.npz (nothing executable), and what
+    `load_model` reads back is the trained model: its tables equal the ones the training run
+    logged from the model in memory."""
+    import os
+
+    import mlflow
+    a, b = two_versions
+    for version, res in (("1", a), ("2", b)):
+        mv, model = load_model(version)
+        path = mlflow.artifacts.download_artifacts(tracking.model_uri(version))
+        assert {"spec.json", "weights.npz", "MLmodel"} <= set(os.listdir(path))
+        assert not [f for f in os.listdir(path) if f.endswith((".pth", ".pkl", ".pt"))]
+        logged = mlflow.artifacts.download_artifacts(f"runs:/{res.run_id}/embeddings")
+        for got, name in zip(model.tables(), ("context", "target", "target_bias")):
+            assert np.array_equal(got, np.load(f"{logged}/{name}.npy")), (version, name)
+
+
+def _bentoml_refs(config_dir) -> set[str]:
+    import yaml
+    refs = set()
+    for f in config_dir.glob("*.yml"):
+        for spec in (yaml.safe_load(f.read_text()).get("recommenders") or {}).values():
+            for key in ("i2i", "lists"):
+                if str(spec.get(key, "")).startswith("bentoml:"):
+                    refs.add(spec[key][len("bentoml:"):])
+    return refs
+
+
+def test_bentofile_packs_exactly_the_models_the_configs_serve(repo):
+    import yaml
+    packed = {m if isinstance(m, str) else m["tag"] for m in yaml.safe_load((repo / "bentofile.yaml").read_text())["models"]}
+    assert packed == _bentoml_refs(repo / "service" / "config") and packed
+    assert not any("data/i2i" in x for x in yaml.safe_load((repo / "bentofile.yaml").read_text())["include"])
+
+
+def test_bento_built_after_a_promotion_holds_the_champion(two_versions, planted, repo, tmp_path):
+    """Promotion moves @champion; the export step imports it (and the control) into the BentoML
+    store; `bentoml build` with the project's bentofile packs them; the served Bento's GET /
+    names the champion's version and run id."""
+    import shutil
+    import subprocess
+    import sys
+
+    import bentoml
+    import requests
+    import yaml
+
+    from service.launch import ServiceProcess
+    from training.to_bentoml import deploy
+    a, b = two_versions
+    world, _, _ = planted
+    client = MlflowClient()
+    client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, b.version)
+    targets = yaml.safe_load((repo / "training/config/experiment.yml").read_text())["promotion"]["deploy"]
+    tags = deploy({"control": a.version, "treatment": tracking.CHAMPION}, targets, k=10)
+    ctx = tmp_path / "ctx"
+    shutil.copytree(repo / "service", ctx / "service", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(repo / "bentofile.yaml", ctx)
+    shutil.copytree(world / "public", ctx / "data" / "world" / "public")
+    out = subprocess.run([str(Path(sys.executable).with_name("bentoml")), "build", str(ctx), "--output", "tag"],
+                         capture_output=True, text=True, cwd=ctx, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    bento_tag = out.stdout.strip().splitlines()[-1].replace("__tag__:", "")
+    bento = bentoml.bentos.get(bento_tag)
+    packed = {str(m.tag): m for m in bento.info.models}
+    assert set(packed) == set(tags.values())
+    champion = client.get_model_version_by_alias(tracking.MODEL_NAME, tracking.CHAMPION)
+    treatment = bentoml.models.get(tags["treatment"])
+    assert treatment.info.labels["mlflow_version"] == str(champion.version) == b.version
+    assert treatment.info.labels["mlflow_run_id"] == champion.run_id == b.run_id
+    assert treatment.info.labels["role"] == "treatment"
+    assert len(treatment.info.labels["dataset_digest"]) > 10
+    assert not list((Path(bento.path) / "src").rglob("*.jsonl"))        # no copied list files
+    with ServiceProcess("service/config/experiments.yml", target=bento_tag, cwd=tmp_path,
+                        env={"BOTIFY_LOG_DIR": str(tmp_path / "logs")}) as svc:
+        models = requests.get(svc.url + "/").json()["models"]
+        assert models["session_aware"] == {"bentoml_model": tags["treatment"], "name": tracking.MODEL_NAME,
+                                           "version": b.version, "run_id": b.run_id, "role": "treatment",
+                                           "dataset_digest": treatment.info.labels["dataset_digest"]}
+        assert models["contextual"]["version"] == a.version
+        r = requests.post(svc.url + "/next/1", json={"track": 5, "time": 1.0})
+        assert r.status_code == 200
