@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("sim", "service", "training")
+MODULES = ("sim", "service", "coldstart", "training")
 
 
 def main(argv: list[str]) -> int:
