@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if want("bare"):
             port = free_port()
             proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.bare_http:app", "--port", str(port),
-                                     "--no-access-log", "--log-level", "warning"], cwd=REPO)
+                                     "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"], cwd=REPO)
             try:
                 for _ in range(100):
                     try:
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("  redis: skipped (redis-server not installed: make redis)")
             else:
                 rport = free_port()
-                redis_proc = subprocess.Popen([exe, "--port", str(rport), "--save", "", "--appendonly", "no"],
+                redis_proc = subprocess.Popen([exe, "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                                               stdout=subprocess.DEVNULL)
                 time.sleep(0.5)
                 store = {"kind": "redis", "url": f"redis://127.0.0.1:{rport}/0"}

@@ -1,0 +1,37 @@
+"""Serverless-style behaviour with a real process: SIGTERM (what `docker stop` and any
+orchestrator send) drains a request in flight: answered and logged before the server exits."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from service.launch import ServiceProcess
+from svc_fixtures import make_world
+
+pytestmark = pytest.mark.slow
+
+
+def test_sigterm_drains_the_request_in_flight(tmp_path):
+    config = make_world(tmp_path)
+    body = b'{"track": 5, "time": 1.0}'
+    with ServiceProcess(str(config)) as svc:
+        s = socket.create_connection(("127.0.0.1", svc.port), timeout=20)
+        # the request's head is in, its body not yet: a request in flight when SIGTERM arrives
+        s.sendall(b"POST /next/7 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+        time.sleep(0.5)
+        os.killpg(svc.proc.pid, signal.SIGTERM)
+        time.sleep(1.0)
+        assert svc.proc.poll() is None, "the server quit with a request in flight"
+        s.sendall(body)
+        answer = s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["user"] == 7
+        assert svc.proc.wait(timeout=30) == 0
+    lines = [json.loads(x) for f in (tmp_path / "logs").glob("events-*.jsonl") for x in f.read_text().splitlines()]
+    assert [(x["message"], x["user"], x["track"]) for x in lines] == [("next", 7, 5)]
