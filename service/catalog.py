@@ -28,15 +28,19 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """
     with path.open() as f:
         for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:  # its own position is "line 1": name the file's line
-                raise ValueError(f"line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"line {n}: not a JSON object")
-            yield n, rec
+            if line.strip():
+                yield n, parse_line(n, line)
+
+
+def parse_line(n: int, line: str) -> dict:
+    """Line `n` of a JSON-lines file as an object; ValueError naming the line otherwise."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:  # its own position is "line 1": name the file's line
+        raise ValueError(f"line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(rec, dict):
+        raise ValueError(f"line {n}: not a JSON object")
+    return rec
 
 
 CHUNK_LINES = 1000
@@ -60,7 +64,7 @@ def _read_records(path: Path) -> Iterator[tuple[int, str, dict]]:
         except ValueError:
             recs = None
         if recs is None or len(recs) != len(part):  # a line holding "a, b" parses as two values
-            recs = [json.loads(line) for _, line in part]
+            recs = [parse_line(n, line) for n, line in part]
         for (n, line), rec in zip(part, recs):
             if not isinstance(rec, dict):
                 raise ValueError(f"line {n}: not a JSON object")
