@@ -84,9 +84,15 @@ class _Anchored(_Seeded):
 class SessionAnchorIdeal(_Anchored):
     """Upper reference for the service's SessionAware: the anchor's nearest neighbours
     by the *hidden* embeddings (a perfectly learned i2i list), never repeating a track,
-    skipping tired artists. Not a fair recommender; it calibrates the headline."""
+    skipping tired artists. Not a fair recommender; it calibrates the headline.
 
-    def __init__(self, world: World, seed=None, k: int = 200, tired: int = 2):
+    The list is long (``k=1000``) so that a session rarely walks off its end: with two
+    plays per artist a 30-step session needs about 15 artists, which in a scene world
+    lie several hundred tracks down the anchor's list (a 200-track list ran out and fell
+    back to random tracks, understating what perfect lists reach by about 0.1 of the
+    headroom)."""
+
+    def __init__(self, world: World, seed=None, k: int = 1000, tired: int = 2):
         super().__init__(world, seed, tired)
         self._emb = world.embeddings
         self._k = k

@@ -25,9 +25,21 @@ class EmbeddingConfig:
     dim: int
     shared: float      # length of the component every track shares (sets the Random baseline)
     genre: float       # standard deviation (norm scale) of a genre's direction
+    scene: float       # ... of a hidden scene's direction (scene worlds only; 0 otherwise)
     artist: float      # ... of an artist's own direction around its genre
     track: float       # ... of a track's own direction around its artist
     popularity_appeal: float   # shared component *= 1 + this * standardized log popularity
+
+
+@dataclass(frozen=True)
+class ScenesConfig:
+    """Hidden scenes: the taste structure the public catalog does not publish. Each
+    artist belongs to one scene; a scene's artists carry one of a few genre tags."""
+    count: int               # number of scenes
+    concentration: float     # Dirichlet concentration of scene sizes (in artists)
+    genres_per_scene: int    # genre tags a scene's artists are spread over
+    primary_share: float     # probability an artist carries its scene's main tag
+    mislabelled: float       # fraction of tracks whose tag is any genre, drawn by genre size
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,7 @@ class WorldConfig:
     genres: tuple[str, ...]
     genre_concentration: float   # Dirichlet concentration of genre sizes (small: unequal)
     year_range: tuple[int, int]
+    scenes: ScenesConfig | None   # None: the genre world (taste follows the published genre)
     embedding: EmbeddingConfig
     popularity: PopularityConfig
     user_model: UsersConfig
@@ -67,6 +80,9 @@ class WorldConfig:
         of it: moving a world does not change it)."""
         d = asdict(self)
         d.pop("dir")
+        if d["scenes"] is None:       # the genre world keeps the hash it had before scenes
+            d.pop("scenes")
+            d["embedding"].pop("scene")
         d["generator_version"] = GENERATOR_VERSION
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -177,7 +193,22 @@ def load_config(path: str | Path) -> SimConfig:
     tracks, artists = r.int("world.tracks"), r.int("world.artists")
     if artists > tracks:
         raise r._fail("world.artists", f"must not exceed world.tracks ({tracks})")
-    if len(genres) >= r.int("world.embedding.dim"):
+    scenes = None
+    if r.get("world.scenes", None) is not None:
+        scenes = ScenesConfig(
+            count=r.int("world.scenes.count"),
+            concentration=r.float("world.scenes.concentration", lo=1e-6),
+            genres_per_scene=r.int("world.scenes.genres_per_scene"),
+            primary_share=r.float("world.scenes.primary_share", 0.0, 1.0),
+            mislabelled=r.float("world.scenes.mislabelled", 0.0, 1.0),
+        )
+        if scenes.count > artists:
+            raise r._fail("world.scenes.count", f"must not exceed world.artists ({artists}): "
+                                                f"every scene has at least one artist")
+        if scenes.genres_per_scene > len(genres):
+            raise r._fail("world.scenes.genres_per_scene",
+                          f"must not exceed the number of genres ({len(genres)})")
+    elif len(genres) >= r.int("world.embedding.dim"):
         raise r._fail("world.embedding.dim", f"must exceed the number of genres ({len(genres)}): "
                                              f"each genre is its own direction, plus the shared one")
     if len(genres) > artists:
@@ -198,10 +229,12 @@ def load_config(path: str | Path) -> SimConfig:
         genres=tuple(genres),
         genre_concentration=r.float("world.genre_concentration", lo=1e-6),
         year_range=r.range("world.year_range", int, lo=1),
+        scenes=scenes,
         embedding=EmbeddingConfig(
             dim=r.int("world.embedding.dim"),
             shared=r.float("world.embedding.shared"),
             genre=r.float("world.embedding.genre"),
+            scene=r.float("world.embedding.scene") if scenes else 0.0,
             artist=r.float("world.embedding.artist"),
             track=r.float("world.embedding.track"),
             popularity_appeal=r.float("world.embedding.popularity_appeal", 0.0, 1.0),

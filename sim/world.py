@@ -6,12 +6,19 @@ Layout (docs/architecture.md): ``public/`` is the catalog everyone may read;
 and ``nearest.npy``, a cache of each user interest's nearest tracks (the course's
 first-track rule), so that no process has to search 50,000 tracks per session.
 
-Why the embeddings look the way they do: a track is
-``shared + genre + artist + own`` (each a random direction with a configured scale).
-A listener's session is anchored on one interest track, so tracks of the same artist
-score highest, then tracks of the same genre, then the rest, whose inner product is
-only the shared component plus noise: that is what makes Random, StickyArtist, a
-session-anchored recommender and the Oracle land where the course's world put them.
+Why the embeddings look the way they do (the default, a *scene world*): a track is
+``shared + scene + genre + artist + own`` (each a random direction with a configured
+scale). Scenes (``world.scenes``, e.g. 150 of them) are hidden: an artist belongs to one,
+and a scene's artists carry one of a few public genre tags, some tracks mislabelled, as
+real catalogs' coarse genres cut across the scenes listeners actually follow. A
+listener's session is anchored on one interest track, so tracks of the same artist score
+highest, then tracks of the same scene, whoever tags them how, then the rest, whose
+inner product is only the shared component plus noise. The published genre is a weak
+hint of the scene, so a recommender that knows only the catalog stays far below one
+that has learned (from listening logs) which tracks belong together: the lists decide
+the outcome. Without ``world.scenes`` the generator makes the *genre world* (the
+default before issue 8, ``sim/config/genre.yml``): ``shared + genre + artist + own``
+with the genre published, where the catalog alone nearly reaches the hidden truth.
 Popularity is drawn apart from taste, except that a track's shared component grows a
 little with its popularity (``embedding.popularity_appeal``): hits are broadly liked, just
 enough that TopPop lands near Random, as in the course. Interests are drawn by popularity.
@@ -63,14 +70,12 @@ def _nearest(emb: np.ndarray, queries: np.ndarray, k: int, chunk: int = 512) -> 
     return out
 
 
-def generate(cfg: WorldConfig) -> dict:
-    """Build the world in memory: returns the catalog rows, embeddings, users and the
-    first-track cache. Deterministic in ``cfg`` (each part has its own random stream,
-    so changing one part's size does not reshuffle the others)."""
-    streams = np.random.SeedSequence(cfg.seed).spawn(6)
-    r_struct, r_names, r_years, r_pop, r_emb, r_users = (np.random.default_rng(s) for s in streams)
+def _genre_world(cfg: WorldConfig, r_struct: np.random.Generator, r_pop: np.random.Generator,
+                 r_emb: np.random.Generator) -> tuple:
+    """The genre world (``sim/config/genre.yml``, the default before scenes): taste is
+    ``shared + genre + artist + own`` and the genre is published, so the catalog alone
+    ranks a session's best tracks almost as well as the hidden truth does."""
     n_genres = len(cfg.genres)
-
     # Structure: genres of unequal size, artists with unequal track counts.
     genre_w = r_struct.dirichlet(np.full(n_genres, cfg.genre_concentration))
     genre_w = np.maximum(genre_w, 1e-3)
@@ -82,11 +87,7 @@ def generate(cfg: WorldConfig) -> dict:
     track_artist = track_artist[r_struct.permutation(cfg.tracks)]   # ids reveal nothing
     track_genre = artist_genre[track_artist]
 
-    # Public popularity prior: an artist's draw times the track's own.
-    p = cfg.popularity
-    artist_pop = r_pop.lognormal(0.0, p.artist_sigma, cfg.artists)
-    log_pop = np.log(artist_pop[track_artist]) + r_pop.normal(0.0, p.track_sigma, cfg.tracks)
-    popularity = np.round(p.scale * np.exp(log_pop), 3)
+    log_pop, popularity = _popularity(cfg, r_pop, track_artist)
 
     # Hidden embeddings: shared > genre > artist > track.
     e = cfg.embedding
@@ -99,11 +100,87 @@ def generate(cfg: WorldConfig) -> dict:
     shared = basis[:, n_genres] * e.shared
     artist_vec = genre_vec[artist_genre] + r_emb.standard_normal((cfg.artists, d)) * (e.artist / np.sqrt(d))
     own = r_emb.standard_normal((cfg.tracks, d)) * (e.track / np.sqrt(d))
-    # Popular tracks are a little more broadly appealing (a longer shared component):
-    # without it, playing 100 fixed tracks (with repeats) would fall well below Random.
-    z_pop = (log_pop - log_pop.mean()) / log_pop.std()
-    appeal = np.maximum(1.0 + e.popularity_appeal * z_pop, 0.0)
+    appeal = _appeal(e.popularity_appeal, log_pop)
     embeddings = (appeal[:, None] * shared + artist_vec[track_artist] + own).astype(np.float32)
+    return track_artist, track_genre, None, popularity, embeddings
+
+
+def _scene_world(cfg: WorldConfig, r_struct: np.random.Generator, r_pop: np.random.Generator,
+                 r_emb: np.random.Generator) -> tuple:
+    """The scene world (the default): taste is ``shared + scene + genre + artist + own``
+    where the scene, which carries most of it, is hidden. A scene's artists carry one of
+    a few genre tags (its main one with ``primary_share``) and some tracks are
+    mislabelled, so the published genre is a coarse, noisy hint of the scene and only
+    what is learned from listening (which tracks the same sessions like) finds the rest
+    of a session's scene."""
+    sc = cfg.scenes
+    n_genres = len(cfg.genres)
+    genre_w = r_struct.dirichlet(np.full(n_genres, cfg.genre_concentration))
+    genre_w = np.maximum(genre_w, 1e-3)
+    genre_w = genre_w / genre_w.sum()
+    scene_w = np.maximum(r_struct.dirichlet(np.full(sc.count, sc.concentration)), 1e-3)
+    artist_scene = np.concatenate([np.arange(sc.count),
+                                   r_struct.choice(sc.count, cfg.artists - sc.count, p=scene_w / scene_w.sum())])
+    r_struct.shuffle(artist_scene)
+    # A scene's tags: distinct genres drawn by genre size, the first its main one.
+    keys = np.log(r_struct.random((sc.count, n_genres))) / genre_w    # weighted sampling w/o replacement
+    scene_tags = np.argsort(-keys, axis=1)[:, :sc.genres_per_scene]
+    main = r_struct.random(cfg.artists) < sc.primary_share
+    slot = np.where(main, 0, 1 + r_struct.integers(0, max(sc.genres_per_scene - 1, 1), cfg.artists))
+    slot = np.minimum(slot, sc.genres_per_scene - 1)
+    artist_genre = scene_tags[artist_scene, slot]
+    per_artist = _spread(r_struct, cfg.tracks, r_struct.lognormal(0.0, 0.7, cfg.artists))
+    track_artist = np.repeat(np.arange(cfg.artists), per_artist)
+    track_artist = track_artist[r_struct.permutation(cfg.tracks)]   # ids reveal nothing
+    wrong = r_struct.random(cfg.tracks) < sc.mislabelled
+    track_genre = np.where(wrong, r_struct.choice(n_genres, cfg.tracks, p=genre_w), artist_genre[track_artist])
+
+    log_pop, popularity = _popularity(cfg, r_pop, track_artist)
+
+    # Hidden embeddings. Scenes are random directions (related scenes overlap a little,
+    # as real ones do), all orthogonal to the shared component so that no scene changes
+    # the baseline every listener has for any track.
+    e = cfg.embedding
+    d = e.dim
+    shared_dir = r_emb.standard_normal(d)
+    shared_dir /= np.linalg.norm(shared_dir)
+
+    def directions(n: int, scale: float) -> np.ndarray:
+        v = r_emb.standard_normal((n, d)) * (scale / np.sqrt(d))
+        return v - np.outer(v @ shared_dir, shared_dir)
+
+    scene_vec = directions(sc.count, e.scene)
+    genre_vec = directions(n_genres, e.genre)
+    artist_vec = (scene_vec[artist_scene] + genre_vec[artist_genre]
+                  + r_emb.standard_normal((cfg.artists, d)) * (e.artist / np.sqrt(d)))
+    own = r_emb.standard_normal((cfg.tracks, d)) * (e.track / np.sqrt(d))
+    appeal = _appeal(e.popularity_appeal, log_pop)
+    embeddings = (appeal[:, None] * (shared_dir * e.shared) + artist_vec[track_artist] + own).astype(np.float32)
+    return track_artist, track_genre, artist_scene[track_artist], popularity, embeddings
+
+
+def _popularity(cfg: WorldConfig, r_pop: np.random.Generator, track_artist: np.ndarray) -> tuple:
+    """Public popularity prior: an artist's draw times the track's own."""
+    p = cfg.popularity
+    artist_pop = r_pop.lognormal(0.0, p.artist_sigma, cfg.artists)
+    log_pop = np.log(artist_pop[track_artist]) + r_pop.normal(0.0, p.track_sigma, cfg.tracks)
+    return log_pop, np.round(p.scale * np.exp(log_pop), 3)
+
+
+def _appeal(popularity_appeal: float, log_pop: np.ndarray) -> np.ndarray:
+    """Popular tracks are a little more broadly appealing (a longer shared component):
+    without it, playing 100 fixed tracks (with repeats) would fall well below Random."""
+    z_pop = (log_pop - log_pop.mean()) / log_pop.std()
+    return np.maximum(1.0 + popularity_appeal * z_pop, 0.0)
+
+def generate(cfg: WorldConfig) -> dict:
+    """Build the world in memory: returns the catalog rows, embeddings, users and the
+    first-track cache. Deterministic in ``cfg`` (each part has its own random stream,
+    so changing one part's size does not reshuffle the others)."""
+    streams = np.random.SeedSequence(cfg.seed).spawn(6)
+    r_struct, r_names, r_years, r_pop, r_emb, r_users = (np.random.default_rng(s) for s in streams)
+    build = _genre_world if cfg.scenes is None else _scene_world
+    track_artist, track_genre, track_scene, popularity, embeddings = build(cfg, r_struct, r_pop, r_emb)
 
     # Years: an artist's career starts somewhere in the range and lasts a few years.
     lo, hi = cfg.year_range
@@ -144,7 +221,10 @@ def generate(cfg: WorldConfig) -> dict:
                 "popularity": float(popularity[t])} for t in range(cfg.tracks)]
     users = [{"user": i, "interests": interests[i], "consume_bias": round(float(bias[i]), 6),
               "consume_sharpness": round(float(sharpness[i]), 6)} for i in range(cfg.users)]
-    return {"catalog": catalog, "embeddings": embeddings, "users": users, "nearest": nearest}
+    # track_artist and track_scene (None in the genre world) are the generator's truth for
+    # tests and analysis; only the catalog and the hidden/ files are written.
+    return {"catalog": catalog, "embeddings": embeddings, "users": users, "nearest": nearest,
+            "track_artist": track_artist, "track_scene": track_scene}
 
 
 def _write_lines(path: Path, rows: list[dict]) -> None:
