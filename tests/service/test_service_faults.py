@@ -136,11 +136,16 @@ class Load:
         for t in self._pool:
             t.join(timeout=60)
 
-    def wait_for(self, n: int, timeout: float = 60) -> None:
+    def wait_for(self, n: int, ok: bool = False, timeout: float = 120) -> bool:
+        """Until `n` more requests were answered (`ok`: answered 200); False if `timeout` passed first."""
         deadline = time.monotonic() + timeout
         start = len(self.results)
-        while len(self.results) - start < n and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            new = self.results[start:]
+            if (sum(r.status == 200 for r in new) if ok else len(new)) >= n:
+                return True
             time.sleep(0.05)
+        return False
 
 
 def send(url: str, message: str, user: int, track: int, t: float, timeout: float = 20) -> Result:
@@ -261,11 +266,11 @@ def test_a_worker_killed_under_load(tmp_path, redis_server):
             load.wait_for(300)
             victim = workers(svc)[0]
             victim.send_signal(signal.SIGKILL)
-            load.wait_for(600)  # BentoML starts a new worker; the other one serves meanwhile
+            # the other worker serves meanwhile, and BentoML starts a new one
+            assert load.wait_for(600, ok=True), "not serving after a worker was killed"
         pids = service_pids(svc)
     assert_gone(pids + [victim.pid])
     figures = audit(tmp_path / "logs", load.results, redis_server.client())
-    assert figures["200"] >= 800
     report("kill -9 of one of 2 workers under load", figures)
 
 
@@ -285,7 +290,7 @@ def test_redis_frozen_then_stopped_under_load(tmp_path, redis_server):
             assert frozen.status == 503 and "session store" in frozen.body["error"] and frozen.retry_after
             load.record(frozen)
             redis_server.thaw()
-            load.wait_for(200)
+            assert load.wait_for(200, ok=True), "not serving after Redis thawed"
             redis_server.stop()
             time.sleep(1.0)
             down = send(svc.url, "next", 2, 1, 0.5)
@@ -297,10 +302,9 @@ def test_redis_frozen_then_stopped_under_load(tmp_path, redis_server):
             while requests.get(svc.url + "/readyz", timeout=10).status_code != 200:
                 assert time.monotonic() < deadline, "not ready again after Redis came back"
                 time.sleep(0.2)
-            load.wait_for(200)
+            assert load.wait_for(200, ok=True), "not serving after Redis restarted"
         out = svc.output(lines=100_000)
     figures = audit(tmp_path / "logs", load.results, redis_server.client())
-    assert figures["503"] >= 2 and figures["200"] >= 600
     # each outage logged when it starts and when it ends, not per refused request; no traceback
     assert out.count("unavailable, refusing requests") == 2, out[-3000:]
     assert out.count("recovered after") == 2, out[-3000:]
@@ -350,7 +354,7 @@ def test_disk_full_under_load_then_space_returns(tmp_path, redis_server):
                 while requests.get(svc.url + "/readyz", timeout=10).status_code != 200:
                     assert time.monotonic() < deadline, "not ready again after space returned"
                     time.sleep(0.2)
-                load.wait_for(200)
+                assert load.wait_for(200, ok=True), "not serving after space returned"
             out = svc.output(lines=100_000)
         figures = audit(logs, load.results, redis_server.client())
         tail = [r.status for r in load.results[-50:]]
