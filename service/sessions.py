@@ -212,8 +212,10 @@ class RedisStore:
         self.prefix = prefix
         self.clock = clock
         self.history = history
-        try:  # reported at start-up, but not fatal: a worker restarted during an outage must come up
+        try:  # an unreachable Redis is an outage, not fatal: a worker restarted during one must come up
             self.client.ping()
+        except (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError, redis.ResponseError):
+            raise  # it answered and refused us: wrong credentials or config do not fix themselves
         except self._errors as e:
             self.outage.failed(f"{e} (at start-up; /readyz fails until it answers)")
 

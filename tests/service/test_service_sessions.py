@@ -153,3 +153,28 @@ def test_memory_store_evicts_least_recently_seen_users():
     with pytest.raises(ValueError, match="max_users"):
         make_store({"kind": "memory", "max_users": 0})
     assert make_store({"kind": "memory", "max_users": 5}).max_users == 5
+
+
+def test_redis_that_refuses_us_stops_start_up(tmp_path):
+    """Unreachable is an outage (above); a wrong password will not fix itself."""
+    import shutil
+    import socket
+    import subprocess
+
+    port = free_port()
+    proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--requirepass", "right"], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        RedisStore(f"redis://:right@127.0.0.1:{port}/0").close()
+        with pytest.raises(Exception, match="(?i)password|auth") as e:
+            RedisStore(f"redis://:wrong@127.0.0.1:{port}/0")
+        assert "wrong" not in str(e.value)
+    finally:
+        proc.terminate()
+        proc.wait()
