@@ -1,13 +1,14 @@
 # Botify's commands. Two of them are all a fresh machine needs:
 #   make experiment   set up, then run the main job (the A/B experiment)
 #   make test         set up, then run the tests
+#   make loop         the daily loop: the champion re-trained, A/B-tested and promoted day by day
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup redis world world-small test experiment bench ui serve
+.PHONY: setup redis world world-small test experiment loop bench ui serve
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -33,6 +34,10 @@ test: setup redis world-small
 
 experiment: setup
 	$(BIN)/mlflow run . -e experiment --env-manager local --experiment-name botify-experiment $(ARGS)
+
+# the daily loop: cold start, then 7 A/B days, each promoting its winner (ARGS="-P days=3", "-P quick=true")
+loop: setup
+	$(BIN)/mlflow run . -e loop --env-manager local --experiment-name botify-loop $(ARGS)
 
 bench: setup world
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -162,3 +162,34 @@ def user_level_means(stats: pd.DataFrame) -> dict[str, float]:
     per_user = stats.groupby("user").agg(time=("time", "mean"), rec=("reward", "mean"))
     return {"mean_time_per_session": float(per_user["time"].mean()),
             "mean_rec_time_per_session": float(per_user["rec"].mean())}
+
+
+@dataclass(frozen=True)
+class CalibrateCommand:
+    """`python -m sim.calibrate` (the simulator's reference figures), one field per flag."""
+
+    config: Path
+    episodes: int
+    seed: int
+    json: Path
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "sim.calibrate", "--config", str(repo_path(self.config)),
+                "--episodes", str(self.episodes), "--seed", str(self.seed), "--json", str(self.json)]
+
+
+def calibrate(sim_config: str | Path, episodes: int, seed: int, out_dir: Path) -> Path:
+    """The reference figures (Random, Oracle, anchor_catalog, anchor_ideal, ...) on this world
+    and seed, computed by the simulator; returns the JSON's path. A figure outside the
+    calibration's ranges (exit 1 with the JSON written) is reported there, not fatal: the
+    references are still what this world gives."""
+    cmd = CalibrateCommand(Path(sim_config), episodes, seed, out_dir / "calibration.json")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / "calibrate.log"
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd.argv(), cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode not in (0, 1) or not cmd.json.is_file():
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise JobError(f"the simulator's calibration failed (exit {proc.returncode}); command: "
+                       f"{' '.join(cmd.argv())}\nlast output ({log}):\n{tail}")
+    return cmd.json

@@ -1,0 +1,188 @@
+"""The loop's pieces without a service: its config checks, the day's arms, the analysis and
+decision on a made-up log, the references reader, the trend and the single play-a-day path."""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from training import loop as L
+from training import trend as TR
+from training.errors import JobError
+from training.loop_config import DEFAULT_CONFIG, load_loop_config
+from training.references import ReferencesError, load_references
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _config(tmp_path: Path, **changes) -> Path:
+    cfg = yaml.safe_load((REPO / DEFAULT_CONFIG).read_text())
+    for dotted, value in changes.items():
+        node = cfg
+        *path, last = dotted.split(".")
+        for k in path:
+            node = node[k]
+        node[last] = value
+    p = tmp_path / "loop.yml"
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    return p
+
+
+def test_default_and_quick_configs_load():
+    cfg = load_loop_config()
+    assert cfg.days == 7 and cfg.window == 3 and cfg.register == "botify-embeddings"
+    assert cfg.deploy == {"champion": "data/i2i/treatment.jsonl"}
+    quick = load_loop_config(quick=True, days=2, window=1, episodes=100, seed=7)
+    assert (quick.days, quick.window, quick.episodes, quick.cold_start_episodes, quick.seed) == (2, 1, 100, 100, 7)
+    assert quick.register == "botify-embeddings-small" and quick.deploy is None
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"days": 0}, "days must be an integer >= 1"),
+    ({"challengers": []}, "challengers must be a non-empty list"),
+    ({"challengers": [{"name": "x", "config": "training/config/nope.yml"}]}, "nope.yml not found"),
+    ({"challengers": [{"name": "x", "config": "training/config/seed.yml", "overrides": {"embedding_dims": 3}}]},
+     "embedding_dims"),
+    ({"challengers": [{"name": "x", "config": "training/config/seed.yml"}] * 2}, "names must be unique"),
+    ({"service.policies": {"SessionAware": {"kind": "session_aware"}}}, "exactly two policies"),
+    ({"service.policies.Contextual": {"kind": "random"}}, "kind must be one of"),
+    ({"service.policies.Contextual": {"kind": "contextual", "i2i": "x.jsonl"}}, "leave out `i2i`"),
+    ({"promotion.policy": "Nope"}, "promotion.policy must be one of"),
+    ({"promotion.correction": "bonferroni"}, "holm or none"),
+    ({"select.mode": "best"}, "select needs"),
+    ({"world": "sim/config/nope.yml"}, "world config sim/config/nope.yml not found"),
+])
+def test_bad_configs_fail_naming_the_key(tmp_path, changes, message):
+    with pytest.raises(JobError, match="loop config") as err:
+        load_loop_config(_config(tmp_path, **changes))
+    assert message in str(err.value)
+
+
+def test_overrides_are_checked():
+    with pytest.raises(JobError, match="window must be at least 1"):
+        load_loop_config(window=-2)
+    with pytest.raises(JobError, match="not found"):
+        load_loop_config("training/config/missing.yml")
+
+
+def _served(v: str) -> L.Served:
+    return L.Served(v, "seed", (0,), Path(f"/lists/v{v}.jsonl"))
+
+
+def test_the_day_is_a_2x2_of_policy_by_lists_plus_random():
+    cfg = load_loop_config(quick=True)
+    arms, recs = L.ab_layout(cfg, _served("3"), _served("5"))
+    assert [(a.arm, a.label, a.version) for a in arms] == [
+        ("C", "Random (C)", None), ("T1", "Contextual × champion", "3"), ("T2", "Contextual × challenger", "5"),
+        ("T3", "SessionAware × champion", "3"), ("T4", "SessionAware × challenger", "5")]
+    assert recs["sessionaware_challenger"] == {"kind": "session_aware", "top": 100, "i2i": "/lists/v5.jsonl"}
+    assert recs["contextual_champion"]["i2i"] == "/lists/v3.jsonl"
+    assert L.design(arms, cfg) == {"Contextual": {"champion": "T1", "challenger": "T2"},
+                                   "SessionAware": {"champion": "T3", "challenger": "T4"}}
+
+
+def _day_log(arm_means: dict[str, float], experiment: str, users_per_arm: int = 60, seed: int = 0) -> pd.DataFrame:
+    """A made-up event log: each user one session whose length follows its arm's mean."""
+    rng = np.random.default_rng(seed)
+    rows, ts, user = [], 0, 0
+    for arm, mean in arm_means.items():
+        for _ in range(users_per_arm):
+            n = max(1, int(rng.poisson(mean)))
+            for i in range(n + 1):
+                ts += 1
+                rows.append({"message": "last" if i == n else "next", "timestamp": ts, "user": user, "track": i,
+                             "time": 1.0, "latency": 0.001, "recommendation": None, "experiments": {experiment: arm}})
+            user += 1
+    return pd.DataFrame(rows)
+
+
+def test_analysis_promotes_on_a_significant_model_effect_only():
+    cfg = load_loop_config(quick=True)
+    arms, _ = L.ab_layout(cfg, _served("3"), _served("5"))
+    win = _day_log({"C": 2, "T1": 3, "T2": 3, "T3": 6, "T4": 12}, "LOOP_DAY1")
+    an = L.analyse_day(win, arms, cfg, "LOOP_DAY1", oracle=20.0)
+    assert an.promote and "SessionAware × challenger (T4) vs SessionAware × champion (T3)" in an.reason
+    assert an.model_effects["SessionAware"]["lower"] > 0
+    assert set(an.arms.index) == {"C", "T1", "T2", "T3", "T4"}
+    assert an.arms.loc["C", "headroom"] == pytest.approx(0.0)
+    assert an.arms.loc["T4", "headroom"] == pytest.approx(
+        (an.arms.loc["T4", "mean"] - an.arms.loc["C", "mean"]) / (20.0 - an.arms.loc["C", "mean"]))
+    tie = _day_log({"C": 2, "T1": 3, "T2": 3, "T3": 8, "T4": 8}, "LOOP_DAY1", seed=1)
+    an = L.analyse_day(tie, arms, cfg, "LOOP_DAY1", oracle=20.0)
+    assert not an.promote and an.reason.startswith("not promoted")
+    # the Contextual model effect alone never promotes
+    ctx = _day_log({"C": 2, "T1": 2, "T2": 9, "T3": 8, "T4": 8}, "LOOP_DAY1", seed=2)
+    an = L.analyse_day(ctx, arms, cfg, "LOOP_DAY1", oracle=20.0)
+    assert an.model_effects["Contextual"]["lower"] > 0 and not an.promote
+
+
+def test_selection_uses_the_configured_figure():
+    cfg = load_loop_config(quick=True)
+    a = L.Candidate("a", "1", "r1", {"ndcg_at_50": 0.2, "test_mse": 0.1}, (0,))
+    b = L.Candidate("b", "2", "r2", {"ndcg_at_50": 0.3, "test_mse": 0.2}, (0,))
+    assert L.select([a, b], cfg) is b
+    with pytest.raises(JobError, match="select.metric 'ndcg_at_50' is not a figure"):
+        L.select([L.Candidate("c", "3", "r3", {"test_mse": 0.1}, (0,))], cfg)
+
+
+def test_references_read_ids_and_legacy_names(tmp_path):
+    fig = {"reward": 1.0, "reward_se": 0.1, "time_per_session": 2.0, "headroom_share": 0.0}
+    legacy = tmp_path / "legacy.json"
+    legacy.write_text(json.dumps({"figures": {"Random": fig, "Oracle (upper bound)": {**fig, "headroom_share": 1.0},
+                                              "SessionAnchor, catalog only (info)": {**fig, "headroom_share": 0.5}}}))
+    refs = load_references(legacy)
+    assert set(refs) == {"random", "oracle", "anchor_catalog"} and refs["anchor_catalog"].headroom_share == 0.5
+    by_id = tmp_path / "ids.json"
+    by_id.write_text(json.dumps({"figures": [{"id": "random", **fig}, {"id": "oracle", **fig},
+                                             {"id": "anchor_ideal", **fig, "headroom_share": 0.8}]}))
+    assert load_references(by_id)["anchor_ideal"].headroom_share == 0.8
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"figures": {"Random": fig}}))
+    with pytest.raises(ReferencesError, match="no 'oracle' figure"):
+        load_references(bad)
+
+
+def test_trend_plot_table_and_goal(tmp_path):
+    rows = []
+    for day, sa in enumerate([0.3, 0.6, 0.8]):
+        for label, h in (("Random (C)", 0.0), ("SessionAware × champion", sa)):
+            m = 2 + 18 * h
+            rows.append({"day": day, "arm": "x", "label": label, "policy": "", "lists": "", "version": "1",
+                         "users": 50, "mean": m, "lower": m - 1, "upper": m + 1, "headroom": h,
+                         "headroom_lower": h - 0.05, "headroom_upper": h + 0.05})
+    trend = pd.DataFrame(rows)
+    path = tmp_path / "refs.json"
+    fig = {"reward": 1.0, "reward_se": 0.1}
+    path.write_text(json.dumps({"figures": {
+        "random": {**fig, "time_per_session": 2.0, "headroom_share": 0.0},
+        "oracle": {**fig, "time_per_session": 20.0, "headroom_share": 1.0},
+        "anchor_catalog": {**fig, "time_per_session": 11.0, "headroom_share": 0.5},
+        "anchor_ideal": {**fig, "time_per_session": 17.0, "headroom_share": 0.83}}}))
+    refs = load_references(path)
+    g = TR.goal_check(trend, refs, "SessionAware × champion", 0.25)
+    assert g == {"label": "SessionAware × champion", "target": 0.75, "value": 0.8, "day": 2, "met": True}
+    assert not TR.goal_check(trend[trend["day"] < 2], refs, "SessionAware × champion", 0.25)["met"]
+    png = TR.plot_trend(trend, refs, tmp_path / "trend.png", goal=g["target"])
+    assert png.stat().st_size > 10_000
+    md = TR.trend_markdown(trend)
+    assert md.splitlines()[0] == "| day | Random (C) | SessionAware × champion |"
+    assert "| 2 | 2.00 [1.00, 3.00] · 0.00 v1 | 16.40 [15.40, 17.40] · 0.80 v1 |" in md
+
+
+def test_one_play_a_day_path():
+    """Only training/play.py builds the simulator's command line (`python -m sim.*`): collect,
+    the experiment, the loop and the oracle all go through it."""
+    offenders = []
+    for f in sorted((REPO / "training").glob("*.py")):
+        if f.name == "play.py":
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    node.value.strip() in ("sim.run", "sim.calibrate", "-m sim.run", "-m sim.calibrate"):
+                offenders.append(f"{f.name}: {node.value!r}")
+    assert offenders == [], offenders

@@ -1,0 +1,165 @@
+"""The loop's human-readable outputs: the trend table, the trend plot and the report.
+
+The trend is one row per (day, arm): what that arm served (mean time per session, user
+level, with its 95% CI) and the share of the Random -> Oracle headroom it captured, beside
+the simulator's references (`anchor_catalog`, `anchor_ideal`) drawn as lines, so a rise is
+read against what a metadata-only rule and the ideal lists reach on the same world.
+Knows nothing of MLflow: it writes files; the loop logs them.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on a server or in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from training.references import LINES, Reference  # noqa: E402
+from training.report import _fmt, markdown_table  # noqa: E402
+
+#: Columns of the trend table, in order.
+TREND_COLUMNS: tuple[str, ...] = ("day", "arm", "label", "policy", "lists", "version", "users", "mean",
+                                  "lower", "upper", "headroom", "headroom_lower", "headroom_upper")
+#: Columns of the per-day decisions table.
+DAY_COLUMNS: tuple[str, ...] = ("day", "champion", "challenger", "candidate", "trained_on", "model_effect",
+                                "model_lower", "model_upper", "model_p_holm", "promoted", "champion_after",
+                                "seconds")
+
+
+def arm_means(values: pd.Series, arms: pd.Series, alpha: float = 0.05) -> pd.DataFrame:
+    """Per arm: users, mean and its t interval (user-level values, as the A/B analysis)."""
+    rows = []
+    for arm, y in values.groupby(arms.reindex(values.index)):
+        y = y.astype(float)
+        n = len(y)
+        m = float(y.mean())
+        half = float(stats.t.ppf(1 - alpha / 2, n - 1) * y.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+        rows.append({"arm": arm, "users": n, "mean": m, "lower": m - half, "upper": m + half})
+    return pd.DataFrame(rows).set_index("arm")
+
+
+def with_headroom(rows: pd.DataFrame, floor: float, oracle: float) -> pd.DataFrame:
+    """Adds the share of the floor -> oracle gap captured by each mean and its CI bounds."""
+    gap = oracle - floor
+    out = rows.copy()
+    for col, src in (("headroom", "mean"), ("headroom_lower", "lower"), ("headroom_upper", "upper")):
+        out[col] = (out[src] - floor) / gap if gap else float("nan")
+    return out
+
+
+def _series(trend: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(trend.sort_values(["day", "arm"])["label"]))
+
+
+def plot_trend(trend: pd.DataFrame, refs: Mapping[str, Reference], path: str | Path, *,
+               goal: float | None = None, title: str = "") -> Path:
+    """Served reward (mean time per session, 95% CI) and headroom share by day, one line per
+    arm, with the references as horizontal lines (and the goal on the headroom panel)."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8.5), sharex=True)
+    cmap = plt.get_cmap("tab10")
+    labels = _series(trend)
+    for i, label in enumerate(labels):
+        s = trend[trend["label"] == label].sort_values("day")
+        s = s.assign(day=s["day"] + 0.04 * (i - (len(labels) - 1) / 2))   # side by side, not on top
+        style = dict(color=cmap(i % 10), marker="o", capsize=3, lw=1.6 if "champion" in label else 1.1,
+                     ls="-" if "champion" in label or s["day"].nunique() > 1 else "none")
+        top.errorbar(s["day"], s["mean"], yerr=[s["mean"] - s["lower"], s["upper"] - s["mean"]], label=label, **style)
+        bottom.errorbar(s["day"], s["headroom"], yerr=[s["headroom"] - s["headroom_lower"],
+                                                       s["headroom_upper"] - s["headroom"]], label=label, **style)
+    for rid, name in (("oracle", "Oracle"), *LINES.items(), ("random", "Random (calibration)")):
+        if rid not in refs:
+            continue
+        ls = {"oracle": ":", "random": ":"}.get(rid, "--")
+        top.axhline(refs[rid].time_per_session, color="gray" if ls == ":" else "black", ls=ls, lw=0.9)
+        top.annotate(f"{name} {refs[rid].time_per_session:.2f}", (1.0, refs[rid].time_per_session),
+                     xycoords=("axes fraction", "data"), fontsize=7, ha="right", va="bottom")
+        if rid in LINES:
+            bottom.axhline(refs[rid].headroom_share, color="black", ls=ls, lw=0.9)
+            bottom.annotate(f"{name} {refs[rid].headroom_share:.2f}", (1.0, refs[rid].headroom_share),
+                            xycoords=("axes fraction", "data"), fontsize=7, ha="right", va="bottom")
+    if goal is not None and np.isfinite(goal):
+        bottom.axhline(goal, color="tab:green", ls="-.", lw=1.0)
+        bottom.annotate(f"goal {goal:.2f}", (0.0, goal), xycoords=("axes fraction", "data"), fontsize=7,
+                        ha="left", va="bottom", color="tab:green")
+    top.set_ylabel("served reward: mean time per session")
+    bottom.set_ylabel("share of Random → Oracle headroom")
+    bottom.set_xlabel("day (0: cold start)")
+    bottom.set_xticks(sorted(trend["day"].unique()))
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    top.legend(fontsize=7, loc="upper left", ncol=2)
+    fig.suptitle(title or "The loop: served reward and headroom by day (95% CI)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def trend_markdown(trend: pd.DataFrame) -> str:
+    """Day x arm: mean [CI] and headroom share, one column per arm label."""
+    labels = _series(trend)
+    lines = ["| day | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for day, g in trend.groupby("day"):
+        cells = []
+        for lab in labels:
+            r = g[g["label"] == lab]
+            if r.empty:
+                cells.append("")
+                continue
+            r = r.iloc[0]
+            v = f" v{r['version']}" if isinstance(r["version"], str) and r["version"] else ""
+            cells.append(f"{r['mean']:.2f} [{r['lower']:.2f}, {r['upper']:.2f}] · {r['headroom']:.2f}{v}")
+        lines.append(f"| {day} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def goal_check(trend: pd.DataFrame, refs: Mapping[str, Reference], label: str, over: float) -> dict:
+    """The issue's goal: on the last day, `label` captures >= anchor_catalog + `over` of the headroom."""
+    last = trend[trend["label"] == label].sort_values("day")
+    target = refs["anchor_catalog"].headroom_share + over if "anchor_catalog" in refs else float("nan")
+    if last.empty:
+        return {"label": label, "target": target, "value": float("nan"), "met": False, "day": None}
+    r = last.iloc[-1]
+    return {"label": label, "target": target, "value": float(r["headroom"]), "day": int(r["day"]),
+            "met": bool(np.isfinite(target) and r["headroom"] >= target)}
+
+
+def write_loop_report(path: str | Path, *, headline: str, idea: str, details: Sequence[str],
+                      trend: pd.DataFrame, days: pd.DataFrame, refs: Mapping[str, Reference], plot: str | Path,
+                      goal: Mapping, offline: pd.DataFrame | None, selection: str, failure: str | None = None) -> Path:
+    """The loop's one-page report: headline, idea, details, trend (plot + table), references,
+    the goal, every day's decision, the challengers' offline figures."""
+    path = Path(path)
+    lines = ["# Botify loop report", "", f"**{headline}**", ""]
+    if failure:
+        lines += [f"> **The loop stopped:** {failure}", ""]
+    lines += ["### i. The idea", idea or "", "", "### ii. Details", *[f"- {d}" for d in details], "",
+              "### iii. The trend", "", f"![trend]({Path(plot).name})", "",
+              "Served reward per arm (mean time per session, user level, [95% CI]) · share of the "
+              "Random → Oracle headroom (floor: the day's Random arm; ceiling: the calibration's Oracle); "
+              "vN: the model version whose lists the arm served:", "", trend_markdown(trend)]
+    lines += ["References (`python -m sim.calibrate` on this world and the loop's seed; the simulator's "
+              "own policies, never served):", "", "| reference | time per session | headroom share |",
+              "|---|---|---|"]
+    for rid, r in refs.items():
+        lines.append(f"| {rid} | {r.time_per_session:.2f} | {r.headroom_share:.2f} |")
+    tgt = goal.get("target", float("nan"))
+    lines += ["", f"Goal: {goal['label']} captures at least anchor_catalog + margin = {_fmt(float(tgt))} of the "
+              f"headroom on the last day: day {goal.get('day')} {_fmt(float(goal['value']))} → "
+              f"**{'met' if goal['met'] else 'not met'}**.", "",
+              "### iv. Every day's decision", "", selection, "",
+              markdown_table(days, [c for c in DAY_COLUMNS if c in days.columns] + ["reason"])]
+    if offline is not None and not offline.empty:
+        lines += ["### v. The candidates' offline figures (on their own held-out split)", "",
+                  markdown_table(offline)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
