@@ -198,6 +198,12 @@ def analyse_day(events: pd.DataFrame, layout: list[Arm], cfg: LoopConfig, experi
     table = A.effects_table(users, arms, experiment=experiment, control="C", labels=labels, contrasts=contrasts,
                             covariates=covariates, alpha=cfg.alpha, srm_alpha=cfg.srm_alpha,
                             expected_arms=[a.arm for a in layout])
+    # The promotion's family is the model effects on the primary metric (one per policy), as
+    # in the 2x2 analysis; Holm across the whole table (every arm vs Random, every metric)
+    # would make the loop's one decision answer for comparisons it never acts on.
+    fam = (table["control"] != "C") & (table["metric"] == m)
+    table.loc[fam, "p_holm"] = A.holm(table.loc[fam, "p_value"].to_numpy(float))
+    table.loc[fam, "significant_holm"] = table.loc[fam, "p_holm"] < cfg.alpha
     per_arm = TR.arm_means(users[m], arms, cfg.alpha)
     if "C" not in per_arm.index:
         raise A.AnalysisError(f"experiment {experiment!r}: no user in the Random arm C; the day is too small")
