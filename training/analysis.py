@@ -14,7 +14,16 @@ it this module reports
 * CUPED: each user's day-1 value of the metric as covariate, where the user has one,
   which removes between-user variance the treatment did not cause (variance reduction
   reported per row);
-* arbitrary contrasts between two arms (the seed's headline: SessionAware vs Contextual).
+* arbitrary contrasts between two arms (the seed's headline: SessionAware vs Contextual);
+* a ratio CI beside the course's: the course divides a Welch interval for the difference by
+  the control mean as if that mean were known, which is too narrow when the control mean is
+  itself uncertain and the effect large (83% coverage instead of 95% at +690%); Fieller's
+  interval for mean_T / mean_C accounts for both means' uncertainty (`lower_ratio`,
+  `upper_ratio`);
+* a 2x2 factorial analysis (policy x the model whose lists it serves): the model effect under
+  each policy, the policy effect over each model's lists, their interaction, each with its
+  CI and Holm within its family (`factorial_table`);
+* the share of sessions the simulator's step cap truncated, per arm (`capped_shares`).
 
 Everything here is a pure function of DataFrames and arrays: no MLflow, no service, no
 simulator, so each figure can be checked against a hand computation.
@@ -56,6 +65,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "effect", "lower", "upper", "control_mean", "treatment_mean", "significant",
     "control_n", "treatment_n", "control_var", "treatment_var",
     "diff", "se", "dof", "p_value", "p_holm", "significant_holm",
+    "lower_ratio", "upper_ratio", "significant_ratio",
     "cuped_effect", "cuped_lower", "cuped_upper", "cuped_p_value", "cuped_significant",
     "cuped_covered", "variance_reduction",
     "srm_chi2", "srm_p_value", "srm_ok", "valid",
@@ -184,6 +194,102 @@ def welch_samples(treatment: Sequence[float], control: Sequence[float], alpha: f
                  c.mean(), c.var(ddof=1) if len(c) > 1 else np.nan, len(c), alpha)
 
 
+@dataclass(frozen=True)
+class Ratio:
+    """A relative effect mean_T / mean_C - 1 with its interval (fractions, not %)."""
+
+    effect: float
+    lower: float
+    upper: float
+
+    @property
+    def significant(self) -> bool:
+        return bool(self.lower > 0 or self.upper < 0)
+
+
+def fieller(mean_t: float, var_t: float, n_t: int, mean_c: float, var_c: float, n_c: int,
+            alpha: float = 0.05, dof: float | None = None) -> Ratio:
+    """Fieller's interval for mean_T / mean_C - 1 from two independent arms.
+
+    The set of ratios r for which mean_T - r mean_C = 0 is not rejected by a t-test with
+    variance var_T/n_T + r^2 var_C/n_C: exact for normal means, and, unlike the course's
+    Welch interval divided by the control mean, it widens (asymmetrically, upwards) with
+    the control mean's own uncertainty. `dof` defaults to the Welch-Satterthwaite dof of the
+    difference, so at r = 1 the interval excludes 0 exactly when Welch's test rejects: the
+    verdict is the course's, only the interval changes. When the control mean itself is not
+    distinguishable from 0 the set is unbounded: (-inf, inf).
+    """
+    nan = float("nan")
+    if n_t < 2 or n_c < 2 or mean_c == 0 or not np.isfinite(var_t) or not np.isfinite(var_c):
+        return Ratio(mean_t / mean_c - 1 if mean_c else nan, nan, nan)
+    a, b = var_t / n_t, var_c / n_c
+    effect = float(mean_t / mean_c - 1)
+    if dof is None:
+        dof = float((a + b) ** 2 / (a ** 2 / (n_t - 1) + b ** 2 / (n_c - 1))) if a + b > 0 else float("inf")
+    q2 = float(stats.t.ppf(1 - alpha / 2, dof)) ** 2
+    # (mean_c^2 - q2 b) r^2 - 2 mean_t mean_c r + (mean_t^2 - q2 a) <= 0
+    qa = mean_c ** 2 - q2 * b
+    if qa <= 0:
+        return Ratio(effect, float("-inf"), float("inf"))
+    half = float(np.sqrt(q2 * (a * qa + b * mean_t ** 2)))
+    lo, hi = (mean_t * mean_c - half) / qa, (mean_t * mean_c + half) / qa
+    return Ratio(effect, float(lo - 1), float(hi - 1))
+
+
+def fieller_samples(treatment: Sequence[float], control: Sequence[float], alpha: float = 0.05) -> Ratio:
+    """Fieller's interval of two samples (sample variances, ddof=1)."""
+    t, c = np.asarray(treatment, float), np.asarray(control, float)
+    if len(t) < 2 or len(c) < 2:
+        nan = float("nan")
+        return Ratio(t.mean() / c.mean() - 1 if len(t) and len(c) and c.mean() else nan, nan, nan)
+    return fieller(t.mean(), t.var(ddof=1), len(t), c.mean(), c.var(ddof=1), len(c), alpha)
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """(m11 / m10) / (m01 / m00) - 1: how much larger one factor's relative effect is at the
+    other factor's second level than at its first (0: the effects multiply, no interaction)."""
+
+    effect: float
+    lower: float
+    upper: float
+    se_log: float
+    dof: float
+    p_value: float
+
+    @property
+    def significant(self) -> bool:
+        return bool(self.lower > 0 or self.upper < 0)
+
+
+def ratio_interaction(m11: tuple[float, float, int], m10: tuple[float, float, int],
+                      m01: tuple[float, float, int], m00: tuple[float, float, int],
+                      alpha: float = 0.05) -> Interaction:
+    """The interaction of a 2x2 on the relative scale, by the delta method on the log scale.
+
+    Each cell is (mean, variance, n) of an independent arm. log I = log m11 - log m10 -
+    log m01 + log m00, Var(log m) ~ var / (n m^2) per cell, summed; the t quantile takes the
+    Welch-Satterthwaite dof of the four terms; the interval is back-transformed, so it is
+    asymmetric like the effect itself. The relative scale is the one the simple effects are
+    reported on (% of the baseline), and it does not call an effect "larger" merely because
+    the baseline it multiplies is larger.
+    """
+    cells = [m11, m10, m01, m00]
+    nan = float("nan")
+    if any(m <= 0 or n < 2 or not np.isfinite(v) for m, v, n in cells):
+        return Interaction(nan, nan, nan, nan, nan, nan)
+    terms = np.array([v / (n * m * m) for m, v, n in cells])
+    log_i = np.log(m11[0]) - np.log(m10[0]) - np.log(m01[0]) + np.log(m00[0])
+    se = float(np.sqrt(terms.sum()))
+    effect = float(np.exp(log_i) - 1)
+    if se == 0:
+        return Interaction(effect, effect, effect, 0.0, float("inf"), 1.0 if log_i == 0 else 0.0)
+    dof = float(terms.sum() ** 2 / sum(t * t / (n - 1) for t, (_, _, n) in zip(terms, cells)))
+    q = float(stats.t.ppf(1 - alpha / 2, dof))
+    p = float(2 * stats.t.sf(abs(log_i) / se, dof))
+    return Interaction(effect, float(np.exp(log_i - q * se) - 1), float(np.exp(log_i + q * se) - 1), se, dof, p)
+
+
 def holm(p_values: Sequence[float]) -> np.ndarray:
     """Holm's step-down adjusted p-values (NaN stays NaN and is not in the family).
 
@@ -251,6 +357,8 @@ def _row(experiment: str, treatment: str, control: str, metric: str, yt: pd.Seri
     w = welch_samples(yt, yc, alpha)
     cm = float(yc.mean())
     pct = (lambda v: 100.0 * v / cm) if cm != 0 else (lambda v: float("nan"))
+    r = fieller(float(yt.mean()), float(yt.var(ddof=1)), len(yt), cm, float(yc.var(ddof=1)), len(yc), alpha,
+                dof=w.dof) if len(yt) > 1 and len(yc) > 1 else Ratio(float("nan"), float("nan"), float("nan"))
     return {
         "experiment": experiment, "treatment": treatment, "treatment_name": labels.get(treatment, treatment),
         "control": control, "control_name": labels.get(control, control), "metric": metric,
@@ -259,6 +367,7 @@ def _row(experiment: str, treatment: str, control: str, metric: str, yt: pd.Seri
         "control_n": int(len(yc)), "treatment_n": int(len(yt)),
         "control_var": float(yc.var(ddof=1)), "treatment_var": float(yt.var(ddof=1)),
         "diff": w.diff, "se": w.se, "dof": w.dof, "p_value": w.p_value,
+        "lower_ratio": 100.0 * r.lower, "upper_ratio": 100.0 * r.upper, "significant_ratio": r.significant,
     }
 
 
@@ -277,13 +386,7 @@ def effects_table(users: pd.DataFrame, arms: pd.Series, *, experiment: str = "AB
     """
     labels = dict(labels or {})
     metrics = list(metrics)
-    arms = arms.reindex(users.index).dropna()
-    users = users.loc[arms.index]
-    if users.empty:
-        raise AnalysisError(f"experiment {experiment!r}: no user has both events and an arm")
-    counts = arms.value_counts()
-    if expected_arms is not None:
-        counts = counts.reindex(list(expected_arms), fill_value=0)
+    users, arms, counts = _users_with_arms(users, arms, experiment, expected_arms)
     if control not in counts.index or counts.get(control, 0) == 0:
         raise AnalysisError(f"experiment {experiment!r}: control arm {control!r} has no users "
                             f"(arms seen: {sorted(arms.unique())})")
@@ -348,6 +451,20 @@ def effects_table(users: pd.DataFrame, arms: pd.Series, *, experiment: str = "AB
     return table.reindex(columns=list(TABLE_COLUMNS))
 
 
+def _users_with_arms(users: pd.DataFrame, arms: pd.Series, experiment: str,
+                     expected_arms: Iterable[str] | None) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """The users that have both metrics and an arm, and the users per arm (every expected
+    arm included, with 0 when it lost every user, so the SRM check sees it)."""
+    arms = arms.reindex(users.index).dropna()
+    users = users.loc[arms.index]
+    if users.empty:
+        raise AnalysisError(f"experiment {experiment!r}: no user has both events and an arm")
+    counts = arms.value_counts()
+    if expected_arms is not None:
+        counts = counts.reindex(list(expected_arms), fill_value=0)
+    return users, arms, counts
+
+
 def _arm_order(arm: str) -> tuple[int, str]:
     """C, T1, T2, ..., T10 in numeric order."""
     if arm == "C":
@@ -364,3 +481,159 @@ def headroom(means: Mapping[str, float], control: float, oracle: float) -> dict[
     """
     gap = oracle - control
     return {k: (float(v) - control) / gap if gap else float("nan") for k, v in means.items()}
+
+
+# ----------------------------------------------------------------------- the 2x2 design
+
+#: Columns of the factorial table, in order.
+FACTORIAL_COLUMNS: tuple[str, ...] = (
+    "experiment", "metric", "family", "given", "name", "treatment", "control", "treatment_name",
+    "control_name", "treatment_mean", "control_mean", "treatment_n", "control_n",
+    "effect", "lower", "upper", "significant", "lower_ratio", "upper_ratio", "significant_ratio",
+    "p_value", "p_holm", "significant_holm", "srm_p_value", "srm_ok", "valid",
+)
+
+#: The families of the factorial table; Holm adjusts within a family and a metric.
+FAMILIES: tuple[str, ...] = ("model", "policy", "interaction", "headline")
+
+
+def check_design(design: Mapping[str, Mapping[str, str]]) -> tuple[list[str], list[str]]:
+    """(policies, list levels) of a 2x2 `{policy: {lists: arm}}`, baseline levels first.
+
+    Both policies must name the same two list levels and four distinct arms; anything else
+    is not a 2x2 and its "interaction" would mean nothing.
+    """
+    policies = list(design)
+    if len(policies) != 2:
+        raise AnalysisError(f"a 2x2 design needs exactly two policies, got {policies}")
+    levels = list(design[policies[0]])
+    if len(levels) != 2 or list(design[policies[1]]) != levels:
+        raise AnalysisError(f"a 2x2 design needs the same two list levels under each policy, got "
+                            f"{ {p: list(design[p]) for p in policies} }")
+    cells = [design[p][lv] for p in policies for lv in levels]
+    if len(set(cells)) != 4:
+        raise AnalysisError(f"a 2x2 design needs four different arms, got {cells}")
+    return policies, levels
+
+
+def factorial_table(users: pd.DataFrame, arms: pd.Series, design: Mapping[str, Mapping[str, str]], *,
+                    experiment: str = "AB", metrics: Iterable[str] = METRICS,
+                    labels: Mapping[str, str] | None = None, headline: tuple[str, str] | None = None,
+                    alpha: float = 0.05, srm_alpha: float = 0.001, weights: Mapping[str, float] | None = None,
+                    expected_arms: Iterable[str] | None = None) -> pd.DataFrame:
+    """The 2x2 of policy x lists: simple effects, interaction and the seed's headline, per metric.
+
+    `design` is `{policy: {lists: arm}}` with the baseline policy and the baseline (control)
+    lists first, e.g. `{"Contextual": {"control": "T3", "treatment": "T4"},
+    "SessionAware": {"control": "T5", "treatment": "T6"}}`. Rows, per metric:
+
+    * family `model`, one per policy: the treatment model's lists vs the control model's
+      under that policy (what a promotion of the model is about);
+    * family `policy`, one per list level: the second policy vs the first over those lists;
+    * family `interaction`: (model effect under the second policy + 1) / (model effect under
+      the first + 1) - 1, i.e. how much more (relatively) the new model gains under the new
+      policy; by the delta method on the log scale (`ratio_interaction`), so it has no
+      course-method interval (`lower`/`upper` empty);
+    * family `headline` (when given): the seed's contrast, which changes both factors at once.
+
+    Each simple effect carries the course's interval (Welch / control mean) and Fieller's;
+    `p_value` is Welch's for the difference of the two means. Holm adjusts within each
+    (metric, family): the model-effect family of one metric is its two model effects. SRM is
+    the experiment's, over every arm in `arms` (and `expected_arms`).
+    """
+    labels = dict(labels or {})
+    policies, levels = check_design(design)
+    users, arms, counts = _users_with_arms(users, arms, experiment, expected_arms)
+    for p in policies:
+        for lv in levels:
+            if counts.get(design[p][lv], 0) < 2:
+                raise AnalysisError(f"experiment {experiment!r}: arm {design[p][lv]} ({p} x {lv} lists) has "
+                                    f"fewer than 2 users; the 2x2 needs all four cells")
+    if headline is not None:
+        for a in headline:
+            if counts.get(a, 0) < 2:
+                raise AnalysisError(f"experiment {experiment!r}: headline arm {a!r} has fewer than 2 users")
+    chi2, srm_p = srm_test(counts, weights)
+    srm_ok = bool(srm_p >= srm_alpha)
+    (p0, p1), (l0, l1) = policies, levels
+    pairs: list[tuple[str, str, str, tuple[str, str]]] = [
+        ("model", p, f"model effect under {p} ({l1} vs {l0} lists)", (design[p][l1], design[p][l0]))
+        for p in policies]
+    pairs += [("policy", lv, f"policy effect over {lv} lists ({p1} vs {p0})", (design[p1][lv], design[p0][lv]))
+              for lv in levels]
+    if headline is not None:
+        t, c = headline
+        pairs.append(("headline", "", "the seed's headline (policy and lists changed at once)", (t, c)))
+
+    rows = []
+    for m in metrics:
+        y = users[m].astype(float)
+        cell = {a: (float(y[arms == a].mean()), float(y[arms == a].var(ddof=1)), int((arms == a).sum()))
+                for a in set(arms)}
+        for family, given, name, (t, c) in pairs:
+            yt, yc = y[arms == t], y[arms == c]
+            w = welch_samples(yt, yc, alpha)
+            mt, vt, nt = cell[t]
+            mc, vc, nc = cell[c]
+            r = fieller(mt, vt, nt, mc, vc, nc, alpha, dof=w.dof)
+            pct = 100.0 / mc if mc else float("nan")
+            rows.append({"metric": m, "family": family, "given": given, "name": name, "treatment": t, "control": c,
+                         "treatment_mean": mt, "control_mean": mc, "treatment_n": nt, "control_n": nc,
+                         "effect": w.diff * pct, "lower": w.lower * pct, "upper": w.upper * pct,
+                         "significant": w.significant, "lower_ratio": 100 * r.lower, "upper_ratio": 100 * r.upper,
+                         "significant_ratio": r.significant, "p_value": w.p_value})
+        t1, t0 = f"{design[p1][l1]}/{design[p1][l0]}", f"{design[p0][l1]}/{design[p0][l0]}"
+        i = ratio_interaction(cell[design[p1][l1]], cell[design[p1][l0]], cell[design[p0][l1]],
+                              cell[design[p0][l0]], alpha)
+        rows.append({"metric": m, "family": "interaction", "given": "",
+                     "name": f"interaction: model effect under {p1} vs under {p0} (ratio of ratios)",
+                     "treatment": t1, "control": t0,
+                     "treatment_mean": cell[design[p1][l1]][0] / cell[design[p1][l0]][0],
+                     "control_mean": cell[design[p0][l1]][0] / cell[design[p0][l0]][0],
+                     "treatment_n": cell[design[p1][l1]][2] + cell[design[p1][l0]][2],
+                     "control_n": cell[design[p0][l1]][2] + cell[design[p0][l0]][2],
+                     "effect": 100 * i.effect, "lower": np.nan, "upper": np.nan, "significant": np.nan,
+                     "lower_ratio": 100 * i.lower, "upper_ratio": 100 * i.upper,
+                     "significant_ratio": i.significant, "p_value": i.p_value})
+    table = pd.DataFrame(rows)
+    table["experiment"] = experiment
+    table["treatment_name"] = [_cell_name(a, labels) for a in table["treatment"]]
+    table["control_name"] = [_cell_name(a, labels) for a in table["control"]]
+    table["p_holm"] = np.nan
+    for _, idx in table.groupby(["metric", "family"], sort=False).groups.items():
+        table.loc[idx, "p_holm"] = holm(table.loc[idx, "p_value"].to_numpy(float))
+    table["significant_holm"] = table["p_holm"] < alpha
+    table["srm_p_value"], table["srm_ok"], table["valid"] = srm_p, srm_ok, srm_ok
+    return table.reindex(columns=list(FACTORIAL_COLUMNS))
+
+
+def _cell_name(arm: str, labels: Mapping[str, str]) -> str:
+    """A readable name of an arm, or of a ratio of two arms ("T6/T5")."""
+    return "/".join(labels.get(a, a) for a in arm.split("/"))
+
+
+# ------------------------------------------------------------------- the session cap
+
+def capped_shares(stats: pd.DataFrame, arms: pd.Series, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Per arm: episodes, how many the simulator's step cap truncated, and their share.
+
+    `stats` is the simulator's per-episode CSV (`user`, `truncated`), `arms` the user's arm
+    from the event log (`assign_arms`). A user plays several episodes but keeps one arm, so
+    joining by user is exact. A truncated session was cut while the listener was still
+    listening: the arm's mean understates what it would have reached, and the more an arm
+    (or the oracle) is capped, the more its figure is the cap's rather than its own.
+    """
+    if "truncated" not in stats.columns:
+        raise AnalysisError("the simulator's stats have no `truncated` column: re-run with a current sim.run")
+    arm = stats["user"].map(arms)
+    if arm.isna().any():
+        missing = stats.loc[arm.isna(), "user"].unique()
+        raise AnalysisError(f"{len(missing)} simulated user(s) have no arm in the event log (e.g. user "
+                            f"{missing[0]}): the stats and the log are not from the same day")
+    g = pd.DataFrame({"arm": arm, "truncated": stats["truncated"].astype(int)}).groupby("arm")["truncated"]
+    out = pd.DataFrame({"episodes": g.size(), "capped": g.sum()})
+    out = out.loc[sorted(out.index, key=_arm_order)]
+    out.insert(0, "name", [(labels or {}).get(a, a) for a in out.index])
+    out["capped_share"] = out["capped"] / out["episodes"]
+    out.index.name = "arm"
+    return out

@@ -19,9 +19,19 @@ import pandas as pd  # noqa: E402
 #: The course's table, then the careful analyst's columns.
 MD_COLUMNS: tuple[str, ...] = (
     "treatment_name", "control_name", "metric", "effect", "lower", "upper", "control_mean",
-    "treatment_mean", "significant", "p_value", "p_holm", "significant_holm",
+    "treatment_mean", "significant", "lower_ratio", "upper_ratio", "p_value", "p_holm", "significant_holm",
     "cuped_effect", "cuped_lower", "cuped_upper", "variance_reduction", "valid",
 )
+
+#: The 2x2's readable columns (`training.analysis.FACTORIAL_COLUMNS` are all in the CSV).
+FACTORIAL_MD_COLUMNS: tuple[str, ...] = (
+    "name", "treatment", "control", "treatment_mean", "control_mean", "effect", "lower", "upper",
+    "lower_ratio", "upper_ratio", "p_value", "p_holm", "significant_holm", "valid",
+)
+
+#: How the two intervals are drawn (the plot's key says it too).
+COURSE_CI = "course CI (Welch / control mean)"
+RATIO_CI = "ratio CI (Fieller; interaction: delta method)"
 
 
 def _fmt(v: object) -> str:
@@ -57,12 +67,27 @@ def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str = "effects")
     return csv, md
 
 
+def _errorbar(ax, y: float, effect: float, lo: float, hi: float, **kw) -> None:
+    """One interval; one with an unbounded end (Fieller's, when the baseline mean is itself
+    noise) is marked as such instead of silently dropped."""
+    if not math.isfinite(effect) or math.isnan(lo) or math.isnan(hi):   # NaN: no such interval
+        return
+    if math.isinf(lo) or math.isinf(hi):
+        ax.plot([effect], [y], marker="o", ls="none", color=kw.get("color"), mfc=kw.get("mfc"))
+        ax.annotate("unbounded", (effect, y), textcoords="offset points", xytext=(6, -3), fontsize=7)
+        return
+    ax.errorbar([effect], [y], xerr=[[effect - lo], [hi - effect]], fmt="o", capsize=3, **kw)
+
+
 def plot_effects(table: pd.DataFrame, path: str | Path, metrics: Iterable[str] | None = None,
                  title: str | None = None) -> Path:
     """Effects with their 95% CIs in % of the baseline, one panel per metric.
 
-    Filled markers are significant after Holm, hollow ones only raw; grey not at all, so
-    the eye lands on what survives the multiple-comparison correction.
+    Each row draws two intervals: the course's (Welch's interval of the difference divided
+    by the control mean, thin, above) and the ratio CI that accounts for the control mean's
+    uncertainty too (Fieller, thick, below), so the reader sees where they part (large
+    effects over a noisy control). Filled markers are significant after Holm, hollow ones
+    only raw; grey not at all, so the eye lands on what survives the correction.
     """
     metrics = list(metrics or dict.fromkeys(table["metric"]))
     n = len(metrics)
@@ -83,9 +108,11 @@ def plot_effects(table: pd.DataFrame, path: str | Path, metrics: Iterable[str] |
             if not r["significant"]:
                 color = "tab:gray"
             face = color if r["significant_holm"] else "white"
-            lo, hi = r["lower"], r["upper"]
-            ax.errorbar([r["effect"]], [y], xerr=[[r["effect"] - lo], [hi - r["effect"]]], fmt="o",
-                        color=color, mfc=face, capsize=3)
+            _errorbar(ax, y + 0.17, r["effect"], r["lower"], r["upper"], color=color, mfc=face, lw=0.9,
+                      markersize=4)
+            if "lower_ratio" in r.index:
+                _errorbar(ax, y - 0.17, r["effect"], r["lower_ratio"], r["upper_ratio"], color=color, mfc=face,
+                          lw=2.2, markersize=5)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(range(len(labels)))
         ax.set_yticklabels(list(reversed(labels)), fontsize=8)
@@ -94,7 +121,8 @@ def plot_effects(table: pd.DataFrame, path: str | Path, metrics: Iterable[str] |
         ax.grid(axis="x", alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    key = "filled: significant after Holm; hollow: significant (raw CI) only; grey: not significant"
+    key = (f"per row: thin above = {COURSE_CI}, thick below = {RATIO_CI}\n"
+           "filled: significant after Holm; hollow: significant (raw CI) only; grey: not significant")
     fig.suptitle(f"{title}\n{key}" if title else key, fontsize=10)
     fig.tight_layout()
     path = Path(path)
@@ -102,6 +130,92 @@ def plot_effects(table: pd.DataFrame, path: str | Path, metrics: Iterable[str] |
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_factorial(table: pd.DataFrame, out_dir: str | Path, stem: str = "factorial") -> tuple[Path, Path]:
+    """The 2x2's table as CSV (every column) and Markdown (the readable ones)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, md = out / f"{stem}.csv", out / f"{stem}.md"
+    table.to_csv(csv, index=False)
+    md.write_text(markdown_table(table, ["metric", "family", *FACTORIAL_MD_COLUMNS]))
+    return csv, md
+
+
+def plot_factorial(table: pd.DataFrame, path: str | Path, metric: str, title: str | None = None) -> Path:
+    """The 2x2's effects on one metric: model effects, policy effects, interaction, headline.
+
+    Both intervals per row as in `plot_effects` (the interaction has only the ratio CI: the
+    course has no method for it); a log-scaled x axis would hide the sign, so it is linear.
+    """
+    sub = table[table["metric"] == metric].reset_index(drop=True)
+    n = len(sub)
+    fig, ax = plt.subplots(figsize=(11.0, 0.6 * n + 1.8))
+    for i, r in sub.iterrows():
+        y = n - 1 - i
+        sig = bool(r["significant_ratio"])
+        color = ("tab:green" if r["effect"] > 0 else "tab:red") if sig else "tab:gray"
+        face = color if bool(r["significant_holm"]) else "white"
+        _errorbar(ax, y + 0.15, r["effect"], r["lower"], r["upper"], color=color, mfc=face, lw=0.9, markersize=4)
+        _errorbar(ax, y - 0.15, r["effect"], r["lower_ratio"], r["upper_ratio"], color=color, mfc=face, lw=2.2,
+                  markersize=5)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(n))
+    ax.set_yticklabels([f"{r['name']}\n{r['treatment_name']} vs {r['control_name']}" for _, r in sub[::-1].iterrows()],
+                       fontsize=7)
+    ax.set_xlabel(f"effect on {metric}, % of baseline (95% CI)", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    key = (f"thin above = {COURSE_CI}, thick below = {RATIO_CI}\n"
+           "filled: significant after Holm within its family; grey: not significant")
+    ax.set_title(f"{title}\n{key}" if title else key, fontsize=8, loc="left")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pct(v: float) -> str:
+    return "" if not math.isfinite(v) else f"{v:+.1f}%"
+
+
+def _ci(lo: float, hi: float) -> str:
+    if not (math.isfinite(lo) or math.isfinite(hi)):
+        return "" if (isinstance(lo, float) and math.isnan(lo)) else "[unbounded]"
+    return f"[{lo:+.1f}, {hi:+.1f}]"
+
+
+def _effect_cell(r: pd.Series) -> str:
+    """`+64.0%, course [40.1, 87.9], ratio [41.0, 90.2], Holm p = 1e-05 (yes)`."""
+    parts = [_pct(r["effect"])]
+    if math.isfinite(r["lower"]):
+        parts.append(f"course {_ci(r['lower'], r['upper'])}")
+    parts.append(f"ratio {_ci(r['lower_ratio'], r['upper_ratio'])}")
+    parts.append(f"Holm p = {_fmt(float(r['p_holm']))} ({'significant' if r['significant_holm'] else 'n.s.'})")
+    return ", ".join(parts)
+
+
+def factorial_grid(table: pd.DataFrame, metric: str) -> str:
+    """The 2x2 as a grid: cell means, the model effect per policy (rows), the policy effect
+    per list level (columns), their interaction in the corner."""
+    sub = table[table["metric"] == metric]
+    model, policy = sub[sub["family"] == "model"], sub[sub["family"] == "policy"]
+    inter = sub[sub["family"] == "interaction"]
+    if len(model) != 2 or len(policy) != 2:
+        return ""
+    levels = list(policy["given"])
+    p0, p1 = list(model["given"])
+    lines = [f"| policy / lists | {levels[0]} model's lists | {levels[1]} model's lists | "
+             f"model effect ({levels[1]} vs {levels[0]} lists) |", "|---|---|---|---|"]
+    for _, r in model.iterrows():
+        lines.append(f"| {r['given']} | {_fmt(float(r['control_mean']))} (`{r['control']}`, n = {int(r['control_n'])}) | "
+                     f"{_fmt(float(r['treatment_mean']))} (`{r['treatment']}`, n = {int(r['treatment_n'])}) | "
+                     f"{_effect_cell(r)} |")
+    corner = (f"interaction (ratio of the model effects): {_effect_cell(inter.iloc[0])}" if len(inter) else "")
+    lines.append(f"| policy effect ({p1} vs {p0}) | {_effect_cell(policy.iloc[0])} | {_effect_cell(policy.iloc[1])} | "
+                 f"{corner} |")
+    return "\n".join(lines) + "\n"
 
 
 DEFAULT_IDEA = (
@@ -112,13 +226,19 @@ DEFAULT_IDEA = (
 def write_report(path: str | Path, *, table: pd.DataFrame, plot: str | Path, arms: Mapping[str, str],
                  primary_metric: str, headroom: Mapping[str, float], means: Mapping[str, float],
                  oracle_mean: float, decision: str, details: Sequence[str], srm: Mapping[str, float],
-                 headline: pd.DataFrame | None = None, idea: str | None = None) -> Path:
+                 headline: pd.DataFrame | None = None, idea: str | None = None,
+                 factorial: pd.DataFrame | None = None, factorial_plot: str | Path | None = None,
+                 promotion_rule: str | None = None, capped: Mapping[str, float] | None = None,
+                 oracle_capped: float | None = None, max_steps: int | None = None) -> Path:
     """The one-page report in the seed's shape: i. idea, ii. details, iii. results.
 
     `arms` maps arm -> recommender, `means` the primary metric per recommender, `headroom`
     the share of the Random-to-oracle gap each captures, `details` the run's facts
     (world, seeds, day sizes, model versions, commands) as bullet lines, `idea` the
-    experiment's hypothesis in prose (from its config).
+    experiment's hypothesis in prose (from its config). `factorial` is the 2x2's table
+    (`training.analysis.factorial_table`), `promotion_rule` the rule the decision applied,
+    in words; `capped` the share of each recommender's sessions the simulator's step cap
+    (`max_steps`) truncated, `oracle_capped` the oracle's.
     """
     path = Path(path)
     lines = [
@@ -135,17 +255,59 @@ def write_report(path: str | Path, *, table: pd.DataFrame, plot: str | Path, arm
         "mean; each treatment vs control by Welch's t (Welch–Satterthwaite dof), effect and 95% CI in % of "
         "the control mean; significant when the CI excludes 0; Holm-adjusted p-values beside the raw ones, "
         "across every arm, contrast and metric of the table (latency rows, a guardrail, as a family of their own); CUPED with the user's day-1 value as covariate where the user has one.",
+        "- Ratio CI (`lower_ratio`, `upper_ratio`) beside the course's: the course divides Welch's interval "
+        "of the difference by the control mean as if that mean were exact, which is too narrow for large "
+        "effects; Fieller's interval for mean_T / mean_C − 1 accounts for both means' uncertainty (asymmetric, "
+        "wider upwards). Its verdict (does it exclude 0?) is Welch's; only the ends move.",
+    ]
+    if factorial is not None and not factorial.empty:
+        lines += [
+            "- 2×2 design: policy × the model whose i2i lists it serves, four arms with everything else equal. "
+            "Model effect = the treatment model's lists vs the control model's under one policy; policy effect "
+            "= the new policy vs the old over the same lists; interaction = (model effect under the new policy "
+            "+ 1) / (model effect under the old + 1) − 1, on the relative scale (0: the two effects multiply), "
+            "with a delta-method CI on the log scale from the four arms' means and variances (independent "
+            "arms). Holm adjusts within each family (the two model effects; the two policy effects).",
+        ]
+    if capped:
+        lines += [
+            f"- Session cap: the simulator ends a session after {max_steps or 'max_steps'} recommended tracks "
+            "(truncated, not terminated by the listener). A capped session's time is a floor of what the "
+            "listener would have played: the more an arm (and the oracle) is capped, the more its mean, the "
+            "ceiling and the headroom shares are the cap's, not the recommender's. The table below gives "
+            "each arm's share of capped sessions.",
+        ]
+    lines += [
         "",
         "### iii. Results",
         f"**Decision:** {decision}", "",
     ]
+    if promotion_rule:
+        lines += [f"**Promotion rule:** {promotion_rule}", ""]
+    if factorial is not None and not factorial.empty:
+        grid = factorial_grid(factorial, primary_metric)
+        prim = factorial[factorial["metric"] == primary_metric]
+        lines += [f"The 2×2 on `{primary_metric}` (cell means; effects in % of the baseline with the course's "
+                  "and the ratio 95% CI, Holm within the family):", "", grid,
+                  "The 2×2's effects and the seed's headline contrast (which changes policy and model at once):",
+                  "", markdown_table(prim, FACTORIAL_MD_COLUMNS)]
+        if factorial_plot:
+            lines += [f"![2x2]({Path(factorial_plot).name})", ""]
     if headline is not None and not headline.empty:
         lines += ["Headline contrasts:", "", markdown_table(headline, MD_COLUMNS)]
+    cap_col = capped is not None
     lines += [f"`{primary_metric}` per arm, and its share of the Random → oracle headroom "
-              f"(oracle = {_fmt(oracle_mean)}, the simulator's best possible recommender):", "",
-              "| recommender | mean | headroom captured |", "|---|---|---|"]
+              f"(oracle = {_fmt(oracle_mean)}, the simulator's best possible recommender"
+              + (f", itself capped in {_fmt(float(oracle_capped))} of its sessions" if oracle_capped is not None else "")
+              + "):", "",
+              "| recommender | mean | headroom captured |" + (" capped sessions |" if cap_col else ""),
+              "|---|---|---|" + ("---|" if cap_col else "")]
     for name, m in means.items():
-        lines.append(f"| {name} | {_fmt(float(m))} | {_fmt(float(headroom.get(name, float('nan'))))} |")
+        cap = f" {_fmt(float(capped.get(name, float('nan'))))} |" if cap_col else ""
+        lines.append(f"| {name} | {_fmt(float(m))} | {_fmt(float(headroom.get(name, float('nan'))))} |{cap}")
+    if cap_col:
+        oc = _fmt(float(oracle_capped)) if oracle_capped is not None else ""
+        lines.append(f"| Oracle (ceiling) | {_fmt(float(oracle_mean))} | 1.000 | {oc} |")
     lines += ["", f"![effects]({Path(plot).name})", "",
               f"Every arm against control on `{primary_metric}` (the full table is `effects.md` / `effects.csv`):",
               "", markdown_table(table[(table["metric"] == primary_metric) & (table["control"] == "C")], MD_COLUMNS)]

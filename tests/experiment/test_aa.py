@@ -13,7 +13,7 @@ independent partitions, so the flagged share behaves like that of 200 separate A
 tests, while costing one simulation. The log goes through the real pipeline:
 the simulator plays the users (in-process agent driving `service.botify`), the
 service's event log is read back by `training.events.read_events`, and
-`training.analysis` computes the Welch CI exactly as the experiment does.
+`training.analysis` computes the Welch CI and Fieller's ratio CI exactly as the experiment does.
 
 The experiments share their users, so a user population dominated by a few heavy
 listeners makes the 200 flags move together: on the small world's 400 users the same 200
@@ -80,6 +80,12 @@ def test_aa_false_positive_rate_is_nominal(repo, tmp_path):
     assert len(primary) == N_EXPERIMENTS
     rate = primary["significant"].mean()
     assert 0.02 <= rate <= 0.09, f"A/A false-positive rate {rate:.3f} outside 2%-9%"
+    # Fieller's ratio interval (which accounts for the control mean's uncertainty) keeps the
+    # level too: its verdict is Welch's by construction, only the interval's ends move
+    ratio_rate = primary["significant_ratio"].mean()
+    assert 0.02 <= ratio_rate <= 0.09, f"A/A false-positive rate of the ratio CI {ratio_rate:.3f} outside 2%-9%"
+    assert (primary["significant_ratio"] == primary["significant"]).all()
+    assert ((primary["lower_ratio"] < 0) == (primary["lower"] < 0)).all()
     # the other user-level metrics behave too, and the SRM check almost never fires on a fair split
     for m in ("time", "mean_tracks_per_session"):
         r = table.loc[table["metric"] == m, "significant"].mean()
