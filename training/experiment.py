@@ -12,8 +12,9 @@
    the oracle's ceiling from a simulator-only run with the same world and seed;
 5. analysis (`training.analysis`), files (`training.report`), all logged to one MLflow
    run with a child run per day-1 collection and per trained model;
-6. promotion: the treatment's model version becomes `champion` only if its arm beats
-   the baseline arm significantly on the primary metric and the SRM check passes.
+6. promotion: decided by the 2x2's model effect (the treatment model's lists vs the control
+   model's under the policy the product serves): its version becomes `champion` only if that
+   effect is positive and significant after Holm across the model-effect family, SRM passing.
 
 Any failure (service does not start, port taken, simulator loses the service, log empty
 or truncated, model alias missing) stops the run with a message saying what and what to
@@ -41,9 +42,9 @@ from training import tracking
 from training.errors import JobError
 from training.play import (SIM_HINT, START_HINT, check_log, oracle_day, play_day, user_level_means,
                            write_service_config)
-from training.promotion import decide, deploy, promote
+from training.promotion import decide, deploy, promote, rule
 from training.settings import DEFAULT_CONFIG, load_settings, registered_name, repo_path
-from training.simconfig import world_dir
+from training.simconfig import session_cap, world_dir
 
 EXPERIMENT = "botify-experiment"
 
@@ -102,30 +103,66 @@ def train_model(role: str, spec: dict, logs: list[Path], world: Path, out: Path,
 
 # ------------------------------------------------------------------------------ analysis
 
-def analyse(day2: pd.DataFrame, day1: pd.DataFrame | None, cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """The effects table of the A/B experiment (vs control and the configured contrasts)."""
+@dataclass
+class Analysis:
+    """Everything the report and the promotion read, computed once from day 2's log."""
+
+    table: pd.DataFrame          # every arm vs C, and the contrasts (`effects_table`)
+    factorial: pd.DataFrame      # the 2x2's effects and the headline (`factorial_table`)
+    users: pd.DataFrame
+    arms: pd.Series
+
+
+def arm_labels(ab: dict) -> dict[str, str]:
+    return {arm: ab.get("labels", {}).get(rec, rec) for arm, rec in ab["arms"].items()}
+
+
+def analyse(day2: pd.DataFrame, day1: pd.DataFrame | None, cfg: dict) -> Analysis:
+    """The effects table (vs control, the headline and the configured contrasts) and the 2x2."""
     ab = cfg["ab"]
     users = A.user_metrics(day2)
     arms = A.assign_arms(day2, ab["name"])
     covariates = A.user_metrics(day1) if day1 is not None and len(day1) else None
-    labels = {arm: ab.get("labels", {}).get(rec, rec) for arm, rec in ab["arms"].items()}
-    table = A.effects_table(users, arms, experiment=ab["name"], control="C", labels=labels,
-                            contrasts=[tuple(c) for c in ab.get("contrasts", [])], covariates=covariates,
-                            alpha=cfg["analysis"]["alpha"], srm_alpha=cfg["analysis"]["srm_alpha"],
-                            expected_arms=list(ab["arms"]))
-    return table, users, arms
+    labels = arm_labels(ab)
+    headline = [tuple(ab["headline"])] if ab.get("headline") else []
+    contrasts = headline + [tuple(c) for c in ab.get("contrasts") or [] if tuple(c) not in headline]
+    common = dict(experiment=ab["name"], labels=labels, alpha=cfg["analysis"]["alpha"],
+                  srm_alpha=cfg["analysis"]["srm_alpha"], expected_arms=list(ab["arms"]))
+    table = A.effects_table(users, arms, control="C", contrasts=contrasts, covariates=covariates, **common)
+    factorial = A.factorial_table(users, arms, ab["factorial"], headline=headline[0] if headline else None,
+                                  **common)
+    return Analysis(table, factorial, users, arms)
 
 
 def table_metrics(table: pd.DataFrame) -> dict[str, float]:
-    """Per row: means, effect, CI bounds, p-values (MLflow metric names: row.metric.stat)."""
+    """Per row of the effects table: means, effect, both CIs, p-values.
+
+    MLflow names `<row>.<metric>.<stat>`, row `<arm>_<label>` against C, `<arm>_vs_<arm>` for a
+    contrast; stats `lower`/`upper` are the course's CI, `lower_ratio`/`upper_ratio` Fieller's.
+    """
     out: dict[str, float] = {}
     for _, r in table.iterrows():
         row = (f"{r['treatment']}_{r['treatment_name']}" if r["control"] == "C"
                else f"{r['treatment']}_vs_{r['control']}")
-        for stat in ("effect", "lower", "upper", "p_value", "p_holm", "treatment_mean", "control_mean",
-                     "cuped_effect", "cuped_lower", "cuped_upper", "variance_reduction"):
+        for stat in ("effect", "lower", "upper", "lower_ratio", "upper_ratio", "p_value", "p_holm",
+                     "treatment_mean", "control_mean", "cuped_effect", "cuped_lower", "cuped_upper",
+                     "variance_reduction"):
             out[f"{row}.{r['metric']}.{stat}"] = r[stat]
-        out[f"{row}.{r['metric']}.significant"] = float(bool(r["significant"]))
+        for flag in ("significant", "significant_ratio", "significant_holm"):
+            out[f"{row}.{r['metric']}.{flag}"] = float(bool(r[flag]))
+    return out
+
+
+def factorial_metrics(factorial: pd.DataFrame) -> dict[str, float]:
+    """Per row of the 2x2: `2x2_<family>[_<given>].<metric>.<stat>`, e.g.
+    `2x2_model_SessionAware.mean_time_per_session.effect`, `2x2_interaction...upper_ratio`."""
+    out: dict[str, float] = {}
+    for _, r in factorial.iterrows():
+        row = f"2x2_{r['family']}" + (f"_{r['given']}" if r["given"] else "")
+        for stat in ("effect", "lower", "upper", "lower_ratio", "upper_ratio", "p_value", "p_holm",
+                     "treatment_mean", "control_mean"):
+            out[f"{row}.{r['metric']}.{stat}"] = r[stat]
+        out[f"{row}.{r['metric']}.significant_ratio"] = float(bool(r["significant_ratio"]))
         out[f"{row}.{r['metric']}.significant_holm"] = float(bool(r["significant_holm"]))
     return out
 
@@ -162,7 +199,8 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
                 "quick_mode": cfg["quick"], "transport": "in-process" if in_process else "http",
                 "service_seed": ab.get("seed", 42),
                 "ab_experiment": ab["name"], **{f"arm.{a}": r for a, r in ab["arms"].items()},
-                "contrasts": json.dumps(ab.get("contrasts", [])), "promotion": json.dumps(cfg["promotion"]),
+                "contrasts": json.dumps(ab.get("contrasts", [])), "headline": json.dumps(ab.get("headline")),
+                "factorial": json.dumps(ab["factorial"]), "promotion": json.dumps(cfg["promotion"]),
                 "alpha": cfg["analysis"]["alpha"], "srm_alpha": cfg["analysis"]["srm_alpha"],
                 "model.registered_name": registered_name(cfg),
                 "model.control": json.dumps(cfg["models"]["control"]),
@@ -228,32 +266,44 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
     check_log(day2, stats2, d2 / "logs")
     timings["day2_seconds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    oracle = user_level_means(oracle_day(cfg["world"], ep2, seed + 1, work / "oracle"))
+    oracle_stats = oracle_day(cfg["world"], ep2, seed + 1, work / "oracle")
+    oracle = user_level_means(oracle_stats)
     timings["oracle_seconds"] = time.perf_counter() - t0
     print(f"[day2] {len(day2)} events from {ep2} episodes ({timings['day2_seconds']:.0f}s); "
           f"oracle {oracle['mean_time_per_session']:.3f}", flush=True)
 
     # 5. analysis and files
-    table, users, arms = analyse(day2, day1, cfg)
+    res = analyse(day2, day1, cfg)
+    table, factorial, users, arms = res.table, res.factorial, res.users, res.arms
+    labels = arm_labels(ab)
     primary = cfg["analysis"]["primary_metric"]
     prim = table[(table["metric"] == primary) & (table["control"] == "C")]
     control_mean = float(prim["control_mean"].iloc[0])
     means = {table.loc[prim.index[0], "control_name"]: control_mean}
     means.update(dict(zip(prim["treatment_name"], prim["treatment_mean"].astype(float))))
     head = A.headroom(means, control_mean, oracle[primary])
-    ok, reason = decide(table, cfg["promotion"])
+    capped = A.capped_shares(stats2, arms, labels)
+    oracle_capped = float(oracle_stats["truncated"].mean())
+    ok, reason = decide(factorial, cfg["promotion"])
+    promotion_rule = rule(cfg["promotion"])
 
     out = work / "report"
     csv, md = R.write_table(table, out)
+    fcsv, fmd = R.write_factorial(factorial, out)
     plot = R.plot_effects(table, out / "effects.png", metrics=[m for m in A.METRICS],
                           title=f"{ab['name']}: effects vs control and contrasts (95% CI)")
+    fplot = R.plot_factorial(factorial, out / "factorial.png", primary,
+                             title=f"{ab['name']}: the 2x2 (policy x lists) on {primary}")
     users.assign(arm=arms.reindex(users.index)).to_csv(out / "users.csv")
+    capped.to_csv(out / "capped.csv")
     srm = {"p_value": float(table["srm_p_value"].iloc[0]), "ok": bool(table["srm_ok"].iloc[0])}
     treatment_v = models["treatment"].version
-    decision = (f"promoted `{model_name}` version {treatment_v} (treatment) to `@{tracking.CHAMPION}`: {reason}"
+    decision = (f"promoted `{model_name}` version {treatment_v} (treatment) to `@{tracking.CHAMPION}`, {reason}"
                 if ok else f"{reason}; `@{tracking.CHAMPION}` unchanged")
+    max_steps = session_cap(repo_path(cfg["world"]))
     details = [
-        f"World: `{cfg['world']}` ({wdir.name}); simulator seeds: day 1 {seed}, day 2 and oracle {seed + 1}",
+        f"World: `{cfg['world']}` ({wdir.name}); simulator seeds: day 1 {seed}, day 2 and oracle {seed + 1}; "
+        f"a session is capped at {max_steps} recommended tracks",
         f"Day 1 (cold start, `collect`): {ep1} episodes, arms {base['experiments'][0]['arms']}; {len(day1)} events",
         f"Day 2 (A/B): {ep2} episodes {'in-process' if in_process else 'over HTTP against the BentoML service'}; "
         f"{len(day2)} events, {len(users)} users",
@@ -263,24 +313,29 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
         f"{' -P quick=true' if cfg['quick'] else ''}{' -P in_process=true' if in_process else ''}`; "
         f"MLflow run `{run_id}`",
     ]
-    headline = table[table["control"] != "C"]
-    headline = headline[headline["metric"] == primary]
+    headline = table[(table["control"] != "C") & (table["metric"] == primary)]
     rep = R.write_report(out / "report.md", table=table, plot=plot,
                          arms={a: table_label(ab, a) for a in ab["arms"]}, primary_metric=primary,
                          headroom=head, means=means, oracle_mean=oracle[primary], decision=decision,
-                         details=details, srm=srm, headline=headline, idea=cfg.get("idea"))
+                         details=details, srm=srm, headline=headline, idea=cfg.get("idea"),
+                         factorial=factorial, factorial_plot=fplot, promotion_rule=promotion_rule,
+                         capped=dict(zip(capped["name"], capped["capped_share"])), oracle_capped=oracle_capped,
+                         max_steps=max_steps)
 
     # 6. log
     counts = arms.value_counts()
-    log_metrics({**table_metrics(table), **timings,
+    log_metrics({**table_metrics(table), **factorial_metrics(factorial), **timings,
                  **{f"users.{a}": float(counts.get(a, 0)) for a in ab["arms"]},
                  **{f"oracle.{k2}": v for k2, v in oracle.items()},
+                 "oracle.capped_share": oracle_capped,
                  **{f"headroom.{name}": v for name, v in head.items()},
+                 **{f"capped_share.{a}_{r['name']}": r["capped_share"] for a, r in capped.iterrows()},
                  "srm_p_value": srm["p_value"], "srm_ok": float(srm["ok"]),
                  "events_day1": len(day1), "events_day2": len(day2), "users_day2": len(users),
                  "covered_by_day1": float(users.index.isin(day1["user"]).mean())})
     mlflow.log_table(table, "effects.json")
-    for f in (csv, md, plot, rep, out / "users.csv"):
+    mlflow.log_table(factorial, "factorial.json")
+    for f in (csv, md, plot, fcsv, fmd, fplot, rep, out / "users.csv", out / "capped.csv"):
         log_path(f, "report")
     log_path(d2 / "logs", "event_log")
     log_path(svc2, "config")
@@ -297,18 +352,24 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
                          "deployed": json.dumps(deployed)})
     else:
         mlflow.set_tag("promotion", "not promoted")
-    mlflow.set_tag("promotion_reason", decision)
+    mlflow.set_tags({"promotion_reason": decision, "promotion_rule": promotion_rule})
     timings["total_seconds"] = time.perf_counter() - t_start
     log_metrics({"total_seconds": timings["total_seconds"]})
-    print(R.markdown_table(prim, ["treatment_name", "effect", "lower", "upper", "control_mean",
-                                  "treatment_mean", "significant", "p_holm", "significant_holm"]))
-    print(R.markdown_table(headline, ["treatment_name", "control_name", "effect", "lower", "upper",
-                                      "p_value", "p_holm", "significant_holm"]))
+    print(R.markdown_table(prim, ["treatment_name", "effect", "lower", "upper", "lower_ratio", "upper_ratio",
+                                  "control_mean", "treatment_mean", "significant", "p_holm", "significant_holm"]))
+    print(R.factorial_grid(factorial, primary))
+    print(R.markdown_table(factorial[factorial["metric"] == primary],
+                           ["name", "treatment", "control", "effect", "lower", "upper", "lower_ratio", "upper_ratio",
+                            "p_value", "p_holm", "significant_holm"]))
     print("headroom captured (arm - Random) / (oracle - Random): "
           + ", ".join(f"{n} {v:.2f}" for n, v in head.items()) + f"; oracle {oracle[primary]:.3f}")
+    print(f"capped sessions (>= {max_steps} recommended tracks): "
+          + ", ".join(f"{r['name']} {r['capped_share']:.2f}" for _, r in capped.iterrows())
+          + f"; oracle {oracle_capped:.2f}")
+    print(f"[promotion rule] {promotion_rule}")
     print(f"[promotion] {decision}")
     print(f"[done] {timings['total_seconds']:.0f}s, run {run_id}; report: {rep}", flush=True)
-    summary.update({"table": table, "promoted": ok, "decision": decision, "headroom": head,
+    summary.update({"table": table, "factorial": factorial, "capped": capped, "promoted": ok, "decision": decision, "headroom": head,
                     "oracle": oracle, "timings": timings, "versions": {r: m.version for r, m in models.items()},
                     "report": rep})
     return summary

@@ -1,8 +1,11 @@
 """Promotion: what the A/B table must show for a model version to become `@champion`,
 and the two acts of promoting (deploy what was proven, then move the alias).
 
-Only a finished experiment reaches `promote`; the decision is a pure function of the
-table, so a reader (and a test) can check it against the report.
+What is promoted is a model, so the decision rests on the model effect of the 2x2 (the
+treatment model's lists vs the control model's under the policy the product serves), never
+on a contrast that also changes the policy. Only a finished experiment reaches `promote`;
+the decision is a pure function of the 2x2's table, so a reader (and a test) can check it
+against the report.
 """
 from __future__ import annotations
 
@@ -14,24 +17,45 @@ from training import tracking
 from training.errors import JobError
 
 
-def decide(table: pd.DataFrame, promotion: dict) -> tuple[bool, str]:
-    """Promote only on a significant win of the treatment arm over the baseline arm, SRM passing."""
-    t, c, m = promotion["treatment"], promotion["baseline"], promotion["metric"]
-    sel = table[(table["treatment"] == t) & (table["control"] == c) & (table["metric"] == m)]
-    if sel.empty:
-        return False, f"not promoted: the table has no row {t} vs {c} on {m}"
-    r = sel.iloc[0]
-    name = f"{r['treatment_name']} ({t}) vs {r['control_name']} ({c}) on {m}"
-    figures = (f"effect {r['effect']:+.1f}% [{r['lower']:+.1f}, {r['upper']:+.1f}], "
-               f"p = {r['p_value']:.2g}, Holm p = {r['p_holm']:.2g}")
-    if not bool(r["valid"]):
-        return False, f"not promoted: the sample-ratio check failed (p = {r['srm_p_value']:.2g}), the table is invalid; {name}: {figures}"
+def rule(promotion: dict) -> str:
+    """The promotion rule in words, as the report and the run's `promotion_reason` state it."""
     holm = promotion.get("correction", "holm") == "holm"
+    return (f"promote the treatment model when its lists beat the control model's under "
+            f"{promotion['policy']} (the policy the product serves) on `{promotion['metric']}`, "
+            + ("significant after Holm across the model-effect family (the model effect under each policy)"
+               if holm else "significant (no multiple-comparison correction)")
+            + ", with the sample-ratio check passing; what is promoted is a model, so its decision is the "
+              "model effect, never the policy effect or the seed's headline (which changes both)")
+
+
+def decide(factorial: pd.DataFrame, promotion: dict) -> tuple[bool, str]:
+    """Promote the treatment model only on its own effect: its lists vs the control model's
+    under the configured policy (the 2x2's `model` family), significant and positive, SRM passing.
+
+    `factorial` is `training.analysis.factorial_table`; the reason names the effect, both its
+    intervals, the p-values and the rule, so the run's `promotion_reason` says why.
+    """
+    policy, m = promotion["policy"], promotion["metric"]
+    fam = factorial[(factorial["family"] == "model") & (factorial["metric"] == m)]
+    sel = fam[fam["given"] == policy]
+    if sel.empty:
+        return False, f"not promoted: the 2x2 has no model effect under {policy} on {m}"
+    r = sel.iloc[0]
+    name = (f"model effect under {policy} on {m}, {r['treatment_name']} ({r['treatment']}) vs "
+            f"{r['control_name']} ({r['control']})")
+    holm = promotion.get("correction", "holm") == "holm"
+    figures = (f"effect {r['effect']:+.1f}%, course CI [{r['lower']:+.1f}, {r['upper']:+.1f}], "
+               f"ratio CI [{r['lower_ratio']:+.1f}, {r['upper_ratio']:+.1f}], p = {r['p_value']:.2g}"
+               + (f", Holm p = {r['p_holm']:.2g} (model-effect family of {len(fam)})" if holm else ""))
+    head = f"decided by the model effect (treatment vs control lists under {policy})"
+    if not bool(r["valid"]):
+        return False, (f"not promoted, {head}: the sample-ratio check failed (p = {r['srm_p_value']:.2g}), "
+                       f"the table is invalid; {name}: {figures}")
     sig = bool(r["significant_holm"] if holm else r["significant"])
     if sig and r["effect"] > 0:
-        return True, f"{name}: {figures}, significant{' after Holm' if holm else ''}"
-    why = "not significant" + (" after Holm" if holm else "") if not sig else "significantly worse"
-    return False, f"not promoted: {name}: {figures}, {why}"
+        return True, f"{head}: {name}: {figures}, significant{' after Holm' if holm else ''}"
+    why = ("not significant" + (" after Holm" if holm else "")) if not sig else "significantly worse"
+    return False, f"not promoted, {head}: {name}: {figures}, {why}"
 
 
 def deploy(targets: dict[str, str], versions: dict[str, str], name: str = tracking.MODEL_NAME,

@@ -294,7 +294,8 @@ def write_report(path: str | Path, *, table: pd.DataFrame, plot: str | Path, arm
         if factorial_plot:
             lines += [f"![2x2]({Path(factorial_plot).name})", ""]
     if headline is not None and not headline.empty:
-        lines += ["Headline contrasts:", "", markdown_table(headline, MD_COLUMNS)]
+        lines += ["The same contrasts in the effects table (Holm across the whole table; CUPED):", "",
+                  markdown_table(headline, MD_COLUMNS)]
     cap_col = capped is not None
     lines += [f"`{primary_metric}` per arm, and its share of the Random → oracle headroom "
               f"(oracle = {_fmt(oracle_mean)}, the simulator's best possible recommender"

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from training import tracking
+from training.analysis import AnalysisError, check_design
 from training.errors import JobError
 
 REPO = tracking.REPO
@@ -63,12 +64,30 @@ def load_settings(path: str | Path, *, quick: bool = False, episodes: int = 0, s
     for arm, rec in arms.items():
         if rec not in cfg["ab"]["recommenders"]:
             raise JobError(f"experiment config {p}: arm {arm} names unknown recommender {rec!r}")
-    for t, c in cfg["ab"].get("contrasts", []):
+    for t, c in [*(cfg["ab"].get("contrasts") or []), *([cfg["ab"]["headline"]] if cfg["ab"].get("headline") else [])]:
         if t not in arms or c not in arms:
             raise JobError(f"experiment config {p}: contrast {t} vs {c} names an arm not in ab.arms")
+    design = cfg["ab"].get("factorial")
+    if not design:
+        raise JobError(f"experiment config {p}: ab.factorial (the 2x2 {{policy: {{control: ARM, treatment: ARM}}}}) "
+                       "is missing; the promotion is decided by its model effect")
+    try:
+        policies, levels = check_design(design)
+    except AnalysisError as e:
+        raise JobError(f"experiment config {p}: ab.factorial: {e}") from None
+    if levels != ["control", "treatment"]:
+        raise JobError(f"experiment config {p}: ab.factorial's list levels must be the models' roles "
+                       f"[control, treatment], got {levels}")
+    for pol in policies:
+        for lv in levels:
+            if design[pol][lv] not in arms:
+                raise JobError(f"experiment config {p}: ab.factorial {pol}.{lv} = {design[pol][lv]} is not in ab.arms")
     pr = cfg["promotion"]
-    if pr["treatment"] not in arms or pr["baseline"] not in arms:
-        raise JobError(f"experiment config {p}: promotion arms must be in ab.arms")
+    if pr.get("effect", "model") != "model":
+        raise JobError(f"experiment config {p}: promotion.effect must be 'model' (what is promoted is a model)")
+    if pr.get("policy") not in policies:
+        raise JobError(f"experiment config {p}: promotion.policy {pr.get('policy')!r} is not a policy of "
+                       f"ab.factorial ({', '.join(policies)})")
     if pr.get("correction", "holm") not in ("holm", "none"):
         raise JobError(f"experiment config {p}: promotion.correction must be holm or none")
     return cfg

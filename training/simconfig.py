@@ -16,3 +16,11 @@ def world_dir(sim_config: str | Path) -> Path:
     cfg = yaml.safe_load(p.read_text()) or {}
     d = Path((cfg.get("world") or {}).get("dir", "data/world"))
     return d if d.is_absolute() else REPO / d
+
+
+def session_cap(sim_config: str | Path) -> int | None:
+    """`session.max_steps`: the simulator truncates a session after this many recommended
+    tracks (None: no cap). The report states it beside each arm's share of capped sessions."""
+    cfg = yaml.safe_load(Path(sim_config).read_text()) or {}
+    cap = (cfg.get("session") or {}).get("max_steps")
+    return int(cap) if cap is not None else None

@@ -70,52 +70,82 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path):
     # params: config, seeds, counts
     p = parent.data.params
     assert p["quick_mode"] == "True" and p["transport"] == "http" and p["seed_day1"] == "424242"
-    assert p["arm.T5"] == "session_aware" and p["arm.C"] == "random"
+    assert p["arm.T6"] == "session_aware" and p["arm.T5"] == "session_aware_control" and p["arm.C"] == "random"
 
     # artifacts
     arts = {f.path for f in client.list_artifacts(rid)}
-    assert {"report", "event_log", "i2i", "config", "oracle", "effects.json"} <= arts
+    assert {"report", "event_log", "i2i", "config", "oracle", "effects.json", "factorial.json"} <= arts
     report = {Path(f.path).name for f in client.list_artifacts(rid, "report")}
-    assert {"effects.csv", "effects.md", "effects.png", "report.md", "users.csv"} <= report
+    assert {"effects.csv", "effects.md", "effects.png", "report.md", "users.csv", "factorial.csv", "factorial.md",
+            "factorial.png", "capped.csv"} <= report
     assert any(f.path.endswith(".jsonl") for f in client.list_artifacts(rid, "event_log"))
     assert [Path(f.path).name for f in client.list_artifacts(rid, "i2i")] == ["i2i-treatment.jsonl"]
 
     local = Path(mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="report", tracking_uri=uri))
     table = pd.read_csv(local / "effects.csv")
     assert list(table.columns) == list(A.TABLE_COLUMNS)
-    arms = ["T1", "T2", "T3", "T4", "T5"]
+    arms = ["T1", "T2", "T3", "T4", "T5", "T6"]
     vs_c = table[table["control"] == "C"]
     assert sorted(vs_c["treatment"].unique()) == arms
     assert len(vs_c) == len(arms) * len(A.METRICS) and set(vs_c["metric"]) == set(A.METRICS)
     contrasts = table[table["control"] != "C"]
-    assert set(zip(contrasts["treatment"], contrasts["control"])) == {("T5", "T3"), ("T5", "T4")}
+    assert set(zip(contrasts["treatment"], contrasts["control"])) == {("T6", "T3")}     # the seed's headline
     # SRM: one test per experiment, on every row; Holm: beside the raw p-value, never below it
     assert table["srm_p_value"].nunique() == 1 and table["srm_p_value"].between(0, 1).all()
     assert (table["valid"] == table["srm_ok"]).all()
     assert (table["p_holm"] >= table["p_value"] - 1e-12).all()
     assert (table["significant_holm"] <= table["significant"]).all()
-    # the report names the decision
+    # the ratio CI: its verdict is the course's, and it contains the point estimate
+    assert (table["significant_ratio"] == table["significant"]).all()
+    assert ((table["lower_ratio"] <= table["effect"] + 1e-9) & (table["effect"] <= table["upper_ratio"] + 1e-9)).all()
+    # the 2x2: model effect per policy, policy effect per list level, interaction, headline, per metric
+    factorial = pd.read_csv(local / "factorial.csv")
+    assert list(factorial.columns) == list(A.FACTORIAL_COLUMNS)
+    prim = factorial[factorial["metric"] == "mean_time_per_session"]
+    assert list(zip(prim["family"], prim["given"].fillna(""))) == [
+        ("model", "Contextual"), ("model", "SessionAware"), ("policy", "control"), ("policy", "treatment"),
+        ("headline", ""), ("interaction", "")]
+    by = prim.set_index(["family", prim["given"].fillna("")])
+    assert tuple(by.loc[("model", "SessionAware"), ["treatment", "control"]]) == ("T6", "T5")
+    headline_row = table[(table["treatment"] == "T6") & (table["control"] == "T3") &
+                         (table["metric"] == "mean_time_per_session")].iloc[0]
+    assert by.loc[("headline", ""), "effect"] == pytest.approx(headline_row["effect"])
+    # capped sessions per arm: every day-2 episode counted once
+    capped = pd.read_csv(local / "capped.csv")
+    assert list(capped["arm"]) == ["C", *arms] and capped["capped_share"].between(0, 1).all()
+    assert capped["episodes"].sum() == int(p["episodes_day2"])    # the report names the decision
     text = (local / "report.md").read_text()
-    assert "### iii. Results" in text and "**Decision:**" in text
+    assert "### iii. Results" in text and "**Decision:**" in text and "**Promotion rule:**" in text
+    assert "| policy / lists |" in text and "capped sessions" in text
 
     # metrics: per arm and metric, the oracle, the headroom
     m = parent.data.metrics
-    for key in ("T5_SessionAware.mean_time_per_session.effect", "T5_SessionAware.mean_time_per_session.lower",
-                "T5_vs_T3.mean_time_per_session.p_holm", "oracle.mean_time_per_session", "headroom.SessionAware",
-                "srm_p_value", "users.C"):
+    for key in ("T6_SessionAware-treatment.mean_time_per_session.effect",
+                "T6_SessionAware-treatment.mean_time_per_session.lower",
+                "T6_SessionAware-treatment.mean_time_per_session.upper_ratio",
+                "T6_vs_T3.mean_time_per_session.p_holm", "oracle.mean_time_per_session",
+                "headroom.SessionAware-treatment", "srm_p_value", "users.C", "users.T6",
+                "2x2_model_SessionAware.mean_time_per_session.effect",
+                "2x2_model_SessionAware.mean_time_per_session.p_holm",
+                "2x2_policy_control.mean_time_per_session.lower_ratio",
+                "2x2_interaction.mean_time_per_session.upper_ratio",
+                "2x2_headline.mean_time_per_session.effect",
+                "capped_share.C_Random", "capped_share.T6_SessionAware-treatment", "oracle.capped_share"):
         assert key in m, key
-    assert m["oracle.mean_time_per_session"] > m["T5_SessionAware.mean_time_per_session.control_mean"]
+    assert m["oracle.mean_time_per_session"] > m["T6_SessionAware-treatment.mean_time_per_session.control_mean"]
 
     # promotion: what the table implies, and nothing else
     cfg = settings.load_settings(settings.DEFAULT_CONFIG, quick=True)
-    should, _ = promotion.decide(table, cfg["promotion"])
+    should, reason = promotion.decide(factorial, cfg["promotion"])
     treatment_version = p["model.treatment.version"]
     assert parent.data.tags["promotion"] == ("promoted" if should else "not promoted")
     small_model = settings.registered_name(cfg)
     assert small_model != tracking.MODEL_NAME and p["model.registered_name"] == small_model
     assert _champion(client, small_model) == (treatment_version if should else None)
     assert _champion(client) is None, "a quick run must never move the default world's champion"
-    assert parent.data.tags["promotion_reason"]
+    assert reason in parent.data.tags["promotion_reason"]
+    assert "decided by the model effect (treatment vs control lists under SessionAware)" in reason
+    assert parent.data.tags["promotion_rule"] == promotion.rule(cfg["promotion"])
 
     # the same experiment in-process: the same table, up to the latency rows and columns
     proc = subprocess.run([sys.executable, "-m", "training.experiment", "--quick", "--in-process"],
@@ -129,6 +159,11 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path):
     keep = ~table["metric"].isin(A.LATENCY_METRICS)
     pd.testing.assert_frame_equal(table[keep].reset_index(drop=True),
                                   other[~other["metric"].isin(A.LATENCY_METRICS)].reset_index(drop=True))
+    other_f = pd.read_csv(Path(mlflow.artifacts.download_artifacts(
+        run_id=inproc.info.run_id, artifact_path="report/factorial.csv", tracking_uri=uri)))
+    keep_f = ~factorial["metric"].isin(A.LATENCY_METRICS)
+    pd.testing.assert_frame_equal(factorial[keep_f].reset_index(drop=True),
+                                  other_f[~other_f["metric"].isin(A.LATENCY_METRICS)].reset_index(drop=True))
 
 
 def test_missing_model_alias_fails_clearly_and_promotes_nothing(small_world, repo, tmp_path):

@@ -32,16 +32,50 @@ def test_deploy_names_bentoml_models_and_refuses_an_unknown_role_before_exportin
     assert not (tmp_path / "bentoml" / "models").exists()   # nothing exported
 
 
-def test_settings_reject_bad_arms(tmp_path):
+def _bad(tmp_path, edit) -> dict:
     import yaml
     cfg = yaml.safe_load(open(settings.REPO / settings.DEFAULT_CONFIG))
-    cfg["promotion"]["treatment"] = "T9"
+    edit(cfg)
     p = tmp_path / "bad.yml"
     p.write_text(yaml.safe_dump(cfg))
-    with pytest.raises(JobError, match="promotion arms"):
-        settings.load_settings(p)
+    return p
+
+
+def test_settings_reject_bad_arms(tmp_path):
+    cases = [
+        (lambda c: c["promotion"].update(policy="Greedy"), "promotion.policy 'Greedy' is not a policy"),
+        (lambda c: c["promotion"].update(effect="headline"), "promotion.effect must be 'model'"),
+        (lambda c: c["ab"]["factorial"]["SessionAware"].update(treatment="T9"), "SessionAware.treatment = T9"),
+        (lambda c: c["ab"]["factorial"].pop("Contextual"), "exactly two policies"),
+        (lambda c: c["ab"]["factorial"]["Contextual"].update(treatment="T6"), "four different arms"),
+        (lambda c: c["ab"].update(factorial={"A": {"old": "T3", "new": "T4"}, "B": {"old": "T5", "new": "T6"}}),
+         r"\[control, treatment\]"),
+        (lambda c: c["ab"].pop("factorial"), "ab.factorial"),
+        (lambda c: c["ab"].update(headline=["T6", "T8"]), "contrast T6 vs T8"),
+    ]
+    for edit, message in cases:
+        with pytest.raises(JobError, match=message):
+            settings.load_settings(_bad(tmp_path, edit))
     with pytest.raises(JobError, match="not found"):
         settings.load_settings(tmp_path / "missing.yml")
+
+
+def test_default_settings_are_the_2x2_beside_the_references():
+    cfg = settings.load_settings(settings.DEFAULT_CONFIG)
+    ab = cfg["ab"]
+    rec = {a: ab["recommenders"][r] for a, r in ab["arms"].items()}
+    design = ab["factorial"]
+    # the four cells: each policy over each model's lists, nothing else different
+    for policy, kind in (("Contextual", "contextual"), ("SessionAware", "session_aware")):
+        for lists in ("control", "treatment"):
+            spec = rec[design[policy][lists]]
+            assert spec["kind"] == kind and spec["i2i"] == "{%s_i2i}" % lists
+        a, b = (dict(rec[design[policy][lv]]) for lv in ("control", "treatment"))
+        a.pop("i2i"), b.pop("i2i")
+        assert a == b
+    assert {rec[a]["kind"] for a in ("C", "T1", "T2")} == {"random", "sticky_artist", "toppop"}
+    assert ab["headline"] == [design["SessionAware"]["treatment"], design["Contextual"]["control"]]
+    assert cfg["promotion"]["policy"] == "SessionAware" and cfg["promotion"]["effect"] == "model"
 
 
 def _log(n_sessions: int, steps: int):
@@ -70,30 +104,70 @@ def test_user_level_means_average_users_not_episodes():
     assert play.user_level_means(stats) == {"mean_time_per_session": 6.0, "mean_rec_time_per_session": 5.0}
 
 
-def _table(effect_t5: float, n=400, srm_broken=False, seed=0):
+DESIGN = {"Contextual": {"control": "T3", "treatment": "T4"}, "SessionAware": {"control": "T5", "treatment": "T6"}}
+LABELS = {"T3": "Contextual-control", "T4": "Contextual-treatment", "T5": "SessionAware-control",
+          "T6": "SessionAware-treatment"}
+
+
+def _factorial(model_effect_sa: float, policy_effect: float = 3.0, n=400, srm_broken=False, seed=0,
+               model_effect_ctx: float = 0.0):
+    """Users whose mean is 2 (+ policy_effect under SessionAware) (+ the model effect under its policy)."""
     rng = np.random.default_rng(seed)
-    sizes = {"C": n, "T3": n, "T5": n // 2 if srm_broken else n}
+    means = {"C": 2.0, "T3": 2.0, "T4": 2.0 + model_effect_ctx, "T5": 2.0 + policy_effect,
+             "T6": 2.0 + policy_effect + model_effect_sa}
     arms, y = [], []
-    for a, k in sizes.items():
+    for a, m in means.items():
+        k = n // 2 if (srm_broken and a == "T6") else n
         arms += [a] * k
-        y += list(rng.normal(2.0 + (effect_t5 if a == "T5" else 0.0), 1.0, k))
+        y += list(rng.normal(m, 1.0, k))
     idx = pd.Index(range(len(y)), name="user")
     users = pd.DataFrame({"mean_time_per_session": y}, index=idx)
-    return A.effects_table(users, pd.Series(arms, index=idx), metrics=["mean_time_per_session"],
-                           contrasts=[("T5", "T3")], labels={"T5": "SessionAware", "T3": "Contextual"})
+    return A.factorial_table(users, pd.Series(arms, index=idx), DESIGN, metrics=["mean_time_per_session"],
+                             labels=LABELS, headline=("T6", "T3"))
 
 
-PROMO = {"treatment": "T5", "baseline": "T3", "metric": "mean_time_per_session", "correction": "holm"}
+PROMO = {"effect": "model", "policy": "SessionAware", "metric": "mean_time_per_session", "correction": "holm"}
 
 
-def test_decide_promotes_only_a_significant_win_with_srm_passing():
-    ok, why = promotion.decide(_table(1.0), PROMO)
-    assert ok and "SessionAware (T5) vs Contextual (T3)" in why
-    ok, why = promotion.decide(_table(0.0), PROMO)
+def test_decide_promotes_on_the_model_effect_only():
+    ok, why = promotion.decide(_factorial(1.0), PROMO)
+    assert ok and "model effect under SessionAware" in why
+    assert "SessionAware-treatment (T6) vs SessionAware-control (T5)" in why and "Holm p" in why
+    # a huge policy effect (and so a huge headline) with no model effect promotes nothing
+    f = _factorial(0.0, policy_effect=10.0, seed=1)
+    assert f.set_index("family").loc["headline", "significant_holm"]
+    ok, why = promotion.decide(f, PROMO)
     assert not ok and "not significant" in why
-    ok, why = promotion.decide(_table(-1.0), PROMO)
+    ok, why = promotion.decide(_factorial(-1.0), PROMO)
     assert not ok and "worse" in why
-    ok, why = promotion.decide(_table(1.0, srm_broken=True), PROMO)
+    ok, why = promotion.decide(_factorial(1.0, srm_broken=True), PROMO)
     assert not ok and "sample-ratio" in why
-    ok, why = promotion.decide(_table(1.0), {**PROMO, "metric": "time"})
-    assert not ok and "no row" in why
+    ok, why = promotion.decide(_factorial(1.0), {**PROMO, "metric": "time"})
+    assert not ok and "no model effect" in why
+    # the model effect under the other policy does not decide
+    ok, _ = promotion.decide(_factorial(0.0, model_effect_ctx=2.0), PROMO)
+    assert not ok
+    ok, _ = promotion.decide(_factorial(0.0, model_effect_ctx=2.0), {**PROMO, "policy": "Contextual"})
+    assert ok
+
+
+def test_decide_uses_holm_across_the_model_effect_family():
+    # raw p just under 5% for the model effect under SessionAware: Holm over the family of two
+    # doubles the smaller p when the other one is larger, so the raw verdict and Holm's can differ
+    f = _factorial(0.0, seed=1)
+    r = f[(f.family == "model") & (f.given == "SessionAware")].iloc[0].copy()
+    fam = f[f.family == "model"]
+    assert r["p_holm"] == pytest.approx(max(A.holm(fam["p_value"].to_numpy())[fam["given"] == "SessionAware"]))
+    g = f.copy()
+    sa = (g.family == "model") & (g.given == "SessionAware")
+    g.loc[sa, ["p_value", "p_holm", "effect"]] = [0.03, 0.06, 10.0]
+    g.loc[sa, "significant"] = True
+    g.loc[sa, "significant_holm"] = False
+    assert not promotion.decide(g, PROMO)[0]
+    assert promotion.decide(g, {**PROMO, "correction": "none"})[0]
+
+
+def test_rule_says_what_decides():
+    text = promotion.rule(PROMO)
+    assert "under SessionAware" in text and "Holm across the model-effect family" in text
+    assert "never the policy effect or the seed's headline" in text
