@@ -185,7 +185,7 @@ class DayAnalysis:
 
 
 def analyse_day(events: pd.DataFrame, layout: list[Arm], cfg: LoopConfig, experiment: str,
-                oracle: float, prev: pd.DataFrame | None = None) -> DayAnalysis:
+                oracle: float) -> DayAnalysis:
     """The A/B of one day: per-arm served reward and headroom, the model effect of each policy
     (challenger's lists vs champion's), and the promotion decision (`promotion.decide`)."""
     users = A.user_metrics(events)
@@ -193,17 +193,24 @@ def analyse_day(events: pd.DataFrame, layout: list[Arm], cfg: LoopConfig, experi
     m = cfg.primary_metric
     labels = {a.arm: a.label for a in layout}
     des = design(layout, cfg)
-    contrasts = [(d["challenger"], d["champion"]) for d in des.values()]
-    covariates = A.user_metrics(prev) if prev is not None and len(prev) else None
-    table = A.effects_table(users, arms, experiment=experiment, control="C", labels=labels, contrasts=contrasts,
-                            covariates=covariates, alpha=cfg.alpha, srm_alpha=cfg.srm_alpha,
-                            expected_arms=[a.arm for a in layout])
-    # The promotion's family is the model effects on the primary metric (one per policy), as
-    # in the 2x2 analysis; Holm across the whole table (every arm vs Random, every metric)
-    # would make the loop's one decision answer for comparisons it never acts on.
-    fam = (table["control"] != "C") & (table["metric"] == m)
-    table.loc[fam, "p_holm"] = A.holm(table.loc[fam, "p_value"].to_numpy(float))
-    table.loc[fam, "significant_holm"] = table.loc[fam, "p_holm"] < cfg.alpha
+    if hasattr(A, "factorial_table"):   # the 2x2 analysis (training.analysis.factorial_table)
+        table = A.factorial_table(users, arms, des, experiment=experiment, labels=labels, alpha=cfg.alpha,
+                                  srm_alpha=cfg.srm_alpha, expected_arms=[a.arm for a in layout])
+        ok, reason = decide(table, {"policy": cfg.promotion_policy, "metric": cfg.promotion_metric,
+                                    "correction": cfg.correction})
+    else:   # until it lands: every arm vs Random, the model effects as contrasts
+        table = A.effects_table(users, arms, experiment=experiment, control="C", labels=labels,
+                                contrasts=[(d["challenger"], d["champion"]) for d in des.values()],
+                                alpha=cfg.alpha, srm_alpha=cfg.srm_alpha, expected_arms=[a.arm for a in layout])
+        # The promotion's family is the model effects on the primary metric (one per policy), as
+        # in the 2x2 analysis; Holm across the whole table (every arm vs Random, every metric)
+        # would make the loop's one decision answer for comparisons it never acts on.
+        fam = (table["control"] != "C") & (table["metric"] == m)
+        table.loc[fam, "p_holm"] = A.holm(table.loc[fam, "p_value"].to_numpy(float))
+        table.loc[fam, "significant_holm"] = table.loc[fam, "p_holm"] < cfg.alpha
+        d = des[cfg.promotion_policy]
+        ok, reason = decide(table, {"treatment": d["challenger"], "baseline": d["champion"],
+                                    "metric": cfg.promotion_metric, "correction": cfg.correction})
     per_arm = TR.arm_means(users[m], arms, cfg.alpha)
     if "C" not in per_arm.index:
         raise A.AnalysisError(f"experiment {experiment!r}: no user in the Random arm C; the day is too small")
@@ -214,9 +221,6 @@ def analyse_day(events: pd.DataFrame, layout: list[Arm], cfg: LoopConfig, experi
         if not r.empty:
             r = r.iloc[0]
             effects[p] = {k: float(r[k]) for k in ("effect", "lower", "upper", "p_value", "p_holm")}
-    d = des[cfg.promotion_policy]
-    ok, reason = decide(table, {"treatment": d["challenger"], "baseline": d["champion"],
-                                "metric": cfg.promotion_metric, "correction": cfg.correction})
     return DayAnalysis(table, per_arm, effects, ok, reason, float(table["srm_p_value"].iloc[0]))
 
 
@@ -245,7 +249,6 @@ class LoopState:
     champion: Served | None = None
     challenger: Served | None = None
     window: list[tuple[int, Path]] = field(default_factory=list)
-    prev_events: pd.DataFrame | None = None
     trend: list[pd.DataFrame] = field(default_factory=list)
     days: list[dict] = field(default_factory=list)
     offline: list[dict] = field(default_factory=list)
@@ -358,7 +361,6 @@ class Loop:
             events = read_events(log)
             check_log(events, pd.read_csv(got["stats"]), log)
             st.window.append((0, log))
-            st.prev_events = events
             print(f"[day 0] cold start: {len(events)} events from {cfg.cold_start_episodes} episodes ({play_s:.0f}s)",
                   flush=True)
 
@@ -445,10 +447,9 @@ class Loop:
             check_log(events, stats, ddir / "logs")
             play_s = time.perf_counter() - t0
 
-            an = analyse_day(events, layout, cfg, experiment, st.refs["oracle"].time_per_session, st.prev_events)
+            an = analyse_day(events, layout, cfg, experiment, st.refs["oracle"].time_per_session)
             st.trend.append(trend_rows(day, an.arms, layout))
             st.window.append((day, ddir / "logs"))
-            st.prev_events = events
             new_champion = challenger if an.promote else champion
             print(f"[day {day}] {len(events)} events ({play_s:.0f}s); " + "; ".join(
                 f"{a.label} {an.arms.loc[a.arm, 'mean']:.2f} ({an.arms.loc[a.arm, 'headroom']:.2f})"
