@@ -173,6 +173,7 @@ def _appeal(popularity_appeal: float, log_pop: np.ndarray) -> np.ndarray:
     z_pop = (log_pop - log_pop.mean()) / log_pop.std()
     return np.maximum(1.0 + popularity_appeal * z_pop, 0.0)
 
+
 def generate(cfg: WorldConfig) -> dict:
     """Build the world in memory: returns the catalog rows, embeddings, users and the
     first-track cache. Deterministic in ``cfg`` (each part has its own random stream,
