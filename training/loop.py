@@ -186,31 +186,19 @@ class DayAnalysis:
 
 def analyse_day(events: pd.DataFrame, layout: list[Arm], cfg: LoopConfig, experiment: str,
                 oracle: float) -> DayAnalysis:
-    """The A/B of one day: per-arm served reward and headroom, the model effect of each policy
-    (challenger's lists vs champion's), and the promotion decision (`promotion.decide`)."""
+    """The A/B of one day: per-arm served reward and headroom, the 2x2 of policy x lists
+    (`analysis.factorial_table`: the model effect under each policy, challenger's lists vs the
+    champion's, Holm within that family) and the promotion decision (`promotion.decide`: the
+    model effect under the product's policy)."""
     users = A.user_metrics(events)
     arms = A.assign_arms(events, experiment)
     m = cfg.primary_metric
     labels = {a.arm: a.label for a in layout}
     des = design(layout, cfg)
-    if hasattr(A, "factorial_table"):   # the 2x2 analysis (training.analysis.factorial_table)
-        table = A.factorial_table(users, arms, des, experiment=experiment, labels=labels, alpha=cfg.alpha,
-                                  srm_alpha=cfg.srm_alpha, expected_arms=[a.arm for a in layout])
-        ok, reason = decide(table, {"policy": cfg.promotion_policy, "metric": cfg.promotion_metric,
-                                    "correction": cfg.correction})
-    else:   # until it lands: every arm vs Random, the model effects as contrasts
-        table = A.effects_table(users, arms, experiment=experiment, control="C", labels=labels,
-                                contrasts=[(d["challenger"], d["champion"]) for d in des.values()],
-                                alpha=cfg.alpha, srm_alpha=cfg.srm_alpha, expected_arms=[a.arm for a in layout])
-        # The promotion's family is the model effects on the primary metric (one per policy), as
-        # in the 2x2 analysis; Holm across the whole table (every arm vs Random, every metric)
-        # would make the loop's one decision answer for comparisons it never acts on.
-        fam = (table["control"] != "C") & (table["metric"] == m)
-        table.loc[fam, "p_holm"] = A.holm(table.loc[fam, "p_value"].to_numpy(float))
-        table.loc[fam, "significant_holm"] = table.loc[fam, "p_holm"] < cfg.alpha
-        d = des[cfg.promotion_policy]
-        ok, reason = decide(table, {"treatment": d["challenger"], "baseline": d["champion"],
-                                    "metric": cfg.promotion_metric, "correction": cfg.correction})
+    table = A.factorial_table(users, arms, des, experiment=experiment, labels=labels, alpha=cfg.alpha,
+                              srm_alpha=cfg.srm_alpha, expected_arms=[a.arm for a in layout])
+    ok, reason = decide(table, {"policy": cfg.promotion_policy, "metric": cfg.promotion_metric,
+                                "correction": cfg.correction})
     per_arm = TR.arm_means(users[m], arms, cfg.alpha)
     if "C" not in per_arm.index:
         raise A.AnalysisError(f"experiment {experiment!r}: no user in the Random arm C; the day is too small")
@@ -220,7 +208,8 @@ def analyse_day(events: pd.DataFrame, layout: list[Arm], cfg: LoopConfig, experi
         r = table[(table["treatment"] == d["challenger"]) & (table["control"] == d["champion"]) & (table["metric"] == m)]
         if not r.empty:
             r = r.iloc[0]
-            effects[p] = {k: float(r[k]) for k in ("effect", "lower", "upper", "p_value", "p_holm")}
+            effects[p] = {k: float(r[k]) for k in ("effect", "lower", "upper", "lower_ratio", "upper_ratio",
+                                                   "p_value", "p_holm")}
     return DayAnalysis(table, per_arm, effects, ok, reason, float(table["srm_p_value"].iloc[0]))
 
 
@@ -472,8 +461,8 @@ class Loop:
             an.table.to_csv(out / "effects.csv", index=False)
             effects = {}
             for p, e in an.model_effects.items():
-                effects |= {f"model_effect.{p.lower()}": e["effect"], f"model_effect.{p.lower()}.lower": e["lower"],
-                            f"model_effect.{p.lower()}.upper": e["upper"], f"model_effect.{p.lower()}.p_holm": e["p_holm"]}
+                effects |= {f"model_effect.{p.lower()}": e["effect"]} | {
+                    f"model_effect.{p.lower()}.{k}": e[k] for k in ("lower", "upper", "lower_ratio", "upper_ratio", "p_holm")}
             metrics = self.trend_metrics(day) | effects | {
                 "srm_p_value": an.srm_p_value, "events": len(events), "play_seconds": play_s, "train_seconds": train_s,
                 "promoted": float(an.promote), "champion_version": float(new_champion.version),

@@ -172,10 +172,12 @@ class CalibrateCommand:
     episodes: int
     seed: int
     json: Path
+    max_steps: int | None = None      # only this session cap (None: the simulator's default caps)
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "sim.calibrate", "--config", str(repo_path(self.config)),
-                "--episodes", str(self.episodes), "--seed", str(self.seed), "--json", str(self.json)]
+        cmd = [sys.executable, "-m", "sim.calibrate", "--config", str(repo_path(self.config)),
+               "--episodes", str(self.episodes), "--seed", str(self.seed), "--json", str(self.json)]
+        return cmd + (["--max-steps", str(self.max_steps)] if self.max_steps else [])
 
 
 def calibrate(sim_config: str | Path, episodes: int, seed: int, out_dir: Path) -> Path:
@@ -183,7 +185,10 @@ def calibrate(sim_config: str | Path, episodes: int, seed: int, out_dir: Path) -
     and seed, computed by the simulator; returns the JSON's path. A figure outside the
     calibration's ranges (exit 1 with the JSON written) is reported there, not fatal: the
     references are still what this world gives."""
-    cmd = CalibrateCommand(Path(sim_config), episodes, seed, out_dir / "calibration.json")
+    from training.simconfig import session_cap
+    # the world's own cap only: the days are played with it (a second cap would double the cost)
+    cmd = CalibrateCommand(Path(sim_config), episodes, seed, out_dir / "calibration.json",
+                           max_steps=session_cap(repo_path(sim_config)))
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / "calibrate.log"
     with open(log, "w") as fh:
