@@ -28,26 +28,41 @@ def rule(promotion: dict) -> str:
               "model effect, never the policy effect or the seed's headline (which changes both)")
 
 
-def decide(factorial: pd.DataFrame, promotion: dict) -> tuple[bool, str]:
+def decide(table: pd.DataFrame, promotion: dict) -> tuple[bool, str]:
     """Promote the treatment model only on its own effect: its lists vs the control model's
-    under the configured policy (the 2x2's `model` family), significant and positive, SRM passing.
+    under one policy, significant and positive, SRM passing.
 
-    `factorial` is `training.analysis.factorial_table`; the reason names the effect, both its
-    intervals, the p-values and the rule, so the run's `promotion_reason` says why.
+    Two ways to name that effect, one verdict:
+    * `promotion["policy"]`: `table` is the 2x2 (`training.analysis.factorial_table`) and the
+      row is its model effect under that policy; Holm is across the 2x2's model-effect family
+      (the experiment's rule);
+    * `promotion["treatment"]`, `promotion["baseline"]`: the row of `table` comparing those two
+      arms, whose caller has set `p_holm` over its own model-effect family (the daily loop).
+    The reason names the effect, its intervals and p-values, so a run's `promotion_reason`
+    says why.
     """
-    policy, m = promotion["policy"], promotion["metric"]
-    fam = factorial[(factorial["family"] == "model") & (factorial["metric"] == m)]
-    sel = fam[fam["given"] == policy]
-    if sel.empty:
-        return False, f"not promoted: the 2x2 has no model effect under {policy} on {m}"
-    r = sel.iloc[0]
-    name = (f"model effect under {policy} on {m}, {r['treatment_name']} ({r['treatment']}) vs "
-            f"{r['control_name']} ({r['control']})")
+    m = promotion["metric"]
     holm = promotion.get("correction", "holm") == "holm"
-    figures = (f"effect {r['effect']:+.1f}%, course CI [{r['lower']:+.1f}, {r['upper']:+.1f}], "
-               f"ratio CI [{r['lower_ratio']:+.1f}, {r['upper_ratio']:+.1f}], p = {r['p_value']:.2g}"
-               + (f", Holm p = {r['p_holm']:.2g} (model-effect family of {len(fam)})" if holm else ""))
-    head = f"decided by the model effect (treatment vs control lists under {policy})"
+    if "policy" in promotion:
+        policy = promotion["policy"]
+        fam = table[(table["family"] == "model") & (table["metric"] == m)]
+        sel = fam[fam["given"] == policy]
+        if sel.empty:
+            return False, f"not promoted: the 2x2 has no model effect under {policy} on {m}"
+        head = f"decided by the model effect (treatment vs control lists under {policy})"
+        family = f" (model-effect family of {len(fam)})"
+        what = f"model effect under {policy} on {m}"
+    else:
+        t, c = promotion["treatment"], promotion["baseline"]
+        sel = table[(table["treatment"] == t) & (table["control"] == c) & (table["metric"] == m)]
+        if sel.empty:
+            return False, f"not promoted: the table has no row {t} vs {c} on {m}"
+        head, family, what = f"decided by {t} vs {c}", "", f"{t} vs {c} on {m}"
+    r = sel.iloc[0]
+    name = f"{what}, {r['treatment_name']} ({r['treatment']}) vs {r['control_name']} ({r['control']})"
+    ratio = (f", ratio CI [{r['lower_ratio']:+.1f}, {r['upper_ratio']:+.1f}]" if "lower_ratio" in r.index else "")
+    figures = (f"effect {r['effect']:+.1f}%, course CI [{r['lower']:+.1f}, {r['upper']:+.1f}]{ratio}, "
+               f"p = {r['p_value']:.2g}" + (f", Holm p = {r['p_holm']:.2g}{family}" if holm else ""))
     if not bool(r["valid"]):
         return False, (f"not promoted, {head}: the sample-ratio check failed (p = {r['srm_p_value']:.2g}), "
                        f"the table is invalid; {name}: {figures}")

@@ -171,3 +171,19 @@ def test_rule_says_what_decides():
     text = promotion.rule(PROMO)
     assert "under SessionAware" in text and "Holm across the model-effect family" in text
     assert "never the policy effect or the seed's headline" in text
+
+
+def test_decide_on_a_named_pair_of_arms():
+    # the daily loop names the model effect by its two arms in an effects table (its own Holm family)
+    rng = np.random.default_rng(0)
+    n = 400
+    arms = pd.Series(np.repeat(["C", "T3", "T4"], n), index=pd.Index(range(3 * n), name="user"))
+    y = np.concatenate([rng.normal(2, 1, n), rng.normal(2, 1, n), rng.normal(3, 1, n)])
+    table = A.effects_table(pd.DataFrame({"mean_time_per_session": y}, index=arms.index), arms,
+                            metrics=["mean_time_per_session"], contrasts=[("T4", "T3")],
+                            labels={"T3": "SA × champion", "T4": "SA × challenger"})
+    pair = {"treatment": "T4", "baseline": "T3", "metric": "mean_time_per_session", "correction": "holm"}
+    ok, why = promotion.decide(table, pair)
+    assert ok and "SA × challenger (T4) vs SA × champion (T3)" in why and "ratio CI" in why
+    ok, why = promotion.decide(table, {**pair, "baseline": "T9"})
+    assert not ok and "no row T4 vs T9" in why
