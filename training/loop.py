@@ -498,10 +498,12 @@ class Loop:
         cfg = self.cfg
         if expected is not None and tracking_champion(cfg.register) != expected:
             raise JobError(f"day {day}: not promoted: `@{tracking.CHAMPION}` moved while the day ran")
-        try:
-            deploy(cfg.deploy or {}, {"champion": lists})
-        except OSError as e:   # the alias is not moved when the lists cannot be deployed
+        try:   # the served lists into the BentoML model the packaged service reads (training.to_bentoml)
+            deployed = deploy(cfg.deploy or {}, {"champion": version}, name=cfg.register, i2i={"champion": lists})
+        except Exception as e:   # the alias is not moved when the lists cannot be deployed
             raise JobError(f"day {day}: not promoted: deploying v{version}'s lists failed: {e}") from None
+        if deployed:
+            mlflow.set_tag("deployed", json.dumps(deployed))
         promote(version, cfg.register)
         tag_version(cfg.register, version, {"promoted_on_day": day, "promoted_by_run": self.run_id})
         print(f"[promotion] `{cfg.register}` v{version} is @{tracking.CHAMPION} (day {day}: {reason[:200]})", flush=True)

@@ -165,8 +165,10 @@ def load_loop_config(path: str | Path = DEFAULT_CONFIG, *, quick: bool = False, 
         raise _fail(p, "promotion.correction must be holm or none")
     an = cfg["analysis"] or {}
     deploy = pr.get("deploy")
-    if deploy is not None and (not isinstance(deploy, dict) or set(deploy) - {"champion"}):
-        raise _fail(p, "promotion.deploy must be null or {champion: PATH}")
+    if deploy is not None and (not isinstance(deploy, dict) or set(deploy) != {"champion"}
+                               or not isinstance(deploy["champion"], str)):
+        raise _fail(p, "promotion.deploy must be null or {champion: BENTOML_MODEL_NAME} "
+                       "(e.g. botify-i2i-treatment, what service/config/experiments.yml serves)")
     out = LoopConfig(
         world=str(cfg["world"]), seed=int(cfg["seed"]),
         days=_int(cfg, "days", p, 1), window=_int(cfg, "window", p, 1), episodes=_int(cfg, "episodes", p, 10),

@@ -96,9 +96,10 @@ def test_one_parent_run_and_a_child_run_per_day(first_loop):
     steps = {d.data.tags["loop.day"]: sorted(r.data.tags["botify.entry"] for r in runs
                                              if r.data.tags.get("mlflow.parentRunId") == d.info.run_id)
              for d in days}
-    assert steps["0"] == ["collect", "recommend", "recommend", "train", "train"]   # bootstrap + challenger
-    assert steps["1"] == ["recommend", "train"]                                     # tomorrow's challenger
-    assert steps["2"] == []                                                         # the last day trains nothing
+    # day 0: the cold start, the bootstrap model and the two challenger recipes, each exported
+    assert steps["0"] == ["collect"] + ["recommend"] * 3 + ["train"] * 3
+    assert steps["1"] == ["recommend"] * 2 + ["train"] * 2      # tomorrow's candidates
+    assert steps["2"] == []                                     # the last day trains nothing
 
 
 def test_metrics_are_indexed_by_day(first_loop):
@@ -116,7 +117,11 @@ def test_metrics_are_indexed_by_day(first_loop):
                 "model_effect.contextual", "promoted"):
         assert steps(key) == [1, 2], key
     assert steps("champion_version") == [0, 1, 2]
-    assert steps("offline.seed.ndcg_at_50") == [0, 1]
+    for recipe in ("seed", "session"):
+        assert steps(f"offline.{recipe}.ndcg_at_50") == [0, 1]
+        assert steps(f"offline.{recipe}.heldout.artist_recall_at_50") == [0, 1]
+    for lists in ("champion", "challenger"):
+        assert steps(f"offline_served.{lists}.artist_recall_at_50") == [1, 2]
     for h in client.get_metric_history(rid, "reward.sessionaware.champion"):
         lo = [m for m in client.get_metric_history(rid, "reward.sessionaware.champion.lower") if m.step == h.step]
         assert lo[0].value < h.value
@@ -151,7 +156,7 @@ def test_champion_moves_as_the_days_decide_with_lineage_tags(first_loop):
 
     # lineage: every version the loop registered says what it was trained on and against what
     versions = {str(v.version): v for v in client.search_model_versions(f"name='{MODEL}'")}
-    assert len(versions) == 3                    # bootstrap, day-0 challenger, day-1 challenger
+    assert len(versions) == 5                    # bootstrap, two candidates on day 0, two on day 1
     for v in versions.values():
         t = v.tags
         assert t["loop_run_id"] == parent.info.run_id
@@ -171,12 +176,20 @@ def test_report_trend_and_description(first_loop, store):
     client, parent, _ = first_loop
     rid = parent.info.run_id
     names = {Path(f.path).name for f in client.list_artifacts(rid, "report")}
-    assert {"report.md", "trend.png", "trend.csv", "offline.csv"} <= names
+    assert {"report.md", "trend.png", "trend.csv", "offline.csv", "agreement.csv"} <= names
     local = Path(mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="report", tracking_uri=store["uri"]))
     report = (local / "report.md").read_text()
     head = parent.data.tags["mlflow.note.content"]
     assert head.startswith("2 of 2 days: @champion v") and f"**{head}**" in report
     assert "anchor_catalog" in report and "Goal:" in report and "### iv. Every day's decision" in report
+    assert "### vi. Which offline figure tracks served reward" in report
+    # the candidates: both recipes scored on held-out listeners each training day, one chosen
+    offline = pd.read_csv(local / "offline.csv")
+    assert sorted(offline["candidate"]) == ["seed", "seed", "session", "session"]
+    assert offline.groupby("day")["selected"].sum().tolist() == [1, 1]
+    key = "heldout.artist_recall@50"
+    for _, g in offline.groupby("day"):
+        assert g.loc[g["selected"], key].iloc[0] == g[key].max()
     trend = pd.read_csv(local / "trend.csv")
     assert sorted(trend["day"].unique()) == [0, 1, 2]
     ab = trend[trend["day"] > 0]

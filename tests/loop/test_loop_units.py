@@ -36,7 +36,7 @@ def _config(tmp_path: Path, **changes) -> Path:
 def test_default_and_quick_configs_load():
     cfg = load_loop_config()
     assert cfg.days == 7 and cfg.window == 3 and cfg.register == "botify-embeddings"
-    assert cfg.deploy == {"champion": "data/i2i/treatment.jsonl"}
+    assert cfg.deploy == {"champion": "botify-i2i-treatment"}
     quick = load_loop_config(quick=True, days=2, window=1, episodes=100, seed=7)
     assert (quick.days, quick.window, quick.episodes, quick.cold_start_episodes, quick.seed) == (2, 1, 100, 100, 7)
     assert quick.register == "botify-embeddings-small" and quick.deploy is None
@@ -55,6 +55,7 @@ def test_default_and_quick_configs_load():
     ({"promotion.policy": "Nope"}, "promotion.policy must be one of"),
     ({"promotion.correction": "bonferroni"}, "holm or none"),
     ({"select.mode": "best"}, "select needs"),
+    ({"promotion.deploy": {"champion": "data/i2i/treatment.jsonl", "control": "x"}}, "BENTOML_MODEL_NAME"),
     ({"world": "sim/config/nope.yml"}, "world config sim/config/nope.yml not found"),
 ])
 def test_bad_configs_fail_naming_the_key(tmp_path, changes, message):
