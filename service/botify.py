@@ -103,8 +103,9 @@ class Botify:
         pos = len(tracks)
         rng = (self.seed, user, pos, prev_track)  # ctx.rng's seed: their MurmurHash3, if a recommender draws
         route, experiments = self._assignment(user)
-        track = int(self._routes[route].recommend(recs.Context(user, tracks, times, history, rng)))
-        self._log("next", user, prev_track, prev_time, started, track, experiments)
+        ctx = recs.Context(user, tracks, times, history, rng)
+        track = int(self._routes[route].recommend(ctx))
+        self._log("next", user, prev_track, prev_time, started, track, experiments, ctx.propensity)
         return track, tracks, times, history
 
     def end_session(self, user: int, last_track: int, last_time: float, started: float | None = None) -> None:
@@ -142,15 +143,17 @@ class Botify:
         return got
 
     def _log(self, message: str, user: int, track: int, time_: float, started: float, rec: int | None,
-             experiments: str) -> None:
+             experiments: str, propensity: float | None = None) -> None:
         """One line, whole, before the state changes; raises `Unavailable` with nothing written."""
         if self.log is None:
             return
         # the fixed shape formatted directly: json.dumps of the dict cost ~20 us per request
         self.log.write_line(
             '{"message":"%s","timestamp":%d,"user":%d,"track":%d,"time":%r,"latency":%r,"recommendation":%s,'
-            '"experiments":%s}\n' % (message, time.time() * 1000, user, track, time_, time.perf_counter() - started,
-                                     "null" if rec is None else "%d" % rec, experiments))
+            '"propensity":%s,"experiments":%s}\n' % (
+                message, time.time() * 1000, user, track, time_, time.perf_counter() - started,
+                "null" if rec is None else "%d" % rec, "null" if propensity is None else "%r" % float(propensity),
+                experiments))
 
     # --- what the HTTP layer needs, without HTTP ------------------------------------------
     def arms(self, user: int) -> dict[str, str]:

@@ -25,7 +25,7 @@ class Context:
     `rng` is a generator, an int seed, or a tuple of ints whose MurmurHash3 (of their
     `a:b:c` text) is the seed, computed only when the generator is made."""
 
-    __slots__ = ("user", "tracks", "times", "history", "_seed", "_rng")
+    __slots__ = ("user", "tracks", "times", "history", "propensity", "_seed", "_rng")
 
     def __init__(self, user: int, tracks: Sequence[int], times: Sequence[float],
                  history: Sequence[Sequence], rng: random.Random | int | tuple[int, ...]) -> None:
@@ -33,6 +33,10 @@ class Context:
         self.tracks = tracks  # this session, oldest first; tracks[-1] is the previous track
         self.times = times  # listened fraction of each; times[0] = 1.0 for the user's choice
         self.history = history  # [(track, time), ...] the user's recent listens, oldest first
+        # set by the recommender: the probability with which it chose the track it returns,
+        # given this context (None: not known). The event log carries it, so training and
+        # off-policy evaluation can correct for the policy that logged the data.
+        self.propensity: float | None = None
         self._rng = rng if isinstance(rng, random.Random) else None
         self._seed = rng
 
@@ -51,7 +55,7 @@ class Context:
 
 
 class Recommender(Protocol):
-    def recommend(self, ctx: Context) -> int: ...
+    def recommend(self, ctx: Context) -> int: ...   # and sets ctx.propensity when it knows it
 
 
 class Lists:
@@ -88,6 +92,7 @@ class Random:
         self.n = len(catalog)
 
     def recommend(self, ctx: Context) -> int:
+        ctx.propensity = 1.0 / self.n
         return ctx.rng.randrange(self.n)
 
 
@@ -98,6 +103,7 @@ class TopPop:
         self.tracks = _top(catalog.popularity if counts is None else counts.astype(float), top)
 
     def recommend(self, ctx: Context) -> int:
+        ctx.propensity = 1.0 / len(self.tracks)  # distinct tracks (argsort of the scores)
         return self.tracks[ctx.rng.randrange(len(self.tracks))]
 
 
@@ -110,6 +116,7 @@ class StickyArtist:
 
     def recommend(self, ctx: Context) -> int:
         tracks = self.by_artist[self.artist[ctx.prev]]
+        ctx.propensity = 1.0 / len(tracks)
         return tracks[ctx.rng.randrange(len(tracks))]
 
 
@@ -123,7 +130,10 @@ class Indexed:
     def recommend(self, ctx: Context) -> int:
         recs = self.lists[ctx.user] if ctx.user < len(self.lists) else None
         if recs:
-            return recs[ctx.rng.randrange(len(recs))]
+            t = recs[ctx.rng.randrange(len(recs))]
+            ctx.propensity = recs.count(t) / len(recs)
+            return t
+        ctx.propensity = 1.0 / self.n
         return ctx.rng.randrange(self.n)
 
 
@@ -137,7 +147,10 @@ class Contextual:
     def recommend(self, ctx: Context) -> int:
         recs = self.i2i[ctx.prev]
         if recs:
-            return recs[ctx.rng.randrange(len(recs))]
+            t = recs[ctx.rng.randrange(len(recs))]
+            ctx.propensity = recs.count(t) / len(recs)
+            return t
+        ctx.propensity = 1.0 / self.n
         return ctx.rng.randrange(self.n)
 
 
@@ -153,14 +166,31 @@ class I2IHistory:
     def recommend(self, ctx: Context) -> int:
         recent = ctx.history[-self.history:]
         weights = [t for _, t in recent]
-        if sum(weights) > 0:
+        total = sum(weights)
+        if total > 0:
             anchor = ctx.rng.choices(recent, weights=weights)[0][0]
             seen = {t for t, _ in recent}
             seen.update(ctx.tracks)
-            for t in self.i2i[anchor]:
-                if t not in seen:
-                    return t
+            picks: dict[int, int | None] = {}
+            pick = picks[anchor] = self._first_unseen(anchor, seen)
+            if pick is None:
+                pick = ctx.rng.randrange(self.n)
+            # P(pick) = sum over the recent listens of (weight share) x P(that anchor yields pick)
+            p = 0.0
+            for (a, _), w in zip(recent, weights):
+                if w > 0:
+                    got = picks[a] if a in picks else picks.setdefault(a, self._first_unseen(a, seen))
+                    p += w / total * (1.0 if got == pick else 1.0 / self.n if got is None else 0.0)
+            ctx.propensity = p
+            return pick
+        ctx.propensity = 1.0 / self.n
         return ctx.rng.randrange(self.n)
+
+    def _first_unseen(self, anchor: int, seen: set[int]) -> int | None:
+        for t in self.i2i[anchor]:
+            if t not in seen:
+                return t
+        return None
 
 
 class SessionAware:
@@ -194,10 +224,18 @@ class SessionAware:
 
     def __init__(self, catalog: Catalog, i2i: np.ndarray, top: int = 100, counts: np.ndarray | None = None,
                  strategy: str = "artists", first_artist_prior: float = 0.9, fresh_start: float = 0.7,
-                 discount: float = 0.8, genre_artists: int = 300) -> None:
+                 discount: float = 0.8, genre_artists: int = 300, explore: float = 0.0,
+                 explore_from: str = "list") -> None:
         if strategy not in ("artists", "seed"):
             raise ValueError("session_aware: strategy must be 'artists' or 'seed'")
+        if not (isinstance(explore, (int, float)) and 0.0 <= explore < 1.0):
+            raise ValueError(f"session_aware: explore must be a probability in [0, 1), got {explore!r}")
+        if explore_from not in ("list", "catalog"):
+            raise ValueError("session_aware: explore_from must be 'list' or 'catalog'")
         self.strategy = strategy
+        self.explore = float(explore)
+        self.explore_from = explore_from
+        self.n = len(catalog)
         # each i2i list and its tracks' artists (-1 for padding) side by side in one row: no per-item
         # lookups per request, and one numpy row read instead of two
         artists = np.where(i2i >= 0, catalog.artist[np.maximum(i2i, 0)], -1)
@@ -208,6 +246,7 @@ class SessionAware:
         self.genre = catalog.genre.tolist()
         scores = catalog.popularity if counts is None else counts.astype(float)
         self.top = _top(scores, top)
+        self._top_pos = {t: i for i, t in enumerate(self.top)}
         self.first_prior = first_artist_prior
         self.fresh_start = fresh_start
         self.discount = discount
@@ -231,13 +270,37 @@ class SessionAware:
         anchor = ctx.tracks[0]
         skipped: set[int] = set()
         if self.strategy == "artists":
-            t = self._by_artists(ctx, heard, anchor, skipped)
-            if t is not None:
-                return t
+            pick = self._by_artists(ctx, heard, anchor, skipped)
         else:
-            for t in self._listed(anchor)[0]:
-                if t not in heard:
-                    return t
+            pick = next((t for t in self._listed(anchor)[0] if t not in heard), None)
+        eps = self.explore
+        if eps:
+            # exploration: with probability eps a uniform draw among the candidates (the anchor's
+            # unheard i2i list, or the catalog), so later days see what the greedy rule hides
+            candidates = self._explore_candidates(anchor, heard)
+            if ctx.rng.random() < eps:
+                t = candidates[ctx.rng.randrange(len(candidates))] if candidates else ctx.rng.randrange(self.n)
+            else:
+                t = pick if pick is not None else self._fallback(ctx, heard, skipped)
+            greedy = (1.0 if t == pick else 0.0) if pick is not None else self._fallback_share(t, heard, skipped)
+            in_candidates = (1.0 / len(candidates) if t in candidates else 0.0) if candidates else 1.0 / self.n
+            ctx.propensity = (1.0 - eps) * greedy + eps * in_candidates
+            return t
+        if pick is not None:
+            ctx.propensity = 1.0
+            return pick
+        t = self._fallback(ctx, heard, skipped)
+        ctx.propensity = self._fallback_share(t, heard, skipped)
+        return t
+
+    def _explore_candidates(self, anchor: int, heard: set[int]) -> list[int]:
+        """What exploration draws from; empty = the whole catalog."""
+        if self.explore_from == "catalog":
+            return []
+        return [t for t in self._listed(anchor)[0] if t not in heard]
+
+    def _fallback(self, ctx: Context, heard: set[int], skipped: set[int]) -> int:
+        """TopPop from a random start: the first unheard track not by a skipped artist."""
         start = ctx.rng.randrange(len(self.top))
         fallback = self.top[start]
         for i in range(len(self.top)):
@@ -247,6 +310,30 @@ class SessionAware:
                     return t
                 fallback = t
         return fallback
+
+    def _fallback_share(self, t: int, heard: set[int], skipped: set[int]) -> float:
+        """P(`_fallback` returns t): the share of random starts whose walk ends at t."""
+        p = self._top_pos.get(t)
+        if p is None:
+            return 0.0
+        top, n = self.top, len(self.top)
+        ok = [x not in heard and self.artist[x] not in skipped for x in top]
+        if any(ok):  # the first eligible at or after the start: starts after the previous eligible
+            if not ok[p]:
+                return 0.0
+            d = 1
+            while not ok[(p - d) % n]:
+                d += 1
+            return d / n
+        unheard = [x not in heard for x in top]
+        if any(unheard):  # the last unheard one walked: starts up to the next unheard
+            if not unheard[p]:
+                return 0.0
+            d = 1
+            while not unheard[(p + d) % n]:
+                d += 1
+            return d / n
+        return 1.0 / n
 
     def _by_artists(self, ctx: Context, heard: set[int], anchor: int, skipped: set[int]) -> int | None:
         artist, powers, tracks, times = self.artist, self._powers, ctx.tracks, ctx.times
@@ -339,14 +426,14 @@ KINDS: dict[str, Factory] = {
                                               history=s.get("history", 10)),
     "session_aware": lambda s, c, r: SessionAware(
         c, artifacts.load_i2i(s["i2i"], r, len(c)), top=s.get("top", 100), counts=_counts(s, c, r),
-        **{k: s[k] for k in ("strategy", "first_artist_prior", "fresh_start", "discount", "genre_artists")
-           if k in s}),
+        **{k: s[k] for k in ("strategy", "first_artist_prior", "fresh_start", "discount", "genre_artists",
+                             "explore", "explore_from") if k in s}),
 }
 REQUIRED = {"indexed": ("lists",), "contextual": ("i2i",), "i2i_history": ("i2i",), "session_aware": ("i2i",)}
 OPTIONS = {"random": (), "toppop": ("top", "log"), "sticky_artist": (), "indexed": ("lists",),
            "contextual": ("i2i",), "i2i_history": ("i2i", "history"),
            "session_aware": ("i2i", "top", "log", "strategy", "first_artist_prior", "fresh_start",
-                             "discount", "genre_artists")}
+                             "discount", "genre_artists", "explore", "explore_from")}
 
 
 def build(name: str, spec: Any, catalog: Catalog, root: Path) -> Recommender:

@@ -17,7 +17,7 @@ import pandas as pd
 
 REQUIRED = ("message", "timestamp", "user", "track", "time")
 COLUMNS = ("message", "timestamp", "user", "track", "time", "latency", "recommendation",
-           "experiments")
+           "propensity", "experiments")
 MESSAGES = {"next", "last"}
 _ROTATED = re.compile(r"^(?P<base>.+\.jsonl)(?:\.(?P<n>\d+))?$")
 
@@ -85,7 +85,8 @@ def read_events(path: str | Path) -> pd.DataFrame:
     """All events of a log file or folder, ordered by timestamp (stable).
 
     Columns: message, timestamp (int ms), user, track (int), time, latency (float),
-    recommendation (nullable Int64), experiments (dict per row, {} if absent).
+    recommendation (nullable Int64), propensity (float, NaN if not logged), experiments
+    (dict per row, {} if absent).
     Raises EventLogError for a missing, empty or malformed log.
     """
     files = log_files(path)
@@ -104,6 +105,9 @@ def read_events(path: str | Path) -> pd.DataFrame:
         df["recommendation"] = pd.array(
             [None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v)
              for v in df["recommendation"]], dtype="Int64")
+        # the probability the serving policy gave its recommendation (NaN: unknown, or a log
+        # written before the service logged it)
+        df["propensity"] = pd.to_numeric(df["propensity"], errors="raise").astype(np.float64)
         df["experiments"] = [e if isinstance(e, dict) else {} for e in df["experiments"]]
     except (TypeError, ValueError) as e:
         raise EventLogError(f"event log {path} has a field of the wrong type ({e}); see "

@@ -27,6 +27,10 @@ def test_log_line_per_event_with_all_arms(world):
     assert [e["time"] for e in ev] == [1.0, 0.5, 0.2, 0.9]
     assert all(e["user"] == 3 and set(e["experiments"]) == {"EXP", "AA"} for e in ev)
     assert all(isinstance(e["timestamp"], int) and 0 <= e["latency"] < 1 for e in ev)
+    # the serving policy's probability of its answer; a "last" recommends nothing
+    arm = ev[0]["experiments"]["EXP"]
+    expected = 1.0 / 200 if arm == "C" else 1.0   # Random over 200 tracks, or SessionAware's greedy pick
+    assert [e["propensity"] for e in ev] == [expected] * 3 + [None]
 
 
 def test_same_requests_same_recommendations_across_instances_and_stores(world, redis_url, tmp_path):

@@ -154,3 +154,84 @@ def test_build_rejects_bad_config(catalog, tmp_path):
         r.build("x", {"kind": "random", "top": 3}, catalog, tmp_path)
     with pytest.raises(ValueError, match="missing"):
         r.build("x", {"kind": "contextual"}, catalog, tmp_path)
+
+
+# --- propensities: the probability of the returned track, logged for off-policy evaluation ---
+
+def _propensity_matches_frequency(rec, make, n=4000):
+    """Every draw logs one propensity per track, and the propensities are the frequencies."""
+    seen: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    for i in range(n):
+        c = make(i)
+        t = rec.recommend(c)
+        assert c.propensity is not None and 0.0 < c.propensity <= 1.0
+        assert seen.setdefault(t, c.propensity) == pytest.approx(c.propensity)  # a function of the context
+        counts[t] = counts.get(t, 0) + 1
+    for t, p in seen.items():
+        sd = (p * (1 - p) / n) ** 0.5
+        assert abs(counts[t] / n - p) <= 5 * sd + 1e-9, (t, counts[t] / n, p)
+    return seen
+
+
+def test_propensities_of_the_uniform_recommenders(catalog, i2i):
+    c = ctx([0]); r.Random(catalog).recommend(c)
+    assert c.propensity == 1.0 / 200
+    c = ctx([0]); r.TopPop(catalog, top=5).recommend(c)
+    assert c.propensity == 1.0 / 5
+    c = ctx([3, 45]); r.StickyArtist(catalog).recommend(c)
+    assert c.propensity == 1.0 / (200 // N_ARTISTS)
+    c = ctx([3, 45]); r.Contextual(catalog, i2i).recommend(c)
+    assert c.propensity == 1.0 / 10
+    lists = np.array([[4, 5, 4, -1]], dtype=np.int32)   # a repeated track counts twice
+    got = _propensity_matches_frequency(r.Indexed(catalog, lists), lambda i: ctx([0], user=0, seed=i))
+    assert got == {4: pytest.approx(2 / 3), 5: pytest.approx(1 / 3)}
+
+
+def test_i2i_history_propensity_sums_anchor_shares(catalog, i2i):
+    # anchors 0 (weight 0.2) and 50 (weight 0.6): first unseen of 0's list is 1; of 50's, 51;
+    # an anchor listed twice adds its weights (0.2 + 0.2 of 0's)
+    history = [[0, 0.2], [50, 0.6], [0, 0.2]]
+    got = _propensity_matches_frequency(r.I2IHistory(catalog, i2i),
+                                        lambda i: ctx([50], times=[1.0], history=history, seed=i))
+    assert got == {1: pytest.approx(0.4), 51: pytest.approx(0.6)}
+
+
+def test_session_aware_greedy_is_certain_and_fallback_is_its_start_share(catalog, i2i):
+    rec = r.SessionAware(catalog, i2i, top=5, strategy="seed")
+    c = ctx([0, 1]); t = rec.recommend(c)
+    assert (t, c.propensity) == (2, 1.0)
+    # every listed track heard: TopPop from a random start, skipping heard ones
+    heard = [0] + list(range(1, 11))
+    top = rec.top
+    heard += [top[1], top[2]]   # two consecutive top tracks heard: the next one takes their starts
+    assert not {top[0], top[3], top[4]} & set(heard)
+    got = _propensity_matches_frequency(rec, lambda i: ctx(heard, seed=i))
+    expected = {top[0]: 1 / 5, top[3]: 3 / 5, top[4]: 1 / 5}
+    assert got == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("explore_from", ["list", "catalog"])
+def test_session_aware_exploration_logs_the_mixture(catalog, i2i, explore_from):
+    rec = r.SessionAware(catalog, i2i, top=5, strategy="seed", explore=0.2, explore_from=explore_from)
+    got = _propensity_matches_frequency(rec, lambda i: ctx([0, 1], seed=i), n=6000)
+    if explore_from == "list":   # candidates: 0's list minus heard 1 -> 2..10 (9 tracks)
+        assert got[2] == pytest.approx(0.8 + 0.2 / 9)
+        assert set(got) == set(range(2, 11))
+        assert all(got[t] == pytest.approx(0.2 / 9) for t in range(3, 11))
+    else:
+        assert got[2] == pytest.approx(0.8 + 0.2 / 200)
+        assert all(p == pytest.approx(0.2 / 200) for t, p in got.items() if t != 2)
+    greedy = r.SessionAware(catalog, i2i, top=5, strategy="seed")
+    assert [rec.recommend(ctx([0, 1], seed=i)) == greedy.recommend(ctx([0, 1], seed=i))
+            for i in range(200)].count(True) > 140   # mostly the greedy pick
+
+
+def test_session_aware_without_exploration_answers_as_before(catalog, i2i):
+    # explore: 0 draws nothing: the same answers whatever the generator
+    rec = r.SessionAware(catalog, i2i)
+    assert {rec.recommend(ctx([0, 1, 2], seed=i)) for i in range(50)} == {rec.recommend(ctx([0, 1, 2]))}
+    with pytest.raises(ValueError, match="explore"):
+        r.SessionAware(catalog, i2i, explore=1.5)
+    with pytest.raises(ValueError, match="explore_from"):
+        r.SessionAware(catalog, i2i, explore_from="genre")

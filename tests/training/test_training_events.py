@@ -82,3 +82,10 @@ def test_missing_log_names_the_fix(tmp_path):
         read_events(tmp_path / "nope")
     with pytest.raises(EventLogError, match="no events-"):
         read_events(tmp_path)
+
+
+def test_propensity_is_read_and_missing_means_unknown(tmp_path):
+    rows = [dict(HAND_LOG[0], propensity=0.25), HAND_LOG[1], dict(HAND_LOG[2], propensity=None)]
+    df = read_events(write(tmp_path / "events-0.jsonl", rows))
+    assert df["propensity"].iloc[0] == 0.25
+    assert df["propensity"].iloc[1:].isna().all()
