@@ -266,6 +266,25 @@ class SessionAware:
         self.genre_artists = [g[:genre_artists] for g in self.genre_artists]
 
     def recommend(self, ctx: Context) -> int:
+        heard, skipped, pick, candidates = self._decide(ctx)
+        eps = self.explore
+        if eps and ctx.rng.random() < eps:
+            # exploration: a uniform draw among the candidates (the anchor's unheard i2i list, or
+            # the catalog), so later days see what the greedy rule hides
+            t = candidates[ctx.rng.randrange(len(candidates))] if candidates else ctx.rng.randrange(self.n)
+        else:
+            t = pick if pick is not None else self._fallback(ctx, heard, skipped)
+        ctx.propensity = self._probability(t, heard, skipped, pick, candidates)
+        return t
+
+    def probability(self, ctx: Context, track: int) -> float:
+        """P(recommend(ctx) == track): the logged propensity had it served `track`. Off-policy
+        evaluation replays this recommender on logged sessions through it."""
+        heard, skipped, pick, candidates = self._decide(ctx)
+        return self._probability(track, heard, skipped, pick, candidates)
+
+    def _decide(self, ctx: Context) -> tuple[set[int], set[int], int | None, list[int]]:
+        """(heard, skipped artists, the greedy pick or None for the TopPop fallback, exploration candidates)."""
         heard = set(ctx.tracks)
         anchor = ctx.tracks[0]
         skipped: set[int] = set()
@@ -273,25 +292,17 @@ class SessionAware:
             pick = self._by_artists(ctx, heard, anchor, skipped)
         else:
             pick = next((t for t in self._listed(anchor)[0] if t not in heard), None)
+        candidates = self._explore_candidates(anchor, heard) if self.explore else []
+        return heard, skipped, pick, candidates
+
+    def _probability(self, t: int, heard: set[int], skipped: set[int], pick: int | None,
+                     candidates: list[int]) -> float:
+        greedy = (1.0 if t == pick else 0.0) if pick is not None else self._fallback_share(t, heard, skipped)
         eps = self.explore
-        if eps:
-            # exploration: with probability eps a uniform draw among the candidates (the anchor's
-            # unheard i2i list, or the catalog), so later days see what the greedy rule hides
-            candidates = self._explore_candidates(anchor, heard)
-            if ctx.rng.random() < eps:
-                t = candidates[ctx.rng.randrange(len(candidates))] if candidates else ctx.rng.randrange(self.n)
-            else:
-                t = pick if pick is not None else self._fallback(ctx, heard, skipped)
-            greedy = (1.0 if t == pick else 0.0) if pick is not None else self._fallback_share(t, heard, skipped)
-            in_candidates = (1.0 / len(candidates) if t in candidates else 0.0) if candidates else 1.0 / self.n
-            ctx.propensity = (1.0 - eps) * greedy + eps * in_candidates
-            return t
-        if pick is not None:
-            ctx.propensity = 1.0
-            return pick
-        t = self._fallback(ctx, heard, skipped)
-        ctx.propensity = self._fallback_share(t, heard, skipped)
-        return t
+        if not eps:
+            return greedy
+        explored = (1.0 / len(candidates) if t in candidates else 0.0) if candidates else 1.0 / self.n
+        return (1.0 - eps) * greedy + eps * explored
 
     def _explore_candidates(self, anchor: int, heard: set[int]) -> list[int]:
         """What exploration draws from; empty = the whole catalog."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-CONTEXTS = ("first", "previous")
+CONTEXTS = ("first", "previous", "session")
 SPLITS = ("random", "by_user", "by_time")
 
 
@@ -21,7 +21,8 @@ class PairsError(ValueError):
 
 
 def build_pairs(sessions: pd.DataFrame, context: str = "first",
-                artist: np.ndarray | None = None) -> pd.DataFrame:
+                artist: np.ndarray | None = None, window: int = 0,
+                liked_time: float = 0.5) -> pd.DataFrame:
     """One row per played track after the first: context, target, time, user, session_id,
     timestamp, and two facts about the target within its session that shape its time
     beyond taste: `repeat` (already played earlier in the session: the listener skips it)
@@ -30,7 +31,16 @@ def build_pairs(sessions: pd.DataFrame, context: str = "first",
 
     `sessions` is `training.events.sessionize` output. Vectorized: the context of each row
     is looked up by the session's first row (or the previous row) without a Python loop.
+
+    `context: session` (co-listening, item2vec-style): the first-track pairs, plus every
+    track listened at least `liked_time` as the context of the other recommended tracks
+    within `window` positions of it (0: the whole session). A session stays on one
+    listener's interest, so two tracks both listened long are close in taste and a long
+    one beside a skipped one is not: each session teaches many pairs instead of one per
+    track, which is what lets a few days of logs place tracks the first track never met.
     """
+    if context == "session":
+        return _session_pairs(sessions, artist, window, liked_time)
     if context not in CONTEXTS:
         raise PairsError(f"unknown context {context!r}: choose one of {CONTEXTS}")
     s = sessions.sort_values(["session_id", "position"], kind="stable")
@@ -61,6 +71,46 @@ def build_pairs(sessions: pd.DataFrame, context: str = "first",
         "artist_plays": plays[keep].astype(np.int64),
     })
     return out.reset_index(drop=True)
+
+
+def _session_pairs(sessions: pd.DataFrame, artist: np.ndarray | None, window: int,
+                   liked_time: float) -> pd.DataFrame:
+    first = build_pairs(sessions, "first", artist)
+    s = sessions.sort_values(["session_id", "position"], kind="stable")
+    sid = s["session_id"].to_numpy()
+    pos = s["position"].to_numpy()
+    track = s["track"].to_numpy()
+    times = s["time"].to_numpy()
+    # the per-row facts of each target, as build_pairs computes them (same row order)
+    frame = pd.DataFrame({"sid": sid, "track": track})
+    repeat = frame.groupby(["sid", "track"], sort=False).cumcount().to_numpy() > 0
+    if artist is not None:
+        frame["artist"] = np.asarray(artist)[track]
+        plays = frame.groupby(["sid", "artist"], sort=False).cumcount().to_numpy()
+    else:
+        plays = np.zeros(len(track), dtype=np.int64)
+    longest = int(np.bincount(sid).max()) if len(sid) else 0
+    reach = window if window > 0 else longest
+    liked = (pos > 0) & (times >= liked_time) & ~repeat
+    ctx_rows, tgt_rows = [], []
+    for d in range(1, reach + 1):
+        for sign in (1, -1):
+            i = np.arange(max(0, -sign * d), len(sid) - max(0, sign * d))
+            j = i + sign * d
+            ok = liked[i] & (sid[i] == sid[j]) & (pos[j] > 0)
+            ctx_rows.append(i[ok])
+            tgt_rows.append(j[ok])
+    ci = np.concatenate(ctx_rows) if ctx_rows else np.zeros(0, dtype=np.int64)
+    tj = np.concatenate(tgt_rows) if tgt_rows else np.zeros(0, dtype=np.int64)
+    more = pd.DataFrame({
+        "context": track[ci].astype(np.int64), "target": track[tj].astype(np.int64),
+        "time": times[tj].astype(np.float32), "user": s["user"].to_numpy()[tj].astype(np.int64),
+        "session_id": sid[tj].astype(np.int64), "timestamp": s["timestamp"].to_numpy()[tj].astype(np.int64),
+        "repeat": repeat[tj], "artist_plays": plays[tj].astype(np.int64),
+    })
+    more = more[more["context"] != more["target"]]
+    out = pd.concat([first, more], ignore_index=True)
+    return out.sort_values(["session_id", "timestamp"], kind="stable").reset_index(drop=True)
 
 
 @dataclass(frozen=True)

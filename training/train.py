@@ -39,7 +39,9 @@ DEFAULT_CONFIG = "training/config/course.yml"
 
 @dataclass
 class TrainConfig:
-    context: str = "first"
+    context: str = "first"          # first | previous | session (co-listening, see pairs.py)
+    window: int = 0                 # context session: positions around a liked track (0: all)
+    liked_time: float = 0.5         # context session: a track listened this long is a context
     split: str = "random"
     val: float = 0.1
     test: float = 0.1
@@ -141,7 +143,8 @@ def prepare(cfg: TrainConfig, logs: list[str], world: str) -> Prepared:
         raise EventLogError(f"the log names track {int(bad['track'].iloc[0])} which is not in the "
                             f"catalog {catalog.path} ({catalog.size} tracks): log and world differ")
     sessions = sessionize(events)
-    pairs = build_pairs(sessions, cfg.context, artist=catalog.artist)
+    pairs = build_pairs(sessions, cfg.context, artist=catalog.artist, window=cfg.window,
+                        liked_time=cfg.liked_time)
     if cfg.drop_repeats:
         pairs = pairs[~pairs["repeat"]].reset_index(drop=True)
     split = split_pairs(pairs, cfg.split, cfg.val, cfg.test, seed=cfg.seed)

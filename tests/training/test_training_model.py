@@ -123,3 +123,22 @@ def test_i2i_file_format_roundtrip(tmp_path):
     assert lines[0] == '{"track": 0, "recommendations": [1, 2]}'
     assert read_i2i(path) == {0: [1, 2], 1: [2, 0], 2: [0, 1]}
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_session_learner_finds_hidden_clusters_from_co_listening(planted):
+    """With no catalog features at all, the co-listening learner's lists put the planted
+    clusters (tracks by artist, hidden from it) together: several times chance."""
+    from training.train import TrainConfig, build_model, fit_config, prepare
+    world, log, _ = planted
+    artist = np.arange(300) % 30
+
+    def same_cluster_share():
+        cfg = TrainConfig.from_yaml("training/config/session.yml", features=False,
+                                    match=False, feature_tables=False, i2i_max_per_artist=0, max_epochs=15)
+        data = prepare(cfg, [str(log)], str(world))
+        model = build_model(cfg, data.catalog)
+        fit(model, data.split.train, data.split.val, fit_config(cfg, progress=False))
+        lists = model_i2i(model, k=5)
+        return float((artist[lists] == artist[:, None]).mean())
+
+    assert same_cluster_share() > 5 * 9 / 299     # chance: 9 of the 299 other tracks share its cluster

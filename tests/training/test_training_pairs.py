@@ -96,3 +96,20 @@ def test_bad_options_and_too_little_data():
         build_pairs(sessionize(LOG), "last")
     with pytest.raises(PairsError, match="too few sessions"):
         split_pairs(p.head(2), "random")
+
+
+def test_session_context_pairs_liked_tracks_with_their_session():
+    log = events([(1, [(10, 1.0), (11, 0.8), (12, 0.2), (13, 0.9), (11, 0.0)]),   # 11 replayed last
+                  (2, [(20, 1.0), (21, 0.4)])])
+    p = build_pairs(sessionize(log), "session", artist=np.arange(40), liked_time=0.5)
+    got = sorted(zip(p["context"], p["target"], [round(float(x), 2) for x in p["time"]], p["repeat"]))
+    # the first-track pairs, then 11 and 13 (liked, not replays) as contexts of the other
+    # recommended tracks of their session; 12 (0.2) and 21 (0.4) are no context; no self-pairs
+    assert got == sorted([(10, 11, 0.8, False), (10, 12, 0.2, False), (10, 13, 0.9, False), (10, 11, 0.0, True),
+                          (20, 21, 0.4, False),
+                          (11, 12, 0.2, False), (11, 13, 0.9, False),
+                          (13, 11, 0.8, False), (13, 12, 0.2, False), (13, 11, 0.0, True)])
+    # window 1: only neighbours (and every first-track pair)
+    p1 = build_pairs(sessionize(log), "session", artist=np.arange(40), window=1)
+    extra = sorted((c, t) for c, t in zip(p1["context"], p1["target"]) if c not in (10, 20))
+    assert extra == [(11, 12), (13, 11), (13, 12)]
