@@ -213,8 +213,10 @@ class SessionAware:
     - the next track is from the artist of best estimate x `discount ** plays`: the
       anchor's artist while it beats a new one after its discount, a liked artist again
       when it still does, and never more of an artist the listener skipped;
-    - new artists are taken from the anchor's i2i list (same genre first: the public
-      catalog's genre is the strongest public signal of taste), then from the anchor's
+    - new artists are taken from the anchor's i2i list (of the anchor's genre only, by
+      default: the public catalog's genre tag as a filter on the list; `listed_artists:
+      any` takes every listed artist in list order, for lists that learned a taste the
+      tags do not show), then from the anchor's
       genre by popularity (`genre_artists` of them); within an artist, tracks in the
       anchor's i2i order, then by popularity; TopPop (not by a skipped artist) when none
       is left.
@@ -225,13 +227,19 @@ class SessionAware:
     def __init__(self, catalog: Catalog, i2i: np.ndarray, top: int = 100, counts: np.ndarray | None = None,
                  strategy: str = "artists", first_artist_prior: float = 0.9, fresh_start: float = 0.7,
                  discount: float = 0.8, genre_artists: int = 300, explore: float = 0.0,
-                 explore_from: str = "list") -> None:
+                 explore_from: str = "list", listed_artists: str = "same_genre") -> None:
         if strategy not in ("artists", "seed"):
             raise ValueError("session_aware: strategy must be 'artists' or 'seed'")
         if not (isinstance(explore, (int, float)) and 0.0 <= explore < 1.0):
             raise ValueError(f"session_aware: explore must be a probability in [0, 1), got {explore!r}")
         if explore_from not in ("list", "catalog"):
             raise ValueError("session_aware: explore_from must be 'list' or 'catalog'")
+        if listed_artists not in ("same_genre", "any"):
+            raise ValueError("session_aware: listed_artists must be 'same_genre' or 'any'")
+        # which of the anchor's listed artists a session may move on to: those of the anchor's genre
+        # tag (trust the catalog), or any, in list order (trust the lists, when a model has learned
+        # a taste the public tags do not show)
+        self.any_listed = listed_artists == "any"
         self.strategy = strategy
         self.explore = float(explore)
         self.explore_from = explore_from
@@ -397,8 +405,9 @@ class SessionAware:
     def _new_artist(self, anchor: int, plays: dict[int, int], listed: tuple[list[int], list[int]]) -> int | None:
         g = self.genre[anchor]
         genre = self.genre
+        any_listed = self.any_listed
         for t, a in zip(*listed):
-            if a not in plays and genre[t] == g:
+            if a not in plays and (any_listed or genre[t] == g):
                 return a
         for a in self.genre_artists[g]:
             if a not in plays:
@@ -438,13 +447,13 @@ KINDS: dict[str, Factory] = {
     "session_aware": lambda s, c, r: SessionAware(
         c, artifacts.load_i2i(s["i2i"], r, len(c)), top=s.get("top", 100), counts=_counts(s, c, r),
         **{k: s[k] for k in ("strategy", "first_artist_prior", "fresh_start", "discount", "genre_artists",
-                             "explore", "explore_from") if k in s}),
+                             "explore", "explore_from", "listed_artists") if k in s}),
 }
 REQUIRED = {"indexed": ("lists",), "contextual": ("i2i",), "i2i_history": ("i2i",), "session_aware": ("i2i",)}
 OPTIONS = {"random": (), "toppop": ("top", "log"), "sticky_artist": (), "indexed": ("lists",),
            "contextual": ("i2i",), "i2i_history": ("i2i", "history"),
            "session_aware": ("i2i", "top", "log", "strategy", "first_artist_prior", "fresh_start",
-                             "discount", "genre_artists", "explore", "explore_from")}
+                             "discount", "genre_artists", "explore", "explore_from", "listed_artists")}
 
 
 def build(name: str, spec: Any, catalog: Catalog, root: Path) -> Recommender:

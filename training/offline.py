@@ -272,6 +272,19 @@ def read_lists(path: str | Path, n_tracks: int) -> np.ndarray:
     return np.asarray(load_i2i(str(path), Path.cwd(), n_tracks), dtype=np.int64)
 
 
+def score_files(variants: Mapping[str, str | Path], log: str | Path | Iterable[str | Path],
+                world: str | Path, k: int = 50, session_aware: Mapping | None = None) -> dict[str, dict[str, float]]:
+    """Every offline figure of each named i2i file on a held-out log: what a loop calls to
+    rank its challengers (`SELECTION_FIGURE` is the one to rank by)."""
+    from service.catalog import load_catalog as service_catalog
+    held = load_heldout(log, world)
+    catalog = load_catalog(world)
+    svc = service_catalog(catalog.path)
+    return {name: evaluate(read_lists(path, catalog.size), held, k=k, service_catalog=svc,
+                           session_aware=session_aware)
+            for name, path in variants.items()}
+
+
 def spearman(offline: Mapping[str, float], online: Mapping[str, float]) -> float:
     """Spearman rank correlation of the variants both mappings name (NaN offline values skipped)."""
     from scipy.stats import spearmanr

@@ -116,6 +116,11 @@ def test_session_aware_starts_with_anchor_artist_then_explores_its_genre(catalog
     # the anchor's artist listened 0.6 on its replay: 0.6/0.8 * 0.8**2 = 0.48 < 0.7 -> a new artist,
     # the first of the anchor's i2i list (11, 12, ...) in the anchor's genre: 14
     assert rec.recommend(ctx([10, 30], [1.0, 0.6])) == 14
+    # listed_artists: any trusts the list over the genre tag: its first new artist, 11
+    rec = r.SessionAware(catalog, i2i, first_artist_prior=0.9, fresh_start=0.7, listed_artists="any")
+    assert rec.recommend(ctx([10, 30], [1.0, 0.6])) == 11
+    with pytest.raises(ValueError, match="listed_artists"):
+        r.SessionAware(catalog, i2i, listed_artists="genre")
 
 
 def test_session_aware_replays_liked_artists_and_drops_skipped_ones(catalog, i2i):

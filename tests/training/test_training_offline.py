@@ -121,3 +121,16 @@ def test_spearman_uses_variants_named_in_both():
     assert offline.spearman({"a": 1, "b": 2, "c": 3, "x": 9}, {"a": 10, "b": 20, "c": 30}) == pytest.approx(1.0)
     assert offline.spearman({"a": 3, "b": 2, "c": 1}, {"a": 10, "b": 20, "c": 30}) == pytest.approx(-1.0)
     assert np.isnan(offline.spearman({"a": 1}, {"a": 1}))
+
+
+def test_score_files_names_each_variant(tmp_path):
+    from training.i2i import write_i2i
+    world = write_world(tmp_path / "world")
+    log = tmp_path / "logs" / "events-0.jsonl"
+    log.parent.mkdir()
+    log.write_text("".join(json.dumps(e) + "\n" for e in LOG))
+    a = write_i2i(tmp_path / "a.jsonl", lists({0: [6, 2], 1: [2, 7]}))
+    b = write_i2i(tmp_path / "b.jsonl", lists({0: [5, 4], 1: [5, 4]}))
+    got = offline.score_files({"a": a, "b": b}, log.parent, world, k=2, session_aware={"strategy": "seed"})
+    assert got["a"]["recall@2"] == pytest.approx(0.5) and got["b"]["recall@2"] == 0.0
+    assert got["a"]["snips"] == pytest.approx(0.6)
