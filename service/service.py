@@ -16,6 +16,7 @@ import gc
 import json
 import logging
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -272,7 +273,10 @@ class Botify:
 
     def __init__(self) -> None:
         worker = bentoml.server_context.worker_index
-        name = f"w{worker}-{os.getpid()}" if worker is not None else str(os.getpid())
+        # plus a random tag: replicas (containers) sharing one log folder have the same pids,
+        # and with --network host the same host name too; two writers must never share a file
+        tag = secrets.token_hex(3)
+        name = f"w{worker}-{os.getpid()}-{tag}" if worker is not None else f"{os.getpid()}-{tag}"
         try:
             self.core = load(worker=name)
         except Exception as e:

@@ -9,6 +9,7 @@ import socket
 import time
 
 import pytest
+import requests
 
 from service.launch import ServiceProcess
 from svc_fixtures import make_world
@@ -24,7 +25,10 @@ def test_sigterm_drains_the_request_in_flight(tmp_path):
         # the request's head is in, its body not yet: a request in flight when SIGTERM arrives
         s.sendall(b"POST /next/7 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(body))
-        time.sleep(0.5)
+        # another request answered after it means the worker's event loop has read that head
+        # (a loaded machine can take longer than any fixed sleep)
+        assert requests.get(svc.url + "/livez", timeout=30).status_code == 200
+        time.sleep(0.2)
         os.killpg(svc.proc.pid, signal.SIGTERM)
         time.sleep(1.0)
         assert svc.proc.poll() is None, "the server quit with a request in flight"
