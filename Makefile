@@ -6,9 +6,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
+# no pickle is deserialized by the project's processes (training/__init__.py sets it too)
+export MLFLOW_ALLOW_PICKLE_DESERIALIZATION = false
+IMAGE ?= botify
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup redis world world-small test experiment loop bench ui serve
+.PHONY: setup redis world world-small test experiment loop bench ui serve container container-test
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -43,7 +46,27 @@ bench: setup world
 	$(BIN)/python -m benchmarks $(ARGS)
 
 ui: setup
-	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --port 5000
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
 serve: setup world
-	$(BIN)/bentoml serve --port 3000
+	$(BIN)/bentoml serve --host 127.0.0.1 --port 3000
+
+# The packaged champion as a container image (needs root for the Docker engine, and a
+# promotion by `make experiment`, whose export put the champion's models in the BentoML store):
+# engine up if needed, the local base image (cached), `bentoml build`, then
+# `bentoml containerize` (BentoML's generated Dockerfile; the legacy builder, as this engine
+# has no buildx; RUN steps on the host's network to reach the package index).
+container: setup world
+	container/engine.sh
+	container/base_image.sh
+	$(BIN)/bentoml build --output tag | tail -1 | sed 's/__tag__://' > .bento-tag
+	DOCKER_BUILDKIT=0 $(BIN)/bentoml containerize $$(cat .bento-tag) --backend docker --opt network=host \
+	  -t $(IMAGE):$$(cut -d: -f2 .bento-tag) -t $(IMAGE):latest
+	@echo "image $(IMAGE):latest ($$(cat .bento-tag)); run: docker run --network host $(IMAGE):latest serve --port 3000"
+	@rm -f .bento-tag
+
+# The container plays a day like the process-served Bento, and two replicas + Redis like one
+# (container/test.py; throwaway MLflow and BentoML stores). Not in `make test`: building an
+# image on this engine's vfs storage takes far longer than CI's budget (README: measured time).
+container-test: setup world redis
+	$(BIN)/python -m container.test $(ARGS)

@@ -1,0 +1,264 @@
+"""`make container-test`: the packaged service in a container plays the same day as the
+same Bento served by a process, and two containers sharing one Redis play it too.
+
+1. a Docker engine (container/engine.sh) and the base image (container/base_image.sh);
+2. in throwaway stores (a temp MLflow tracking URI and BENTOML_HOME, never the user's): two
+   registered versions of the default world's model (seeded initial weights: the packaging,
+   not the model's quality, is under test), `@champion` moved to the second, and the
+   promotion's export step (`training.promotion.deploy`) into the BentoML models;
+3. `bentoml build` with the project's bentofile, `bentoml containerize` (BentoML's
+   generated Dockerfile on the local base image) into an image;
+4. one day of the default world (`--episodes`, `--seed`) with service/config/experiments.yml's
+   arms, played by the simulator over HTTP against (a) `bentoml serve <bento>` (a process),
+   (b) the image, (c) two containers of the image with one Redis behind a round-robin
+   balancer (each request to the next replica, both logging into one shared folder),
+   (d) the same with the simulator in `multi` mode (2 processes);
+5. checks: (b) plays the same sessions, logs the same lines (latency and timestamps aside)
+   and gives the same A/B table (latency rows aside) as (a); (c) the same sessions, lines
+   and table as (b); (d) the same sessions as (b) except for users the two simulator
+   processes played at once (only possible for a user with several sessions that day:
+   sim/run.py's documented caveat); GET / of the container names the champion's version
+   and run id.
+
+    python -m container.test [--episodes 1000] [--seed 424242] [--image IMAGE] [--keep]
+
+Exit 0 when every check holds; the report says what differs otherwise. Takes minutes
+(mostly the image build on this engine's vfs storage); see README.md for the measured time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORLD = "sim/config/env.yml"
+CONFIG = "service/config/experiments.yml"
+
+
+def step(msg: str) -> float:
+    print(f"[container-test] {msg}", flush=True)
+    return time.perf_counter()
+
+
+def run(cmd: list[str], **kw) -> str:
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, **kw)
+    if out.returncode != 0:
+        raise SystemExit(f"command failed ({out.returncode}): {' '.join(cmd)}\n{(out.stdout + out.stderr)[-3000:]}")
+    return out.stdout
+
+
+def register_versions(world: Path) -> tuple[str, str]:
+    """Two registered versions (the course's and the seed's architecture), untrained."""
+    import mlflow
+
+    from training import tracking
+    from training.catalog import load_catalog
+    from training.train import EXPERIMENT, TrainConfig, build_model
+    tracking.setup(EXPERIMENT)
+    catalog = load_catalog(world)
+    versions = []
+    for cfg in ("training/config/course.yml", "training/config/seed.yml"):
+        model = build_model(TrainConfig.from_yaml(REPO / cfg), catalog)
+        with mlflow.start_run(run_name=f"container-test {cfg}"):
+            mlflow.set_tag("dataset_digest", "container-test-untrained")
+            versions.append(tracking.log_model(model, register=tracking.MODEL_NAME))
+    mlflow.MlflowClient().set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, versions[1])
+    return versions[0], versions[1]
+
+
+def events(log_dir: Path):
+    from training.events import read_events
+    return read_events(log_dir)
+
+
+def without_timing(df):
+    """The log's lines as comparable rows: latency and timestamps dropped, arms as JSON text."""
+    out = df.drop(columns=["latency", "timestamp"])
+    out["experiments"] = out["experiments"].map(lambda e: json.dumps(e, sort_keys=True))
+    return out.reset_index(drop=True)
+
+
+def table(df, cfg: dict):
+    """The experiment's A/B table of a day's log (training.experiment.analyse), latency rows aside."""
+    from training import analysis as A
+    from training.experiment import analyse
+    t, _, _ = analyse(df, None, cfg)
+    return t[~t["metric"].isin(list(A.LATENCY_METRICS))].reset_index(drop=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--episodes", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=424242)
+    ap.add_argument("--image", default="", help="use this image instead of building one")
+    ap.add_argument("--keep", action="store_true", help="keep the temp folder (stores, logs)")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    t_all = time.perf_counter()
+    root = Path(tempfile.mkdtemp(prefix="botify-container-test-"))
+    os.environ.update({"BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true",
+                       "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"})
+    timings: dict[str, float] = {}
+    redis = balancer = None
+    try:
+        t = step("docker engine and base image")
+        run(["container/engine.sh"])
+        run(["container/base_image.sh"])
+        run([sys.executable, "-m", "sim.world", "--config", WORLD])
+        timings["engine_base_world_s"] = time.perf_counter() - t
+
+        t = step("registry: two versions, @champion, the promotion's export step into BentoML")
+        import yaml
+
+        from training.promotion import deploy
+        from training.simconfig import world_dir
+        world = world_dir(REPO / WORLD)
+        control, champion = register_versions(world)
+        exp_cfg = yaml.safe_load((REPO / "training/config/experiment.yml").read_text())
+        tags = deploy(exp_cfg["promotion"]["deploy"], {"control": control, "treatment": champion})
+        timings["export_s"] = time.perf_counter() - t
+        print(f"  versions: control {control}, champion {champion}; BentoML: {tags}", flush=True)
+
+        t = step("bentoml build")
+        bentoml = str(Path(sys.executable).with_name("bentoml"))
+        bento = run([bentoml, "build", "--output", "tag"]).strip().splitlines()[-1].replace("__tag__:", "")
+        timings["build_s"] = time.perf_counter() - t
+        image = args.image
+        if not image:
+            t = step(f"bentoml containerize {bento} (BentoML's Dockerfile, base image from container/base_image.sh)")
+            image = f"botify-test:{bento.split(':')[1]}"
+            run([bentoml, "containerize", bento, "--backend", "docker", "--opt", "network=host", "-t", image],
+                env={**os.environ, "DOCKER_BUILDKIT": "0"})
+            timings["containerize_s"] = time.perf_counter() - t
+        print(f"  bento {bento}, image {image}", flush=True)
+
+        import pandas as pd
+        import requests
+
+        from service.container import ContainerService
+        from service.launch import ServiceProcess, free_port
+        from training.play import SimCommand, simulate
+        from training.settings import load_settings
+        cfg = load_settings("training/config/experiment.yml")
+        cfg["ab"]["name"] = yaml.safe_load((REPO / CONFIG).read_text())["experiments"][0]["name"]
+
+        def play(url: str, name: str, processes: int = 1) -> pd.DataFrame:
+            stats = simulate(SimCommand(config=Path(WORLD), episodes=args.episodes, seed=args.seed,
+                                        stats=root / name / "episodes.csv", recommender="remote", url=url,
+                                        processes=processes), f"simulator ({name})", root / name / "sim.log")
+            return stats.sort_values(["day", "episode"]).reset_index(drop=True)
+
+        def logs(name: str, *parts: str) -> Path:
+            d = root / name / "logs" / "/".join(parts) if parts else root / name / "logs"
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o777)  # the container's user writes here
+            return d
+
+        t = step(f"day (a): bentoml serve {bento} (a process)")
+        with ServiceProcess(CONFIG, target=bento, cwd=root, env={"BOTIFY_LOG_DIR": str(logs("process"))}) as svc:
+            stats_a = play(svc.url, "process")
+        timings["day_process_s"] = time.perf_counter() - t
+
+        t = step(f"day (b): docker run {image}")
+        env = {"BOTIFY_CONFIG": CONFIG, "BOTIFY_LOG_DIR": "/logs"}
+        with ContainerService(image, env=env, volumes={logs("container"): "/logs"}) as c:
+            status = requests.get(c.url + "/").json()
+            stats_b = play(c.url, "container")
+        timings["day_container_s"] = time.perf_counter() - t
+
+        t = step("days (c), (d): two containers + one Redis behind a round-robin balancer")
+        rport, lport = free_port(), free_port()
+        redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(rport),
+                                  "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                                 stdout=subprocess.DEVNULL)
+        renv = {**env, "BOTIFY_REDIS_URL": f"redis://127.0.0.1:{rport}/0"}
+        per_replica = {}
+        for day, processes in (("replicas", 1), ("replicas-multi", 2)):
+            # one log folder for both replicas, as a shared volume would be
+            with ContainerService(image, env=renv, volumes={logs(day): "/logs"}, name=f"botify-a-{rport}") as a, \
+                 ContainerService(image, env=renv, volumes={logs(day): "/logs"}, name=f"botify-b-{rport}") as b:
+                balancer = subprocess.Popen([sys.executable, "-m", "container.balancer", "--port", str(lport),
+                                             a.url, b.url], cwd=REPO)
+                time.sleep(1.0)
+                stats = play(f"http://127.0.0.1:{lport}", day, processes=processes)
+                balancer.terminate()
+                balancer.wait()
+                balancer = None
+            subprocess.run(["redis-cli", "-p", str(rport), "flushall"], capture_output=True)
+            per_replica[day] = sorted(sum(1 for _ in open(f)) for f in (root / day / "logs").glob("events-*"))
+            if day == "replicas":
+                stats_c = stats
+            else:
+                stats_d = stats
+        timings["days_replicas_s"] = time.perf_counter() - t
+
+        step("checks")
+        failures = []
+        raw_a, raw_b = events(root / "process" / "logs"), events(root / "container" / "logs")
+        raw_c = events(root / "replicas" / "logs")
+        ev_a, ev_b, ev_c = without_timing(raw_a), without_timing(raw_b), without_timing(raw_c)
+        if not stats_a.equals(stats_b):
+            failures.append("(b) container: sessions differ from the process-served day")
+        if not ev_a.equals(ev_b):
+            failures.append("(b) container: event log lines differ from the process-served day")
+        tab_a, tab_b, tab_c = table(raw_a, cfg), table(raw_b, cfg), table(raw_c, cfg)
+        if not tab_a.equals(tab_b):
+            failures.append("(b) container: the A/B table differs from the process-served one")
+        # (c) every request to the other replica: only Redis can keep a session together
+        if not stats_c.equals(stats_b):
+            failures.append(f"(c) two replicas + Redis: sessions differ from one container "
+                            f"({int((stats_c != stats_b).any(axis=1).sum())} episodes)")
+        key = ["user", "message", "track", "time", "recommendation", "experiments"]
+        if not ev_c.sort_values(key).reset_index(drop=True)[key].equals(ev_b.sort_values(key).reset_index(drop=True)[key]):
+            failures.append("(c) two replicas + Redis: the logged requests differ from one container")
+        if not tab_c.equals(tab_b):
+            failures.append("(c) two replicas + Redis: the A/B table differs from one container's")
+        for day, counts in per_replica.items():
+            if len(counts) != 2 or min(counts) == 0:
+                failures.append(f"({day}) the replicas did not both log: lines per log file {counts}")
+        # (d) the simulator's multi mode: the same sessions, except where two processes played the
+        # same user at once (sim/run.py: the service then sees one interleaved session), which
+        # only a user with more than one session that day can have
+        differ = (stats_d != stats_b).any(axis=1)
+        repeat = stats_b["user"].map(stats_b["user"].value_counts()) > 1
+        multi_diff = int(differ.sum())
+        if (differ & ~repeat).any():
+            failures.append(f"(d) multi x2 against two replicas: {int((differ & ~repeat).sum())} sessions of users "
+                            "with one session differ from one container's")
+        served = status["models"]["session_aware"]
+        if served.get("version") != champion or served.get("bentoml_model") != tags["treatment"]:
+            failures.append(f"GET / of the container names {served}, not the champion v{champion} ({tags['treatment']})")
+
+        timings["total_s"] = time.perf_counter() - t_all
+        prim = tab_b[tab_b["metric"] == "mean_time_per_session"]
+        print(prim[["treatment_name", "control_name", "effect", "lower", "upper"]].to_string(index=False))
+        print(json.dumps({"episodes": args.episodes, "seed": args.seed, "image": image, "bento": bento,
+                          "events": len(ev_b), "log_lines_per_replica": per_replica,
+                          "multi_x2_sessions_differing_from_single (all of users with several sessions)": multi_diff,
+                          "served_treatment": served, "timings_s": {k: round(v, 1) for k, v in timings.items()}},
+                         indent=1))
+        for f in failures:
+            print(f"FAIL: {f}", flush=True)
+        print("[container-test] " + ("all checks passed" if not failures else f"{len(failures)} check(s) failed"),
+              flush=True)
+        return 1 if failures else 0
+    finally:
+        for p in (balancer, redis):
+            if p is not None:
+                p.terminate()
+                p.wait()
+        if args.keep:
+            print(f"[container-test] kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
