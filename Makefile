@@ -59,11 +59,11 @@ serve: setup world
 container: setup world
 	container/engine.sh
 	container/base_image.sh
-	$(BIN)/bentoml build --output tag | tail -1 | sed 's/__tag__://' > .bento-tag
-	DOCKER_BUILDKIT=0 $(BIN)/bentoml containerize $$(cat .bento-tag) --backend docker --opt network=host \
-	  -t $(IMAGE):$$(cut -d: -f2 .bento-tag) -t $(IMAGE):latest
-	@echo "image $(IMAGE):latest ($$(cat .bento-tag)); run: docker run --network host $(IMAGE):latest serve --port 3000"
-	@rm -f .bento-tag
+	$(BIN)/bentoml build --output tag > .bento-build.log || { cat .bento-build.log; exit 1; }
+	tag=$$(tail -1 .bento-build.log | sed 's/__tag__://'); rm -f .bento-build.log; \
+	DOCKER_BUILDKIT=0 $(BIN)/bentoml containerize $$tag --backend docker --opt network=host \
+	  -t $(IMAGE):$${tag#*:} -t $(IMAGE):latest && \
+	echo "image $(IMAGE):latest ($$tag); run: docker run --network host $(IMAGE):latest serve --port 3000"
 
 # The container plays a day like the process-served Bento, and two replicas + Redis like one
 # (container/test.py; throwaway MLflow and BentoML stores). Not in `make test`: building an
