@@ -291,8 +291,8 @@ def spearman(offline: Mapping[str, float], online: Mapping[str, float]) -> float
     """Spearman rank correlation of the variants both mappings name (NaN offline values skipped)."""
     from scipy.stats import spearmanr
     names = [n for n in offline if n in online and not math.isnan(offline[n])]
-    if len(names) < 3:
-        return float("nan")
+    if len(names) < 3 or len({offline[n] for n in names}) < 2 or len({online[n] for n in names}) < 2:
+        return float("nan")   # a constant side ranks nothing
     return float(spearmanr([offline[n] for n in names], [online[n] for n in names]).statistic)
 
 

@@ -121,6 +121,7 @@ def test_spearman_uses_variants_named_in_both():
     assert offline.spearman({"a": 1, "b": 2, "c": 3, "x": 9}, {"a": 10, "b": 20, "c": 30}) == pytest.approx(1.0)
     assert offline.spearman({"a": 3, "b": 2, "c": 1}, {"a": 10, "b": 20, "c": 30}) == pytest.approx(-1.0)
     assert np.isnan(offline.spearman({"a": 1}, {"a": 1}))
+    assert np.isnan(offline.spearman({"a": 1, "b": 1, "c": 1}, {"a": 1, "b": 2, "c": 3}))
 
 
 def test_score_files_names_each_variant(tmp_path):
@@ -134,3 +135,25 @@ def test_score_files_names_each_variant(tmp_path):
     got = offline.score_files({"a": a, "b": b}, log.parent, world, k=2, session_aware={"strategy": "seed"})
     assert got["a"]["recall@2"] == pytest.approx(0.5) and got["b"]["recall@2"] == 0.0
     assert got["a"]["snips"] == pytest.approx(0.6)
+
+
+def test_cli_scores_files_and_refuses_bad_arguments(tmp_path, capsys):
+    from training.i2i import write_i2i
+    world = write_world(tmp_path / "world")
+    log = tmp_path / "events-0.jsonl"
+    log.write_text("".join(json.dumps(e) + "\n" for e in LOG))
+    a = write_i2i(tmp_path / "a.jsonl", lists({0: [6, 2], 1: [2, 7]}))
+    online = tmp_path / "online.json"
+    online.write_text(json.dumps({"a": 2.0, "b": 1.0, "catalog": 0.5}))
+    b = write_i2i(tmp_path / "b.jsonl", lists({0: [5, 4], 1: [5, 4]}))
+    out = tmp_path / "table.json"
+    assert offline.main(["--log", str(log), "--world", str(world), "--i2i", f"a={a}", "--i2i", f"b={b}",
+                         "--catalog-reference", "--k", "2", "--online", str(online), "--output", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert set(got["figures"]) == {"a", "b", "catalog"}
+    assert got["figures"]["a"]["recall@2"] == pytest.approx(0.5)
+    assert "recall@2" in got["spearman"]
+    capsys.readouterr()
+    assert offline.main(["--log", str(log), "--world", str(world), "--i2i", str(a)]) == 2
+    assert "NAME=PATH" in capsys.readouterr().err
+    assert offline.main(["--log", str(tmp_path / "missing"), "--world", str(world), "--i2i", f"a={a}"]) == 2
