@@ -40,13 +40,18 @@ from training import analysis as A
 from training import report as R
 from training import tracking
 from training.errors import JobError
-from training.play import (SIM_HINT, START_HINT, check_log, oracle_day, play_day, user_level_means,
+from training.play import (SIM_HINT, START_HINT, calibrate, check_log, play_day,
                            write_service_config)
+from training.references import load_references
 from training.promotion import decide, deploy, promote, rule
 from training.settings import DEFAULT_CONFIG, load_settings, registered_name, repo_path
 from training.simconfig import session_cap, world_dir
 
 EXPERIMENT = "botify-experiment"
+#: The simulator's reference recommenders the report sets beside the arms (sim.calibrate ids).
+REFERENCE_LABELS = {"anchor_catalog": "anchor_catalog (anchor policy, catalog-only lists)",
+                    "anchor_ideal": "anchor_ideal (anchor policy, hidden-truth lists)",
+                    "contextual_ideal": "contextual_ideal (previous track, hidden-truth lists)"}
 
 
 # ------------------------------------------------------------------------------ logging
@@ -265,10 +270,13 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
     day2 = read_events(d2 / "logs")
     check_log(day2, stats2, d2 / "logs")
     timings["day2_seconds"] = time.perf_counter() - t0
+    # The references on day 2's own sessions (same world, seed and episodes): the Oracle's
+    # ceiling and the session-anchored policy over catalog-only and over hidden-truth lists,
+    # computed by the simulator (it alone reads the hidden truth); training reads numbers.
     t0 = time.perf_counter()
-    oracle_stats = oracle_day(cfg["world"], ep2, seed + 1, work / "oracle")
-    oracle = user_level_means(oracle_stats)
-    timings["oracle_seconds"] = time.perf_counter() - t0
+    refs = load_references(calibrate(cfg["world"], ep2, seed + 1, work / "references"))
+    oracle = {"mean_time_per_session": refs["oracle"].time_per_session}
+    timings["references_seconds"] = time.perf_counter() - t0
     print(f"[day2] {len(day2)} events from {ep2} episodes ({timings['day2_seconds']:.0f}s); "
           f"oracle {oracle['mean_time_per_session']:.3f}", flush=True)
 
@@ -283,7 +291,9 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
     means.update(dict(zip(prim["treatment_name"], prim["treatment_mean"].astype(float))))
     head = A.headroom(means, control_mean, oracle[primary])
     capped = A.capped_shares(stats2, arms, labels)
-    oracle_capped = float(oracle_stats["truncated"].mean())
+    oracle_capped = refs["oracle"].capped
+    reference_means = {REFERENCE_LABELS[r]: refs[r].time_per_session for r in REFERENCE_LABELS if r in refs}
+    reference_head = A.headroom(reference_means, control_mean, oracle[primary])
     ok, reason = decide(factorial, cfg["promotion"])
     promotion_rule = rule(cfg["promotion"])
 
@@ -320,7 +330,10 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
                          details=details, srm=srm, headline=headline, idea=cfg.get("idea"),
                          factorial=factorial, factorial_plot=fplot, promotion_rule=promotion_rule,
                          capped=dict(zip(capped["name"], capped["capped_share"])), oracle_capped=oracle_capped,
-                         max_steps=max_steps)
+                         max_steps=max_steps,
+                         references={name: (m, reference_head[name], refs[rid].capped)
+                                     for rid, name in REFERENCE_LABELS.items() if rid in refs
+                                     for m in [reference_means[name]]})
 
     # 6. log
     counts = arms.value_counts()
@@ -328,6 +341,10 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
                  **{f"users.{a}": float(counts.get(a, 0)) for a in ab["arms"]},
                  **{f"oracle.{k2}": v for k2, v in oracle.items()},
                  "oracle.capped_share": oracle_capped,
+                 **{f"reference.{rid}.mean_time_per_session": refs[rid].time_per_session for rid in REFERENCE_LABELS
+                    if rid in refs},
+                 **{f"reference.{rid}.headroom": reference_head[name] for rid, name in REFERENCE_LABELS.items()
+                    if rid in refs},
                  **{f"headroom.{name}": v for name, v in head.items()},
                  **{f"capped_share.{a}_{r['name']}": r["capped_share"] for a, r in capped.iterrows()},
                  "srm_p_value": srm["p_value"], "srm_ok": float(srm["ok"]),
@@ -339,7 +356,7 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
         log_path(f, "report")
     log_path(d2 / "logs", "event_log")
     log_path(svc2, "config")
-    log_path(work / "oracle" / "episodes.csv", "oracle")
+    log_path(work / "references", "references")
     log_path(d2 / "episodes.csv", "day2")
 
     # 7. promotion: the last step, only reached when everything above succeeded
@@ -363,6 +380,8 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
                             "p_value", "p_holm", "significant_holm"]))
     print("headroom captured (arm - Random) / (oracle - Random): "
           + ", ".join(f"{n} {v:.2f}" for n, v in head.items()) + f"; oracle {oracle[primary]:.3f}")
+    print("references on the same sessions (simulator): "
+          + ", ".join(f"{n} {reference_head[n]:.2f}" for n in reference_means))
     print(f"capped sessions (>= {max_steps} recommended tracks): "
           + ", ".join(f"{r['name']} {r['capped_share']:.2f}" for _, r in capped.iterrows())
           + f"; oracle {oracle_capped:.2f}")

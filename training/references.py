@@ -33,6 +33,7 @@ class Reference:
     reward_se: float
     time_per_session: float
     headroom_share: float
+    capped: float = float("nan")    # share of its sessions the simulator's step cap truncated
 
 
 def load_references(path: str | Path) -> dict[str, Reference]:
@@ -46,7 +47,8 @@ def load_references(path: str | Path) -> dict[str, Reference]:
         rid = LEGACY_NAMES.get(str(key), str(key)) if not isinstance(f, dict) or "id" not in f else str(f["id"])
         try:
             out[rid] = Reference(rid, float(f["reward"]), float(f.get("reward_se", float("nan"))),
-                                 float(f["time_per_session"]), float(f["headroom_share"]))
+                                 float(f["time_per_session"]), float(f["headroom_share"]),
+                                 float(f.get("truncated", float("nan"))))
         except (KeyError, TypeError, ValueError) as e:
             raise ReferencesError(f"{path}: figure {key!r} lacks {e}: re-run `python -m sim.calibrate --json`") from None
     for need in ("random", "oracle"):

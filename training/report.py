@@ -229,7 +229,8 @@ def write_report(path: str | Path, *, table: pd.DataFrame, plot: str | Path, arm
                  headline: pd.DataFrame | None = None, idea: str | None = None,
                  factorial: pd.DataFrame | None = None, factorial_plot: str | Path | None = None,
                  promotion_rule: str | None = None, capped: Mapping[str, float] | None = None,
-                 oracle_capped: float | None = None, max_steps: int | None = None) -> Path:
+                 oracle_capped: float | None = None, max_steps: int | None = None,
+                 references: Mapping[str, tuple[float, float, float]] | None = None) -> Path:
     """The one-page report in the seed's shape: i. idea, ii. details, iii. results.
 
     `arms` maps arm -> recommender, `means` the primary metric per recommender, `headroom`
@@ -238,7 +239,9 @@ def write_report(path: str | Path, *, table: pd.DataFrame, plot: str | Path, arm
     experiment's hypothesis in prose (from its config). `factorial` is the 2x2's table
     (`training.analysis.factorial_table`), `promotion_rule` the rule the decision applied,
     in words; `capped` the share of each recommender's sessions the simulator's step cap
-    (`max_steps`) truncated, `oracle_capped` the oracle's.
+    (`max_steps`) truncated, `oracle_capped` the oracle's. `references` are the simulator's
+    reference recommenders on the same sessions, name -> (mean, headroom, capped share): what a
+    metadata-only rule and the ideal lists get, so a reader sees what the learned part adds.
     """
     path = Path(path)
     lines = [
@@ -306,6 +309,9 @@ def write_report(path: str | Path, *, table: pd.DataFrame, plot: str | Path, arm
     for name, m in means.items():
         cap = f" {_fmt(float(capped.get(name, float('nan'))))} |" if cap_col else ""
         lines.append(f"| {name} | {_fmt(float(m))} | {_fmt(float(headroom.get(name, float('nan'))))} |{cap}")
+    for name, (m, h, c) in (references or {}).items():
+        cap = f" {_fmt(float(c))} |" if cap_col else ""
+        lines.append(f"| *{name}, simulator reference* | {_fmt(float(m))} | {_fmt(float(h))} |{cap}")
     if cap_col:
         oc = _fmt(float(oracle_capped)) if oracle_capped is not None else ""
         lines.append(f"| Oracle (ceiling) | {_fmt(float(oracle_mean))} | 1.000 | {oc} |")

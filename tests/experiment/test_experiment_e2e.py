@@ -74,7 +74,7 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path):
 
     # artifacts
     arts = {f.path for f in client.list_artifacts(rid)}
-    assert {"report", "event_log", "i2i", "config", "oracle", "effects.json", "factorial.json"} <= arts
+    assert {"report", "event_log", "i2i", "config", "references", "effects.json", "factorial.json"} <= arts
     report = {Path(f.path).name for f in client.list_artifacts(rid, "report")}
     assert {"effects.csv", "effects.md", "effects.png", "report.md", "users.csv", "factorial.csv", "factorial.md",
             "factorial.png", "capped.csv"} <= report
@@ -116,6 +116,7 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path):
     assert capped["episodes"].sum() == int(p["episodes_day2"])    # the report names the decision
     text = (local / "report.md").read_text()
     assert "### iii. Results" in text and "**Decision:**" in text and "**Promotion rule:**" in text
+    assert "anchor_catalog (anchor policy, catalog-only lists), simulator reference" in text
     assert "| policy / lists |" in text and "capped sessions" in text
 
     # metrics: per arm and metric, the oracle, the headroom
@@ -133,6 +134,8 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path):
                 "capped_share.C_Random", "capped_share.T6_SessionAware-treatment", "oracle.capped_share"):
         assert key in m, key
     assert m["oracle.mean_time_per_session"] > m["T6_SessionAware-treatment.mean_time_per_session.control_mean"]
+    # the simulator's references on the same sessions: the metadata-only rule below the ideal lists
+    assert m["reference.anchor_catalog.headroom"] < m["reference.anchor_ideal.headroom"] < 1.0
 
     # promotion: what the table implies, and nothing else
     cfg = settings.load_settings(settings.DEFAULT_CONFIG, quick=True)
