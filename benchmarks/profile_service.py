@@ -18,6 +18,7 @@ import argparse
 import collections
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,32 +81,35 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.service import BENCH_TARGET, make_world, write_config
     from service.launch import ServiceProcess, free_port
     root = Path(tempfile.mkdtemp(prefix="botify-profile-"))
-    files = make_world(root)
-    env = {"BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    rows = []
-    port = free_port()
-    bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.bare_http:app", "--port", str(port),
-                             "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"], cwd=REPO)
     try:
-        time.sleep(2)
-        raw, load = profile(bare.pid, f"http://127.0.0.1:{port}", "/next/", args.seconds, root, pyspy)
-        rows.append(("bare uvicorn", load, split_layers(raw, "app")))
+        files = make_world(root)
+        env = {"BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+        rows = []
+        port = free_port()
+        bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.bare_http:app", "--port", str(port),
+                                 "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"], cwd=REPO)
+        try:
+            time.sleep(2)
+            raw, load = profile(bare.pid, f"http://127.0.0.1:{port}", "/next/", args.seconds, root, pyspy)
+            rows.append(("bare uvicorn", load, split_layers(raw, "app")))
+        finally:
+            bare.terminate()
+            bare.wait()
+        cfg = write_config(root, files, "session_aware", {"kind": "memory"}, "profile")
+        with ServiceProcess(str(cfg), env=env, target=BENCH_TARGET) as svc:
+            worker = psutil.Process(svc.proc.pid).children(recursive=True)[0].pid
+            for route, endpoint, name in (("/bench/trivial/", "trivial", "BentoML trivial route"),
+                                          ("/next/", "next_track", "/next SessionAware")):
+                raw, load = profile(worker, svc.url, route, args.seconds, root, pyspy)
+                rows.append((name, load, split_layers(raw, endpoint)))
+        print(f"{'':<24} {'req/s':>7} " + " ".join(f"{k:>20}" for k in LAYERS))
+        for name, load, layers in rows:
+            print(f"{name:<24} {load['rps']:7.0f} " + " ".join(f"{100 * layers[k]:19.1f}%" for k in LAYERS))
+        print("CPU per request (ms) by layer, = share x (1 / req/s), the worker being CPU-bound under wrk -c8:")
+        for name, load, layers in rows:
+            print(f"{name:<24} " + " ".join(f"{1000 * layers[k] / load['rps']:19.3f} " for k in LAYERS))
     finally:
-        bare.terminate()
-        bare.wait()
-    cfg = write_config(root, files, "session_aware", {"kind": "memory"}, "profile")
-    with ServiceProcess(str(cfg), env=env, target=BENCH_TARGET) as svc:
-        worker = psutil.Process(svc.proc.pid).children(recursive=True)[0].pid
-        for route, endpoint, name in (("/bench/trivial/", "trivial", "BentoML trivial route"),
-                                      ("/next/", "next_track", "/next SessionAware")):
-            raw, load = profile(worker, svc.url, route, args.seconds, root, pyspy)
-            rows.append((name, load, split_layers(raw, endpoint)))
-    print(f"{'':<24} {'req/s':>7} " + " ".join(f"{k:>20}" for k in LAYERS))
-    for name, load, layers in rows:
-        print(f"{name:<24} {load['rps']:7.0f} " + " ".join(f"{100 * layers[k]:19.1f}%" for k in LAYERS))
-    print("CPU per request (ms) by layer, = share x (1 / req/s), the worker being CPU-bound under wrk -c8:")
-    for name, load, layers in rows:
-        print(f"{name:<24} " + " ".join(f"{1000 * layers[k] / load['rps']:19.3f} " for k in LAYERS))
+        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
