@@ -118,14 +118,51 @@ def train_recipe(spec: ModelSpec, window: list[tuple[int, Path]], world: Path, c
     return Candidate(spec.name, res.version, res.run_id, dict(res.metrics), trained_on)
 
 
+def select_key(cfg: LoopConfig) -> str:
+    """Where the selection figure is found among a candidate's metrics: the held-out
+    listeners' figure (`heldout.<figure>`) when the loop holds some out, else the training run's."""
+    return f"heldout.{cfg.select_metric}" if cfg.select_holdout > 0 else cfg.select_metric
+
+
 def select(cands: list[Candidate], cfg: LoopConfig) -> Candidate:
-    """The candidate the next day serves: best by the configured offline figure."""
+    """The candidate the next day serves: best by the configured offline figure (ties: the
+    first recipe listed)."""
+    key = select_key(cfg)
     for c in cands:
-        if cfg.select_metric not in c.metrics:
-            raise JobError(f"select.metric {cfg.select_metric!r} is not a figure of the training run "
+        v = c.metrics.get(key)
+        if v is None:
+            raise JobError(f"select.metric {cfg.select_metric!r} is not a figure of candidate `{c.recipe}` "
                            f"(it has {sorted(c.metrics)}); fix select.metric in {cfg.config_path}")
-    key = (lambda c: c.metrics[cfg.select_metric]) if cfg.select_mode == "max" else (lambda c: -c.metrics[cfg.select_metric])
-    return max(cands, key=key)
+    sign = 1.0 if cfg.select_mode == "max" else -1.0
+    return max(cands, key=lambda c: sign * (c.metrics[key] if np.isfinite(c.metrics[key]) else -np.inf * sign))
+
+
+def split_by_user(src: Path, train_dir: Path, heldout_dir: Path, share: float, seed: int) -> tuple[Path, Path]:
+    """An event log folder in two by user (each line kept verbatim, each file's order kept):
+    a `share` of the users, chosen by a seeded hash of the id, go to `heldout_dir`."""
+    import hashlib
+    src = Path(src)
+    files = sorted(src.glob("events-*.jsonl*")) if src.is_dir() else [src]
+    if not files:
+        raise JobError(f"no event log files in {src} to split for the challengers' selection")
+    cut = int(round(share * 10_000))
+    for d in (train_dir, heldout_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    held_users = 0
+    seen: dict[int, bool] = {}
+    for f in files:
+        with open(f) as fin, open(train_dir / f.name, "w") as ft, open(heldout_dir / f.name, "w") as fh:
+            for line in fin:
+                user = int(json.loads(line)["user"])
+                if user not in seen:
+                    h = hashlib.blake2b(f"{seed}:{user}".encode(), digest_size=8).digest()
+                    seen[user] = int.from_bytes(h, "big") % 10_000 < cut
+                    held_users += seen[user]
+                (fh if seen[user] else ft).write(line)
+    if held_users == 0 or held_users == len(seen):
+        raise JobError(f"splitting {src} held out {held_users} of {len(seen)} users: the day is too small "
+                       f"for select.holdout={share}")
+    return train_dir, heldout_dir
 
 
 def adoptable_champion(name: str, tracks: int) -> tuple[str | None, str]:
@@ -223,6 +260,12 @@ def trend_rows(day: int, per_arm: pd.DataFrame, layout: list[Arm]) -> pd.DataFra
     return pd.DataFrame(rows).reindex(columns=list(TR.TREND_COLUMNS))
 
 
+def metric_name(key: str) -> str:
+    """An MLflow-legal metric name (`artist_recall@50` -> `artist_recall_at_50`)."""
+    import re
+    return re.sub(r"[^\w./\- ]", "_", key.replace("@", "_at_"))
+
+
 def metric_key(label: str) -> str:
     """`SessionAware × champion` -> `sessionaware.champion` (an MLflow metric name)."""
     return label.replace(" (C)", "").replace(" × ", ".").replace(" ", "_").lower()
@@ -241,6 +284,7 @@ class LoopState:
     trend: list[pd.DataFrame] = field(default_factory=list)
     days: list[dict] = field(default_factory=list)
     offline: list[dict] = field(default_factory=list)
+    served_offline: list[dict] = field(default_factory=list)   # served lists' offline figures beside their reward
     lists: dict[str, Path] = field(default_factory=dict)
     start_note: str = ""
     promotions: int = 0
@@ -262,7 +306,7 @@ class Loop:
     # ------------------------------------------------------------------ logging helpers
     def log_day_metrics(self, day: int, metrics: dict[str, float]) -> None:
         """On the parent with step=day (the trend in `mlflow ui`) and on the day's run."""
-        clean = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(float(v))}
+        clean = {metric_name(k): float(v) for k, v in metrics.items() if v is not None and np.isfinite(float(v))}
         mlflow.log_metrics(clean, step=day, run_id=self.run_id)
         mlflow.log_metrics(clean, step=day)
 
@@ -380,12 +424,8 @@ class Loop:
                 st.start_note = (f"{why}: the bootstrap recipe `{cfg.bootstrap.name}` trained on day 0's log "
                                  f"(v{bootstrap.version}) became @{tracking.CHAMPION} without an A/B (nothing to "
                                  f"test it against)")
-            cands = [train_recipe(s, st.window[-cfg.window:], self.wdir, cfg, day=0, parent=champion.version,
-                                  role="challenger", run_id=self.run_id) for s in cfg.challengers]
-            chosen = select(cands, cfg)
-            challenger = self.served(chosen)
+            challenger = self.next_challenger(0, champion.version)
             train_s = time.perf_counter() - t0
-            self.record_offline(0, cands, chosen)
             metrics = self.trend_metrics(0) | {"play_seconds": play_s, "train_seconds": train_s,
                                                "day_seconds": time.perf_counter() - t_day,
                                                "champion_version": float(champion.version)}
@@ -440,6 +480,9 @@ class Loop:
             st.trend.append(trend_rows(day, an.arms, layout))
             st.window.append((day, ddir / "logs"))
             new_champion = challenger if an.promote else champion
+            t0 = time.perf_counter()
+            served_figs = self.score_served(day, ddir / "logs", layout, an) if cfg.select_holdout > 0 else {}
+            score_s = time.perf_counter() - t0
             print(f"[day {day}] {len(events)} events ({play_s:.0f}s); " + "; ".join(
                 f"{a.label} {an.arms.loc[a.arm, 'mean']:.2f} ({an.arms.loc[a.arm, 'headroom']:.2f})"
                 for a in layout if a.arm in an.arms.index), flush=True)
@@ -448,12 +491,7 @@ class Loop:
             t0 = time.perf_counter()
             nxt = None
             if day < cfg.days:
-                cands = [train_recipe(s, st.window[-cfg.window:], self.wdir, cfg, day=day,
-                                      parent=new_champion.version, role="challenger", run_id=self.run_id)
-                         for s in cfg.challengers]
-                chosen = select(cands, cfg)
-                nxt = self.served(chosen)
-                self.record_offline(day, cands, chosen)
+                nxt = self.next_challenger(day, new_champion.version)
             train_s = time.perf_counter() - t0
 
             out = ddir / "report"
@@ -465,6 +503,7 @@ class Loop:
                     f"model_effect.{p.lower()}.{k}": e[k] for k in ("lower", "upper", "lower_ratio", "upper_ratio", "p_holm")}
             metrics = self.trend_metrics(day) | effects | {
                 "srm_p_value": an.srm_p_value, "events": len(events), "play_seconds": play_s, "train_seconds": train_s,
+                "offline_seconds": score_s, **served_figs,
                 "promoted": float(an.promote), "champion_version": float(new_champion.version),
                 "day_seconds": time.perf_counter() - t_day}
             self.log_day_metrics(day, metrics)
@@ -492,6 +531,59 @@ class Loop:
             st.champion, st.challenger = new_champion, nxt
             print(f"[day {day}] {an.reason} ({time.perf_counter() - t_day:.0f}s)", flush=True)
 
+    # ------------------------------------------------------------- the challengers
+    def next_challenger(self, day: int, parent: str) -> Served:
+        """Train every challenger recipe on the window, score each one's lists on held-out
+        listeners of the newest day, and return the one the next day serves.
+
+        The newest day's log is split by user (`select.holdout` of them held out, by a hash of
+        the user id): the recipes train on the window without them, and their lists are scored
+        on those users' sessions by `training.offline` (as SessionAware uses the lists), so the
+        choice rests on sessions no candidate saw. With `holdout: 0` the figure is the
+        training run's own (its held-out split of pairs).
+        """
+        cfg, st = self.cfg, self.state
+        window = st.window[-cfg.window:]
+        heldout = None
+        if cfg.select_holdout > 0:
+            newest_day, newest = window[-1]
+            parts = self.work / f"day{newest_day}" / "selection"
+            train_part, heldout = split_by_user(newest, parts / "train", parts / "heldout", cfg.select_holdout,
+                                                cfg.seed + newest_day)
+            window = window[:-1] + [(newest_day, train_part)]
+        cands = [train_recipe(s, window, self.wdir, cfg, day=day, parent=parent, role="challenger",
+                              run_id=self.run_id) for s in cfg.challengers]
+        if heldout is not None:
+            from training import offline
+            lists = {c.recipe: self.export_lists(c.version) for c in cands}
+            figures = offline.score_files(lists, heldout, self.wdir, k=cfg.k,
+                                          session_aware=self.policy_options(cfg.promotion_policy))
+            for c in cands:
+                c.metrics.update({f"heldout.{k}": v for k, v in figures[c.recipe].items()})
+        chosen = select(cands, cfg)
+        self.record_offline(day, cands, chosen)
+        return self.served(chosen)
+
+    def score_served(self, day: int, log: Path, layout: list[Arm], an: DayAnalysis) -> dict[str, float]:
+        """The offline figures of the day's two lists on the day's own log (neither was trained
+        on it), kept beside what each served under the promotion policy: across days, the
+        report says which figure ranks lists as served reward does."""
+        from training import offline
+        cfg, st = self.cfg, self.state
+        lists = {role: getattr(st, role).lists for role in ("champion", "challenger")}
+        figs = offline.score_files(lists, log, self.wdir, k=cfg.k,
+                                   session_aware=self.policy_options(cfg.promotion_policy))
+        out = {}
+        for a in layout:
+            if a.policy == cfg.promotion_policy and a.lists in figs and a.arm in an.arms.index:
+                st.served_offline.append({"day": day, "lists": a.lists, "version": a.version,
+                                          "served": float(an.arms.loc[a.arm, "mean"]), **figs[a.lists]})
+                out |= {f"offline_served.{a.lists}.{k}": v for k, v in figs[a.lists].items()}
+        return out
+
+    def policy_options(self, policy: str) -> dict:
+        return {k: v for k, v in self.cfg.policies[policy].items() if k != "kind"}
+
     # ------------------------------------------------------------------ promotion
     def move_champion(self, version: str, lists: Path, *, day: int, reason: str, expected: str | None = None) -> None:
         """Deploy the champion's lists (when configured), then move `@champion`: the last act."""
@@ -512,12 +604,14 @@ class Loop:
     def record_offline(self, day: int, cands: list[Candidate], chosen: Candidate) -> None:
         metrics = {}
         for c in cands:
+            key = select_key(self.cfg)
             row = {"day": day, "candidate": c.recipe, "version": c.version, "trained_on": _span(c.trained_on),
-                   "selected": c is chosen, self.cfg.select_metric: c.metrics.get(self.cfg.select_metric)}
-            row |= {k: c.metrics.get(k) for k in OFFLINE}
+                   "selected": c is chosen, key: c.metrics.get(key)}
+            row |= {k: v for k, v in c.metrics.items() if k.startswith("heldout.") and k != key}
+            row |= {f"train.{k}": c.metrics.get(k) for k in OFFLINE}
             self.state.offline.append(row)
-            metrics |= {f"offline.{c.recipe}.{k}": c.metrics[k] for k in {*OFFLINE, self.cfg.select_metric}
-                        if k in c.metrics}
+            metrics |= {f"offline.{c.recipe}.{k}": v for k, v in c.metrics.items()
+                        if (k in OFFLINE or k.startswith("heldout.")) and v is not None}
         self.log_day_metrics(day, metrics)
 
     def trend_metrics(self, day: int) -> dict[str, float]:
@@ -570,9 +664,12 @@ class Loop:
                              title=f"loop {cfg.days}d seed {cfg.seed} ({Path(cfg.world).name})")
         days = pd.DataFrame(st.days)
         offline = pd.DataFrame(st.offline)
+        where = (f"on the newest day's held-out listeners ({cfg.select_holdout:.0%} of its users, left out of the "
+                 f"candidates' training)" if cfg.select_holdout > 0 else "on the training run's own split")
         selection = (f"Challenger selection: every recipe ({', '.join(s.name for s in cfg.challengers)}) is trained "
                      f"on the window each day; the next day serves the one with the "
-                     f"{'highest' if cfg.select_mode == 'max' else 'lowest'} `{cfg.select_metric}`: {cfg.select_why} "
+                     f"{'highest' if cfg.select_mode == 'max' else 'lowest'} `{cfg.select_metric}` {where}: "
+                     f"{cfg.select_why} "
                      f"Promotion: the challenger's lists vs the champion's under {cfg.promotion_policy} (the 2x2's model "
                      f"effect) on `{cfg.promotion_metric}`, significant{' after Holm' if cfg.correction == 'holm' else ''}, "
                      f"sample-ratio check passing.")
@@ -587,9 +684,11 @@ class Loop:
             f"Command: {self.rerun_command()}; MLflow run `{self.run_id}`",
             f"Time: {time.perf_counter() - self.t_start:.0f} s from the start to this report",
         ]
+        agreement = TR.offline_agreement(pd.DataFrame(st.served_offline))
+        agreement.to_csv(out / "agreement.csv", index=False)
         rep = TR.write_loop_report(out / "report.md", headline=self.headline(failure), idea=cfg.idea, details=details,
                                    trend=trend, days=days, refs=st.refs, plot=plot, goal=g, offline=offline,
-                                   selection=selection, failure=failure)
+                                   selection=selection, failure=failure, agreement=agreement)
         return rep
 
     def rerun_command(self) -> str:
@@ -604,7 +703,7 @@ class Loop:
             return
         try:
             rep = self.write_outputs(failure)
-            for f in ("report.md", "trend.png", "trend.csv"):
+            for f in ("report.md", "trend.png", "trend.csv", "agreement.csv"):
                 mlflow.log_artifact(str(rep.parent / f), "report")
             offline = pd.DataFrame(self.state.offline)
             if not offline.empty:

@@ -54,6 +54,7 @@ class LoopConfig:
     select_metric: str
     select_mode: str
     select_why: str
+    select_holdout: float              # share of the newest day's users held out to score the candidates
     service_seed: int
     policies: dict[str, dict]          # {policy name: recommender spec without its i2i}, baseline first
     alpha: float
@@ -147,6 +148,9 @@ def load_loop_config(path: str | Path = DEFAULT_CONFIG, *, quick: bool = False, 
     sel = cfg["select"] or {}
     if sel.get("mode", "max") not in ("max", "min") or not sel.get("metric"):
         raise _fail(p, "select needs `metric` (a training metric, e.g. ndcg_at_50) and `mode: max|min`")
+    if not isinstance(sel.get("holdout", 0.0), (int, float)) or not 0.0 <= float(sel.get("holdout", 0.0)) < 1.0:
+        raise _fail(p, f"select.holdout must be a share in [0, 1) (0: score the candidates on their training "
+                       f"run's own split), got {sel.get('holdout')!r}")
     svc = cfg["service"] or {}
     policies = svc.get("policies")
     if not isinstance(policies, dict) or len(policies) != 2:
@@ -177,7 +181,7 @@ def load_loop_config(path: str | Path = DEFAULT_CONFIG, *, quick: bool = False, 
         cold_start_service=str(cs["service_config"]), cold_start_episodes=_int(cs, "episodes", p, 10),
         bootstrap=_spec(cfg["bootstrap"], "bootstrap", p), challengers=specs,
         select_metric=str(sel["metric"]), select_mode=str(sel.get("mode", "max")),
-        select_why=" ".join(str(sel.get("why", "")).split()),
+        select_why=" ".join(str(sel.get("why", "")).split()), select_holdout=float(sel.get("holdout", 0.0)),
         service_seed=int(svc.get("seed", 42)), policies={str(k): dict(v) for k, v in policies.items()},
         alpha=float(an.get("alpha", 0.05)), srm_alpha=float(an.get("srm_alpha", 0.001)),
         primary_metric=str(an.get("primary_metric", "mean_time_per_session")),

@@ -132,9 +132,39 @@ def goal_check(trend: pd.DataFrame, refs: Mapping[str, Reference], label: str, o
             "met": bool(np.isfinite(target) and r["headroom"] >= target)}
 
 
+def offline_agreement(served: pd.DataFrame) -> pd.DataFrame:
+    """Per offline figure: how well it tracks served reward over the days' served lists.
+
+    `served` has one row per (day, lists) with `served` (the mean time per session the lists
+    gave under the promotion policy) and the lists' offline figures on that day's log. Per
+    figure: Spearman's rank correlation over every (day, lists) point, and the share of days on
+    which the figure orders the challenger and the champion as their served reward does.
+    """
+    if served is None or served.empty:
+        return pd.DataFrame(columns=["figure", "points", "spearman", "days", "same_order"])
+    skip = {"day", "lists", "version", "served"}
+    # counts that say how much a figure rests on (SNIPS's effective sample size, its events and
+    # matches), not how good a list is
+    diagnostic = ("_ess", "_events", "_matches")
+    rows = []
+    for fig in [c for c in served.columns if c not in skip and not c.endswith(diagnostic)]:
+        pts = served[["day", "lists", "served", fig]].dropna()
+        if len(pts) < 2 or pts[fig].nunique() < 2:
+            continue
+        rho = float(stats.spearmanr(pts[fig], pts["served"]).statistic) if len(pts) >= 3 else float("nan")
+        pairs = pts.pivot(index="day", columns="lists", values=[fig, "served"]).dropna()
+        same = [np.sign(r[(fig, "challenger")] - r[(fig, "champion")]) ==
+                np.sign(r[("served", "challenger")] - r[("served", "champion")]) for _, r in pairs.iterrows()] \
+            if {"challenger", "champion"} <= set(pts["lists"]) else []
+        rows.append({"figure": fig, "points": len(pts), "spearman": rho, "days": len(same),
+                     "same_order": float(np.mean(same)) if same else float("nan")})
+    return pd.DataFrame(rows).sort_values("spearman", ascending=False, na_position="last").reset_index(drop=True)
+
+
 def write_loop_report(path: str | Path, *, headline: str, idea: str, details: Sequence[str],
                       trend: pd.DataFrame, days: pd.DataFrame, refs: Mapping[str, Reference], plot: str | Path,
-                      goal: Mapping, offline: pd.DataFrame | None, selection: str, failure: str | None = None) -> Path:
+                      goal: Mapping, offline: pd.DataFrame | None, selection: str, failure: str | None = None,
+                      agreement: pd.DataFrame | None = None) -> Path:
     """The loop's one-page report: headline, idea, details, trend (plot + table), references,
     the goal, every day's decision, the challengers' offline figures."""
     path = Path(path)
@@ -158,8 +188,16 @@ def write_loop_report(path: str | Path, *, headline: str, idea: str, details: Se
               "### iv. Every day's decision", "", selection, "",
               markdown_table(days, [c for c in DAY_COLUMNS if c in days.columns] + ["reason"])]
     if offline is not None and not offline.empty:
-        lines += ["### v. The candidates' offline figures (on their own held-out split)", "",
+        lines += ["### v. The candidates' offline figures", "",
+                  "`heldout.*`: the candidate's lists scored by `training.offline` on the sessions of the newest "
+                  "day's held-out listeners (never trained on); `train.*`: the training run's own split of pairs.", "",
                   markdown_table(offline)]
+    if agreement is not None and not agreement.empty:
+        lines += ["### vi. Which offline figure tracks served reward", "",
+                  "Each A/B day, the champion's and the challenger's lists are scored offline on that day's log "
+                  "(neither was trained on it) beside what they served under the promotion policy. `spearman`: rank "
+                  "correlation over every (day, lists) point; `same_order`: share of days on which the figure "
+                  "orders challenger and champion as served reward does.", "", markdown_table(agreement)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -262,5 +262,5 @@ def test_the_quick_config_is_the_loop_the_tests_ran():
     """The quick settings are what the test above relies on (a change there must show here)."""
     cfg = load_loop_config(quick=True, days=2)
     assert cfg.register == MODEL and cfg.deploy is None and cfg.world.endswith("small.yml")
-    assert [s.name for s in cfg.challengers] == ["seed"] and cfg.bootstrap.name == "course"
+    assert [s.name for s in cfg.challengers] == ["seed", "session"] and cfg.bootstrap.name == "course"
     assert cfg.policy_names == ["Contextual", "SessionAware"] and cfg.promotion_policy == "SessionAware"

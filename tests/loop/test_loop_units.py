@@ -55,6 +55,7 @@ def test_default_and_quick_configs_load():
     ({"promotion.policy": "Nope"}, "promotion.policy must be one of"),
     ({"promotion.correction": "bonferroni"}, "holm or none"),
     ({"select.mode": "best"}, "select needs"),
+    ({"select.holdout": 1.5}, "select.holdout must be a share"),
     ({"promotion.deploy": {"champion": "data/i2i/treatment.jsonl", "control": "x"}}, "BENTOML_MODEL_NAME"),
     ({"world": "sim/config/nope.yml"}, "world config sim/config/nope.yml not found"),
 ])
@@ -81,7 +82,7 @@ def test_the_day_is_a_2x2_of_policy_by_lists_plus_random():
     assert [(a.arm, a.label, a.version) for a in arms] == [
         ("C", "Random (C)", None), ("T1", "Contextual × champion", "3"), ("T2", "Contextual × challenger", "5"),
         ("T3", "SessionAware × champion", "3"), ("T4", "SessionAware × challenger", "5")]
-    assert recs["sessionaware_challenger"] == {"kind": "session_aware", "top": 100, "i2i": "/lists/v5.jsonl"}
+    assert recs["sessionaware_challenger"] == {**cfg.policies["SessionAware"], "i2i": "/lists/v5.jsonl"}
     assert recs["contextual_champion"]["i2i"] == "/lists/v3.jsonl"
     assert L.design(arms, cfg) == {"Contextual": {"champion": "T1", "challenger": "T2"},
                                    "SessionAware": {"champion": "T3", "challenger": "T4"}}
@@ -124,11 +125,48 @@ def test_analysis_promotes_on_a_significant_model_effect_only():
 
 def test_selection_uses_the_configured_figure():
     cfg = load_loop_config(quick=True)
-    a = L.Candidate("a", "1", "r1", {"ndcg_at_50": 0.2, "test_mse": 0.1}, (0,))
-    b = L.Candidate("b", "2", "r2", {"ndcg_at_50": 0.3, "test_mse": 0.2}, (0,))
-    assert L.select([a, b], cfg) is b
-    with pytest.raises(JobError, match="select.metric 'ndcg_at_50' is not a figure"):
+    assert cfg.select_holdout > 0 and L.select_key(cfg) == f"heldout.{cfg.select_metric}"
+    key = L.select_key(cfg)
+    a = L.Candidate("a", "1", "r1", {key: 0.2, "test_mse": 0.1}, (0,))
+    b = L.Candidate("b", "2", "r2", {key: 0.3, "test_mse": 0.2}, (0,))
+    nan = L.Candidate("n", "4", "r4", {key: float("nan")}, (0,))
+    assert L.select([a, b], cfg) is b and L.select([nan, a], cfg) is a
+    with pytest.raises(JobError, match=f"select.metric '{cfg.select_metric}' is not a figure of candidate `c`"):
         L.select([L.Candidate("c", "3", "r3", {"test_mse": 0.1}, (0,))], cfg)
+
+
+def test_split_by_user_keeps_every_line_once(tmp_path):
+    src = tmp_path / "logs"
+    src.mkdir()
+    lines = {name: [json.dumps({"message": "next", "timestamp": i, "user": (i * 7 + k) % 50, "track": i})
+                    for i in range(300)] for k, name in enumerate(["events-w1-1.jsonl", "events-w2-2.jsonl.1"])}
+    for name, ls in lines.items():
+        (src / name).write_text("\n".join(ls) + "\n")
+    train, held = L.split_by_user(src, tmp_path / "train", tmp_path / "held", 0.2, seed=5)
+    for name, ls in lines.items():
+        t = (train / name).read_text().splitlines()
+        h = (held / name).read_text().splitlines()
+        assert sorted(t + h) == sorted(ls)
+        assert [x for x in ls if x in set(t)] == t                 # each file's order kept
+        assert not {json.loads(x)["user"] for x in t} & {json.loads(x)["user"] for x in h}
+    held_users = {json.loads(x)["user"] for n in lines for x in (held / n).read_text().splitlines()}
+    assert 3 <= len(held_users) <= 20                              # ~20% of 50 users
+    again, held2 = L.split_by_user(src, tmp_path / "t2", tmp_path / "h2", 0.2, seed=5)
+    assert all((held / n).read_text() == (held2 / n).read_text() for n in lines)   # seeded: the same split
+    with pytest.raises(JobError, match="too small"):
+        L.split_by_user(src, tmp_path / "t3", tmp_path / "h3", 0.0001, seed=5)
+
+
+def test_offline_agreement_orders_figures_by_how_they_track_served_reward():
+    served = pd.DataFrame([
+        {"day": d, "lists": role, "version": "1", "served": s, "good": s * 2 + 1, "bad": -s, "snips_ess": s}
+        for d, pair in enumerate([(5.0, 6.0), (6.0, 5.5), (7.0, 8.0)], start=1)
+        for role, s in zip(("champion", "challenger"), pair)])
+    agr = TR.offline_agreement(served)
+    assert list(agr["figure"]) == ["good", "bad"]
+    assert agr.loc[0, "spearman"] == pytest.approx(1.0) and agr.loc[0, "same_order"] == 1.0
+    assert agr.loc[1, "spearman"] == pytest.approx(-1.0) and agr.loc[1, "same_order"] == 0.0
+    assert TR.offline_agreement(pd.DataFrame()).empty
 
 
 def test_references_read_ids_and_legacy_names(tmp_path):
