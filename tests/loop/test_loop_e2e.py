@@ -49,12 +49,16 @@ def store(tmp_path_factory, small_world, repo):
     cfg = yaml.safe_load((repo / DEFAULT_CONFIG).read_text())
     cfg["service"]["policies"]["SessionAware"]["strategy"] = "seed"
     (d / "loop.yml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    # the failure test needs a day 1, not a choice of recipes: one recipe is quicker
+    cfg["quick"]["challengers"] = cfg["quick"]["challengers"][:1]
+    (d / "loop-one.yml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     uri = f"sqlite:///{d / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "BENTOML_HOME": str(d / "bentoml"),
            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     env.pop("MLFLOW_RUN_ID", None)
     exp_id = MlflowClient(uri).create_experiment(L.EXPERIMENT, artifact_location=(d / "artifacts").as_uri())
-    return {"dir": d, "uri": uri, "env": env, "experiment_id": exp_id, "config": d / "loop.yml"}
+    return {"dir": d, "uri": uri, "env": env, "experiment_id": exp_id, "config": d / "loop.yml",
+            "one_recipe": d / "loop-one.yml"}
 
 
 def _runs(client: MlflowClient, exp_id: str) -> tuple[list, list]:
@@ -219,7 +223,7 @@ def test_a_failed_day_never_moves_the_champion(first_loop, store, repo):
     assert before is not None
     work = store["dir"] / "work-killed"
     proc = subprocess.Popen([sys.executable, "-m", "training.loop", "--quick", "--days", "2", "--workdir", str(work),
-                             "--config", str(store["config"])],
+                             "--config", str(store["one_recipe"])],
                             cwd=repo, env=store["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed: list[int] = []
     deadline = time.monotonic() + 240
