@@ -123,9 +123,9 @@ def test_metrics_are_indexed_by_day(first_loop):
     assert steps("champion_version") == [0, 1, 2]
     for recipe in ("seed", "session"):
         assert steps(f"offline.{recipe}.ndcg_at_50") == [0, 1]
-        assert steps(f"offline.{recipe}.heldout.artist_recall_at_50") == [0, 1]
+        assert steps(f"offline.{recipe}.heldout.recall_at_50") == [0, 1]
     for lists in ("champion", "challenger"):
-        assert steps(f"offline_served.{lists}.artist_recall_at_50") == [1, 2]
+        assert steps(f"offline_served.{lists}.recall_at_50") == [1, 2]
     for h in client.get_metric_history(rid, "reward.sessionaware.champion"):
         lo = [m for m in client.get_metric_history(rid, "reward.sessionaware.champion.lower") if m.step == h.step]
         assert lo[0].value < h.value
@@ -191,7 +191,7 @@ def test_report_trend_and_description(first_loop, store):
     offline = pd.read_csv(local / "offline.csv")
     assert sorted(offline["candidate"]) == ["seed", "seed", "session", "session"]
     assert offline.groupby("day")["selected"].sum().tolist() == [1, 1]
-    key = "heldout.artist_recall@50"
+    key = "heldout.recall@50"
     for _, g in offline.groupby("day"):
         assert g.loc[g["selected"], key].iloc[0] == g[key].max()
     trend = pd.read_csv(local / "trend.csv")
