@@ -30,6 +30,7 @@ from starlette.requests import ClientDisconnect
 from service import instance
 from service.botify import Botify as Core
 from service.botify import RequestError, Unavailable, config_path, load, read_config
+from service.procs import die_with_parent
 
 EVENT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["track", "time"],
@@ -39,6 +40,26 @@ JSON = "application/json"
 DEFAULT_HOST = "127.0.0.1"
 logger = logging.getLogger("botify")
 instance.setup()  # in the server process: its own metrics folder, a non-zero exit if a worker cannot start
+
+ARBITER_ENV = "BOTIFY_ARBITER_PID"
+
+
+def _die_with_arbiter() -> None:
+    """A worker must not outlive its server. BentoML starts each worker in a session of its
+    own, so a SIGKILLed arbiter left its workers holding the port and serving on, unseen
+    (issue 11): each worker asks for SIGTERM when its parent dies (PR_SET_PDEATHSIG). The
+    arbiter imports this module too, before it forks workers, and notes its pid for them: a
+    worker whose arbiter died before the request took effect sees it and exits at once."""
+    if bentoml.server_context.worker_index is None:  # the arbiter (or any other importer)
+        os.environ[ARBITER_ENV] = str(os.getpid())
+        return
+    die_with_parent(signal.SIGTERM)
+    arbiter = os.environ.get(ARBITER_ENV, "")
+    if arbiter.isdigit() and int(arbiter) != os.getppid() and not os.path.exists(f"/proc/{arbiter}"):
+        raise SystemExit(f"Botify worker {os.getpid()}: its server (pid {arbiter}) is gone")
+
+
+_die_with_arbiter()
 
 app = FastAPI(title="Botify", docs_url=None, redoc_url=None, openapi_url=None)
 
