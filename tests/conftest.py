@@ -1,6 +1,16 @@
-"""Fixtures every part's tests share: the small world and a real redis-server."""
+"""Fixtures every part's tests share: the small world and a real redis-server; and the
+guard that keeps the tests out of the user's own stores.
+
+Tests write only to temporary folders. Every test runs with MLFLOW_TRACKING_URI and
+BENTOML_HOME pointing into this session's temp folder (a test that needs its own sets
+its own), and the project's stores (`mlruns/`, `mlflow.db`, `data/`, `logs/`) are compared
+before and after each test module: a module that changed them fails, naming the files.
+The small world (`data/world-small`) is generated before the first snapshot, as
+`make test` does, so only a test that writes into it fails.
+"""
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -12,6 +22,71 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_CONFIG = REPO / "sim" / "config" / "small.yml"
+# the user's stores: what tests must never change (relative to the repo)
+GUARDED = ("mlruns", "mlflow.db", "data", "logs")
+
+
+def store_snapshot(root: Path = REPO, guarded: tuple[str, ...] = GUARDED) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every file and folder under the guarded paths."""
+    out: dict[str, tuple[int, int]] = {}
+    for name in guarded:
+        top = root / name
+        if not top.exists():
+            continue
+        todo = [top]
+        while todo:
+            p = todo.pop()
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            out[str(p.relative_to(root))] = (st.st_mtime_ns, st.st_size)
+            if p.is_dir() and not p.is_symlink():
+                todo.extend(p.iterdir())
+    return out
+
+
+def store_changes(before: dict, after: dict) -> list[str]:
+    """What changed between two snapshots, as `+ path`, `- path`, `~ path` (at most 20)."""
+    out = [f"+ {p}" for p in sorted(after.keys() - before.keys())]
+    out += [f"- {p}" for p in sorted(before.keys() - after.keys())]
+    out += [f"~ {p}" for p in sorted(before.keys() & after.keys()) if before[p] != after[p]]
+    return out[:20] + ([f"... and {len(out) - 20} more"] if len(out) > 20 else [])
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # the one write to data/ the tests may cause, done before the guard's first look
+    subprocess.run([sys.executable, "-m", "sim.world", "--config", str(SMALL_CONFIG)], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_stores(tmp_path_factory: pytest.TempPathFactory):
+    """MLflow and BentoML default to throwaway stores for the whole session."""
+    d = tmp_path_factory.mktemp("stores")
+    new = {"MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}", "BENTOML_HOME": str(d / "bentoml"),
+           "BENTOML_DO_NOT_TRACK": "true"}
+    old = {k: os.environ.get(k) for k in new}
+    os.environ.update(new)
+    os.environ.pop("MLFLOW_RUN_ID", None)   # a session started by `mlflow run` must not log into its run
+    yield d
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module", autouse=True)
+def user_stores_untouched(request: pytest.FixtureRequest):
+    """Fails the module whose tests changed the user's mlruns/, mlflow.db, data/ or logs/."""
+    before = store_snapshot()
+    yield
+    changed = store_changes(before, store_snapshot())
+    if changed:
+        pytest.fail(f"{request.node.nodeid} wrote into the project's own stores (tests must use temporary "
+                    f"folders: a tmp MLFLOW_TRACKING_URI, BENTOML_HOME, work dir):\n" + "\n".join(changed),
+                    pytrace=False)
 
 
 def free_port() -> int:
@@ -33,6 +108,22 @@ def small_world() -> Path:
     import yaml
     cfg = yaml.safe_load(SMALL_CONFIG.read_text())
     return (REPO / cfg["world"]["dir"]).resolve()
+
+
+@pytest.fixture
+def experiment_config(tmp_path: Path):
+    """`make(**changes)` -> a copy of the experiment's YAML whose work dir is under tmp_path
+    (the default, data/experiments/, is the user's): what a test passes as `--arms`."""
+    import yaml
+
+    def make(**changes) -> Path:
+        cfg = yaml.safe_load((REPO / "training" / "config" / "experiment.yml").read_text())
+        cfg["workdir"] = str(tmp_path / "experiments")
+        cfg.update(changes)
+        path = tmp_path / "experiment.yml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return path
+    return make
 
 
 @pytest.fixture(scope="session")

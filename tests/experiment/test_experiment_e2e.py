@@ -48,12 +48,13 @@ def _champion(client: MlflowClient, name: str = tracking.MODEL_NAME) -> str | No
         return None
 
 
-def test_quick_experiment_over_http(small_world, repo, tmp_path):
+def test_quick_experiment_over_http(small_world, repo, tmp_path, experiment_config):
     env, uri = _env(tmp_path)
     exp_id = _experiment(uri, tmp_path, "e2e")
+    arms = experiment_config()          # the default config, its work dir in tmp_path
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
     proc = subprocess.run([mlflow_bin, "run", str(repo), "-e", "experiment", "--env-manager", "local",
-                           "--experiment-id", exp_id, "-P", "quick=true"],
+                           "--experiment-id", exp_id, "-P", "quick=true", "-P", f"arms={arms}"],
                           cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -151,7 +152,7 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path):
     assert parent.data.tags["promotion_rule"] == promotion.rule(cfg["promotion"])
 
     # the same experiment in-process: the same table, up to the latency rows and columns
-    proc = subprocess.run([sys.executable, "-m", "training.experiment", "--quick", "--in-process"],
+    proc = subprocess.run([sys.executable, "-m", "training.experiment", "--quick", "--in-process", "--arms", str(arms)],
                           cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (inproc,) = [r for r in client.search_runs([client.get_experiment_by_name(E.EXPERIMENT).experiment_id])
@@ -169,13 +170,11 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path):
                                   other_f[~other_f["metric"].isin(A.LATENCY_METRICS)].reset_index(drop=True))
 
 
-def test_missing_model_alias_fails_clearly_and_promotes_nothing(small_world, repo, tmp_path):
+def test_missing_model_alias_fails_clearly_and_promotes_nothing(small_world, repo, tmp_path, experiment_config):
     env, uri = _env(tmp_path)
     _experiment(uri, tmp_path, E.EXPERIMENT)
-    cfg = yaml.safe_load((repo / settings.DEFAULT_CONFIG).read_text())
-    cfg["models"]["control"] = {"ref": "no-such-alias"}
-    bad = tmp_path / "experiment.yml"
-    bad.write_text(yaml.safe_dump(cfg))
+    models = yaml.safe_load((repo / settings.DEFAULT_CONFIG).read_text())["models"]
+    bad = experiment_config(models={**models, "control": {"ref": "no-such-alias"}})
     proc = subprocess.run([sys.executable, "-m", "training.experiment", "--arms", str(bad), "--quick",
                            "--in-process"], cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 2

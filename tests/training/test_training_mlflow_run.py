@@ -15,12 +15,21 @@ from mlflow import MlflowClient
 pytestmark = pytest.mark.slow
 
 SMALL = "sim/config/small.yml"
+EXPERIMENT = "botify-tests"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def experiment(mlflow_store):
+    """The runs' experiment, its artifacts in the throwaway store: MLflow's Default
+    experiment would put them in ./mlruns of the working directory, the user's."""
+    MlflowClient().create_experiment(EXPERIMENT, artifact_location=(mlflow_store / "artifacts").as_uri())
 
 
 def mlflow_run(repo: Path, entry: str, **params) -> subprocess.CompletedProcess:
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    cmd = [str(Path(bin_dir) / "mlflow"), "run", ".", "-e", entry, "--env-manager", "local"]
+    cmd = [str(Path(bin_dir) / "mlflow"), "run", ".", "-e", entry, "--env-manager", "local",
+           "--experiment-name", EXPERIMENT]
     for k, v in params.items():
         cmd += ["-P", f"{k}={v}"]
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
@@ -40,12 +49,14 @@ def runs(entry: str):
 
 
 @pytest.fixture(scope="module")
-def collected(repo, small_world):
+def collected(repo, small_world, tmp_path_factory):
     proc = mlflow_run(repo, "world", config=SMALL)
     assert json.loads([l for l in proc.stdout.splitlines() if l.startswith("{")][-1])["tracks"] > 0
-    http = last_json(mlflow_run(repo, "collect", sim_config=SMALL, episodes=40, seed=5))
+    out = tmp_path_factory.mktemp("collect")
+    http = last_json(mlflow_run(repo, "collect", sim_config=SMALL, episodes=40, seed=5, out=out))
     inproc = last_json(mlflow_run(repo, "collect", sim_config=SMALL, episodes=300, seed=6,
-                                  in_process="true"))
+                                  in_process="true", out=out))
+    assert Path(http["log"]).is_relative_to(out) and Path(inproc["log"]).is_relative_to(out)
     return http, inproc
 
 
