@@ -35,8 +35,10 @@ world-small: setup
 test: setup redis world-small
 	$(BIN)/python -m pytest -q tests
 
+# exec: `kill <make's pid>` reaches `mlflow run` (make passes SIGTERM to its child; a shell
+# in between would die of it and leave the job running)
 experiment: setup
-	$(BIN)/mlflow run . -e experiment --env-manager local --experiment-name botify-experiment $(ARGS)
+	exec $(BIN)/mlflow run . -e experiment --env-manager local --experiment-name botify-experiment $(ARGS)
 
 # the daily loop: cold start, then 7 A/B days, each promoting its winner (ARGS="-P days=3", "-P quick=true")
 loop: setup

@@ -32,8 +32,11 @@ DEFAULTS = REPO / "training" / "config" / "collect.yml"
 
 def collect(sim_config: str, service_config: str, episodes: int, seed: int, days: int = 1,
             in_process: bool = False, workers: int = 1, out_root: str | Path = "logs/collect",
-            run_name: str = "collect", stream: bool = True) -> dict:
+            run_name: str = "collect", stream: bool = True, rerun: str = "`mlflow run . -e collect`") -> dict:
     """Play `days` x `episodes` against the service and log the event log; returns a summary.
+
+    `rerun` is the command that makes this log again, named if it is missing or empty
+    afterwards (a pipeline's day is re-run by the pipeline, not by `-e collect`).
 
     Logs into a step run (`tracking.step_run`): the child of a pipeline's run, or a run of
     its own when called alone. `stream` shows the simulator's output as it plays.
@@ -61,7 +64,7 @@ def collect(sim_config: str, service_config: str, episodes: int, seed: int, days
                       stream=stream)
         seconds = time.perf_counter() - t0
         stats = root / "episodes.csv"
-        events = read_events(log_dir)
+        events = read_events(log_dir, remedy=f"its service wrote no log there; run it again: {rerun}")
         digest = log_digest(log_dir)
         sessions = sessionize(events)
         ds_df = events.assign(experiments=[json.dumps(e, sort_keys=True) for e in events["experiments"]])
@@ -107,4 +110,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from training.lifecycle import run_entry_point
+    sys.exit(run_entry_point("collect", main))  # cancellable: see training/lifecycle.py

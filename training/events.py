@@ -26,7 +26,13 @@ class EventLogError(ValueError):
     """The event log is missing, empty or malformed; the message names the file and fix."""
 
 
-def log_files(path: str | Path) -> list[Path]:
+# How to get a log when there is none: a person reading a log of their own collects one; a
+# job reading the log its own service just wrote passes `remedy`, the command that runs
+# that step again (a missing day-2 log is not fixed by `-e collect`).
+COLLECT_REMEDY = "run `mlflow run . -e collect` to make one"
+
+
+def log_files(path: str | Path, remedy: str = COLLECT_REMEDY) -> list[Path]:
     """The files of a log in write order: per worker, oldest rotation first.
 
     Rotation renames the live file to `.1` and shifts older ones up, so `.N` is older
@@ -38,7 +44,7 @@ def log_files(path: str | Path) -> list[Path]:
         return [p]
     if not p.exists():
         raise EventLogError(f"event log {p} does not exist: pass a log file or the service's "
-                            f"event_log.dir (run `mlflow run . -e collect` to make one)")
+                            f"event_log.dir ({remedy})")
     found: list[tuple[str, int, Path]] = []
     for f in p.iterdir():
         if not f.is_file() or not f.name.startswith("events-"):
@@ -49,7 +55,7 @@ def log_files(path: str | Path) -> list[Path]:
         found.append((m.group("base"), int(m.group("n") or 0), f))
     if not found:
         raise EventLogError(f"no events-*.jsonl files in {p}: is this the service's "
-                            f"event_log.dir? (run `mlflow run . -e collect` to make a log)")
+                            f"event_log.dir? ({remedy})")
     found.sort(key=lambda x: (x[0], -x[1]))
     return [f for _, _, f in found]
 
@@ -81,19 +87,18 @@ def _parse(files: Iterable[Path]) -> list[dict]:
     return rows
 
 
-def read_events(path: str | Path) -> pd.DataFrame:
+def read_events(path: str | Path, remedy: str = COLLECT_REMEDY) -> pd.DataFrame:
     """All events of a log file or folder, ordered by timestamp (stable).
 
     Columns: message, timestamp (int ms), user, track (int), time, latency (float),
     recommendation (nullable Int64), propensity (float, NaN if not logged), experiments
     (dict per row, {} if absent).
-    Raises EventLogError for a missing, empty or malformed log.
+    Raises EventLogError for a missing, empty or malformed log; `remedy` is its fix.
     """
-    files = log_files(path)
+    files = log_files(path, remedy)
     rows = _parse(files)
     if not rows:
-        raise EventLogError(f"event log {path} is empty ({len(files)} file(s), no events): "
-                            f"collect some traffic first (`mlflow run . -e collect`)")
+        raise EventLogError(f"event log {path} is empty ({len(files)} file(s), no events): {remedy}")
     try:
         df = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
         df["message"] = df["message"].astype(str)

@@ -19,12 +19,16 @@
 Any failure (service does not start, port taken, simulator loses the service, log empty
 or truncated, model alias missing) stops the run with a message saying what and what to
 do, leaves no process behind (the service runs in a context manager) and promotes nothing.
+A cancel (Ctrl-C, SIGTERM to this process, to `mlflow run` or to make) stops the service
+and the simulator within seconds, marks the run KILLED and promotes nothing; after any
+failure the job checks that no process it started is left (`training.lifecycle`).
+The promotion itself is serialised across runs and atomic with what it deploys
+(`training.promotion.commit`).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -37,13 +41,15 @@ import pandas as pd
 import yaml
 
 from training import analysis as A
+from training import lifecycle
+from training import promotion
 from training import report as R
 from training import tracking
 from training.errors import JobError
 from training.play import (SIM_HINT, START_HINT, calibrate, check_log, play_day,
                            write_service_config)
 from training.references import load_references
-from training.promotion import decide, deploy, promote, rule
+from training.promotion import decide, rule
 from training.settings import DEFAULT_CONFIG, load_settings, registered_name, repo_path
 from training.simconfig import session_cap, world_dir
 
@@ -187,7 +193,10 @@ def run(cfg: dict, *, in_process: bool = False, port: int = 0) -> dict:
         try:
             return _pipeline(cfg, parent.info.run_id, in_process=in_process, port=port, t_start=t_start)
         except BaseException as e:
-            mlflow.set_tags({"promotion": "not promoted", "promotion_reason": f"run failed: {str(e)[:4000]}"})
+            # (a cancel that lands after a committed promotion must not relabel it)
+            if mlflow.get_run(parent.info.run_id).data.tags.get("promotion") != "promoted":
+                how = "stopped" if isinstance(e, lifecycle.Cancelled) else "failed"
+                mlflow.set_tags({"promotion": "not promoted", "promotion_reason": f"run {how}: {str(e)[:4000]}"})
             raise
 
 
@@ -210,6 +219,9 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
                 "model.registered_name": registered_name(cfg),
                 "model.control": json.dumps(cfg["models"]["control"]),
                 "model.treatment": json.dumps(cfg["models"]["treatment"])})
+    # what `@champion` names now: the promotion only replaces this (see promotion.commit)
+    champion_at_start = promotion.champion_version(registered_name(cfg))
+    log_params({"champion_at_start": champion_at_start or "none"})
     mlflow.set_tag("promotion", "pending")
     resolved = work / "experiment.yml"
     resolved.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -231,14 +243,16 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
     from training.collect import collect
     from training.events import read_events
     base = yaml.safe_load(repo_path(cfg["collect"]["service_config"]).read_text())
+    rerun = rerun_command(cfg, in_process)
     try:
         got = collect(str(repo_path(cfg["world"])), str(repo_path(cfg["collect"]["service_config"])), ep1, seed,
                       days=1, in_process=in_process, out_root=work / "day1", run_name="collect-day1",
-                      stream=False)
+                      stream=False, rerun=f"the experiment, {rerun}")
     except JobError as e:
         raise JobError(f"day 1 (collect) failed: {e}") from None
     d1_logs = Path(got["log"])
-    day1 = read_events(d1_logs)
+    day1 = read_events(d1_logs, remedy=f"day 1's service wrote it there; was it deleted while the run "
+                                       f"ran? run the experiment again: {rerun}")
     check_log(day1, pd.read_csv(got["stats"]), d1_logs)
     timings["day1_seconds"] = time.perf_counter() - t0
     print(f"[day1] {len(day1)} events from {ep1} episodes ({timings['day1_seconds']:.0f}s)", flush=True)
@@ -267,7 +281,8 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
                                 seed=int(ab.get("seed", 42)), recommenders=recs,
                                 experiments=[{"name": ab["name"], "arms": dict(ab["arms"])}])
     stats2 = play_day(svc2, cfg["world"], ep2, seed + 1, d2, in_process, port)
-    day2 = read_events(d2 / "logs")
+    day2 = read_events(d2 / "logs", remedy=f"day 2's service wrote it there; was it deleted while the run "
+                                            f"ran? run the experiment again: {rerun}")
     check_log(day2, stats2, d2 / "logs")
     timings["day2_seconds"] = time.perf_counter() - t0
     # The references on day 2's own sessions (same world, seed and episodes): the Oracle's
@@ -319,21 +334,23 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
         f"{len(day2)} events, {len(users)} users",
         f"Control model: `{model_name}` v{models['control'].version} ({model_summary(cfg['models']['control'])}); "
         f"treatment model: v{treatment_v} ({model_summary(cfg['models']['treatment'])})",
-        f"Command: `mlflow run . -e experiment --env-manager local"
-        f"{' -P quick=true' if cfg['quick'] else ''}{' -P in_process=true' if in_process else ''}`; "
-        f"MLflow run `{run_id}`",
+        f"Command: {rerun_command(cfg, in_process)}; MLflow run `{run_id}`",
     ]
     headline = table[(table["control"] != "C") & (table["metric"] == primary)]
-    rep = R.write_report(out / "report.md", table=table, plot=plot,
-                         arms={a: table_label(ab, a) for a in ab["arms"]}, primary_metric=primary,
-                         headroom=head, means=means, oracle_mean=oracle[primary], decision=decision,
-                         details=details, srm=srm, headline=headline, idea=cfg.get("idea"),
-                         factorial=factorial, factorial_plot=fplot, promotion_rule=promotion_rule,
-                         capped=dict(zip(capped["name"], capped["capped_share"])), oracle_capped=oracle_capped,
-                         max_steps=max_steps,
-                         references={name: (m, reference_head[name], refs[rid].capped)
-                                     for rid, name in REFERENCE_LABELS.items() if rid in refs
-                                     for m in [reference_means[name]]})
+
+    def write_report(decision: str) -> Path:
+        return R.write_report(out / "report.md", table=table, plot=plot,
+                              arms={a: table_label(ab, a) for a in ab["arms"]}, primary_metric=primary,
+                              headroom=head, means=means, oracle_mean=oracle[primary], decision=decision,
+                              details=details, srm=srm, headline=headline, idea=cfg.get("idea"),
+                              factorial=factorial, factorial_plot=fplot, promotion_rule=promotion_rule,
+                              capped=dict(zip(capped["name"], capped["capped_share"])), oracle_capped=oracle_capped,
+                              max_steps=max_steps,
+                              references={name: (m, reference_head[name], refs[rid].capped)
+                                          for rid, name in REFERENCE_LABELS.items() if rid in refs
+                                          for m in [reference_means[name]]})
+
+    rep = write_report(decision)
 
     # 6. log
     counts = arms.value_counts()
@@ -359,15 +376,21 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
     log_path(work / "references", "references")
     log_path(d2 / "episodes.csv", "day2")
 
-    # 7. promotion: the last step, only reached when everything above succeeded
+    # 7. promotion: the last step, only reached when everything above succeeded; under the
+    # promotion lock, only if `@champion` has not moved since the run started, the export
+    # first and the alias last (all or nothing), never once the run is cancelled
     if ok:
-        # the export first: if it fails, the alias is not moved either
-        deployed = deploy(cfg["promotion"].get("deploy") or {}, {r: m.version for r, m in models.items()},
-                          model_name, i2i={r: m.i2i for r, m in models.items()})
-        promote(treatment_v, model_name)
-        mlflow.set_tags({"promotion": "promoted", "promoted_version": treatment_v,
-                         "deployed": json.dumps(deployed)})
-    else:
+        def record(done: promotion.Commit) -> None:   # inside the commit: a cancel cannot split them
+            mlflow.set_tags({"promotion": "promoted", "promoted_version": treatment_v, "promotion_reason": decision,
+                             "deployed": json.dumps(done.deployed)})
+
+        done = promotion.commit(treatment_v, model_name, champion_at_start, cfg["promotion"].get("deploy") or {},
+                                {r: m.version for r, m in models.items()}, i2i={r: m.i2i for r, m in models.items()},
+                                record=record)
+        if not done.promoted:   # the table said yes, the registry moved meanwhile (or a cancel came): say so everywhere
+            ok, decision = False, f"{done.reason} (the table alone: {reason}); `@{tracking.CHAMPION}` unchanged"
+            log_path(write_report(decision), "report")
+    if not ok:
         mlflow.set_tag("promotion", "not promoted")
     mlflow.set_tags({"promotion_reason": decision, "promotion_rule": promotion_rule})
     timings["total_seconds"] = time.perf_counter() - t_start
@@ -394,6 +417,13 @@ def _pipeline(cfg: dict, run_id: str, *, in_process: bool, port: int, t_start: f
     return summary
 
 
+def rerun_command(cfg: dict, in_process: bool) -> str:
+    """The command that runs this experiment again, for the report and for error messages."""
+    args = "" if Path(cfg["config_path"]) == repo_path(DEFAULT_CONFIG) else f" -P arms={cfg['config_path']}"
+    args += (" -P quick=true" if cfg["quick"] else "") + (" -P in_process=true" if in_process else "")
+    return f"`mlflow run . -e experiment --env-manager local{args}`"
+
+
 def model_summary(spec: dict) -> str:
     """The few hyper-parameters a reader compares between the two models."""
     if spec.get("ref"):
@@ -409,17 +439,6 @@ def table_label(ab: dict, arm: str) -> str:
     return ab.get("labels", {}).get(rec, rec)
 
 
-class Terminated(SystemExit):
-    """SIGTERM, raised where the run was, so every `finally` and context manager runs."""
-
-    def __str__(self) -> str:
-        return "stopped by SIGTERM"
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arms", "--config", dest="config", default=DEFAULT_CONFIG,
@@ -433,9 +452,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="play through the in-process agent instead of HTTP")
     ap.add_argument("--port", type=int, default=0, help="service port (0: a free one)")
     args = ap.parse_args(argv)
-    # `mlflow run` and service managers stop a job with SIGTERM: turn it into an exception so
-    # the service's context manager stops its process group and the run is marked FAILED.
-    signal.signal(signal.SIGTERM, _terminate)
     try:
         cfg = load_settings(args.config, quick=args.quick, episodes=args.episodes, seed=args.seed, world=args.world)
         run(cfg, in_process=args.in_process, port=args.port)
@@ -450,4 +466,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # a cancel stops the service and the simulator, marks the run KILLED, promotes nothing
+    sys.exit(lifecycle.run_entry_point("experiment", main))

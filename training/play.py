@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from service import procs
 from training.errors import JobError
 from training.settings import REPO, repo_path
 
@@ -57,15 +58,18 @@ def run_command(cmd: list[str], what: str, log: Path | None, hint: str) -> None:
     """Run a command to completion; fail with a message naming it, its tail and a hint.
 
     `log` None streams the output to ours (a person watching `collect`); a path keeps it in
-    that file (a pipeline's day), and a failure quotes its last lines.
+    that file (a pipeline's day), and a failure quotes its last lines. The command dies
+    with us (PR_SET_PDEATHSIG), even if we are SIGKILLed; on a cancel `subprocess.run`
+    kills it before the exception leaves.
     """
+    die_with_us = procs.child_preexec()
     if log is None:
-        proc = subprocess.run(cmd, cwd=REPO)
+        proc = subprocess.run(cmd, cwd=REPO, preexec_fn=die_with_us)
         tail = "(its output is above)"
     else:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as fh:
-            proc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+            proc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=die_with_us)
         tail = f"last output ({log}):\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
     if proc.returncode != 0:
         raise JobError(f"{what} failed (exit {proc.returncode}): {hint}\ncommand: {' '.join(cmd)}\n{tail}")

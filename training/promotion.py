@@ -9,7 +9,13 @@ against the report.
 """
 from __future__ import annotations
 
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pandas as pd
 
@@ -94,3 +100,153 @@ def promote(version: str, name: str = tracking.MODEL_NAME) -> None:
     """Move `@champion` to `version`: the last act of a promotion, after its deploy."""
     from mlflow import MlflowClient
     MlflowClient().set_registered_model_alias(name, tracking.CHAMPION, version)
+
+
+# --------------------------------------------------------------------------- the commit
+# Two runs may finish at once (two terminals, a scheduler): without a lock both read
+# `@champion`, both deploy, and the models served can belong to one version while the alias
+# names the other. The commit below is serialised by an exclusive lock beside the tracking
+# store and is atomic with what it deploys: deploy first, the alias last, and on any
+# failure the BentoML models it created are deleted again (`NAME:latest` is then what it
+# was), so the alias never names a version other than the one served.
+
+LOCK_FILE = "promotion.lock"
+
+
+def champion_version(name: str = tracking.MODEL_NAME) -> str | None:
+    """The version `@champion` names now, or None (no champion yet, or no such model)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, tracking.CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def lock_path() -> Path:
+    """Beside the tracking store: the sqlite file's folder (`mlruns/` for the project's
+    store), so every run that writes to one store takes the same lock. A remote store
+    (http://, postgresql://) gets this checkout's `mlruns/`: serialised on this machine only."""
+    import mlflow
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).parent / LOCK_FILE
+    if uri.startswith("file://"):   # the file store: a folder
+        return Path(uri[len("file://"):]) / LOCK_FILE
+    if "://" not in uri:
+        return Path(uri) / LOCK_FILE
+    return tracking.MLRUNS / LOCK_FILE
+
+
+@contextmanager
+def promotion_lock(path: Path | None = None, timeout: float = 600.0) -> Iterator[Path]:
+    """Hold the promotion lock (an exclusive `flock`): the kernel drops it when the holder
+    exits, however it dies, so a killed run never leaves it stuck. Waits up to `timeout`."""
+    path = Path(path) if path else lock_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                if time.monotonic() > deadline:
+                    raise JobError(f"not promoted: another run (pid {holder}) held the promotion lock {path} "
+                                   f"for over {timeout:.0f}s; if it is stuck, stop it, then run again") from None
+                if not said:
+                    print(f"[promotion] waiting for another run's promotion (pid {holder}, lock {path})",
+                          flush=True)
+                    said = True
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)   # releases the lock
+
+
+@dataclass
+class Commit:
+    promoted: bool
+    reason: str                     # why not, when not promoted
+    deployed: dict[str, str] = field(default_factory=dict)   # role -> BentoML tag
+    champion_before: str | None = None
+
+
+def _bento_tags(targets: dict[str, str]) -> set[str]:
+    """Every version the BentoML store holds of the deploy targets' models."""
+    import bentoml
+    tags: set[str] = set()
+    for target in targets.values():
+        try:
+            tags |= {str(m.tag) for m in bentoml.models.list(target)}
+        except bentoml.exceptions.NotFound:
+            pass
+    return tags
+
+
+def _undeploy(targets: dict[str, str], before: set[str]) -> None:
+    """Delete what a failed commit exported, so each target's `:latest` is what it was."""
+    import bentoml
+    for tag in sorted(_bento_tags(targets) - before):
+        bentoml.models.delete(tag)
+
+
+def commit(version: str, name: str, expected_champion: str | None, targets: dict[str, str],
+           versions: dict[str, str], i2i: dict[str, Path] | None = None,
+           record: Callable[[Commit], None] | None = None) -> Commit:
+    """Promote `version` of `name` if `@champion` still names `expected_champion` (what it
+    named when the run started: the run never compared itself with a champion promoted
+    meanwhile, so it must not replace it). Under the lock: check, deploy (`deploy`:
+    `targets`, `versions`, `i2i`), move the alias, `record` (the caller writing down that
+    it promoted); any failure undoes all of it.
+
+    A cancel that arrives from the check on is held back until the commit and its record
+    are done (`lifecycle.uninterrupted`), so it lands before the commit (nothing promoted)
+    or after it, never between deploy and alias.
+    """
+    from training import lifecycle
+    with promotion_lock():
+        now = champion_version(name)
+        if now != expected_champion:
+            return Commit(False, f"not promoted: `@{tracking.CHAMPION}` of `{name}` moved from "
+                                 f"{_version(expected_champion)} to {_version(now)} while this run ran "
+                                 f"(another run promoted it) and this run was never compared with it; "
+                                 f"run the experiment again", champion_before=now)
+        with lifecycle.uninterrupted():
+            if lifecycle.stop_pending():   # cancelled: acted on as soon as the block ends
+                return Commit(False, "not promoted: the run was cancelled", champion_before=now)
+            before, moved = (_bento_tags(targets) if targets else set()), False
+            try:
+                deployed = deploy(targets, versions, name, i2i=i2i) if targets else {}
+                promote(version, name)
+                moved = True
+                done = Commit(True, "", deployed, champion_before=now)
+                if record is not None:
+                    record(done)
+            except BaseException:   # all or nothing: the alias back where it was, then the models
+                try:
+                    if moved:
+                        _reset_champion(name, now)
+                finally:
+                    if targets:
+                        _undeploy(targets, before)
+                raise
+        return done
+
+
+def _reset_champion(name: str, version: str | None) -> None:
+    from mlflow import MlflowClient
+    client = MlflowClient()
+    if version is None:
+        client.delete_registered_model_alias(name, tracking.CHAMPION)
+    else:
+        client.set_registered_model_alias(name, tracking.CHAMPION, version)
+
+
+def _version(v: str | None) -> str:
+    return f"version {v}" if v else "no champion"

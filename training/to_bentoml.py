@@ -118,4 +118,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from training.lifecycle import run_entry_point
+    sys.exit(run_entry_point("to_bentoml", main))  # cancellable: see training/lifecycle.py

@@ -271,4 +271,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from training.lifecycle import run_entry_point
+    sys.exit(run_entry_point("train", main))  # cancellable: see training/lifecycle.py

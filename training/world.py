@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from service import procs
 from training import tracking
 from training.simconfig import REPO, world_dir
 
@@ -19,7 +20,7 @@ def ensure_world(sim_config: str, force: bool = False) -> dict:
     """Make sure the world exists; returns its public world.json."""
     cmd = [sys.executable, "-m", "sim.world", "--config", str(sim_config)] + (["--force"] if force else [])
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO)
+    proc = subprocess.run(cmd, cwd=REPO, preexec_fn=procs.child_preexec())  # dies with us
     if proc.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd[1:])}` failed with code {proc.returncode}; see its output above")
     meta = world_dir(sim_config) / "public" / "world.json"
@@ -54,4 +55,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from training.lifecycle import run_entry_point
+    sys.exit(run_entry_point("world", main))  # cancellable: see training/lifecycle.py
