@@ -50,11 +50,13 @@ class ServiceProcess:
     """`bentoml serve service.service:Botify --port P --host H` with BOTIFY_CONFIG, ready on enter,
     stopped on exit with every process it started (SIGTERM, SIGKILL after `stop_timeout`).
 
-    `stop_timeout` is short (5 s) because a cancelled job must be gone within seconds; a
-    healthy BentoML server stops in well under one (measured ~0.8 s)."""
+    Leaving the block normally waits up to `stop_timeout` for BentoML's orderly shutdown (a
+    healthy server takes well under a second, ~0.8 s measured); leaving it by an exception
+    (a failed day, a cancelled job, which must be gone within seconds) waits `abort_timeout`."""
 
     def __init__(self, config: str, port: int | None = None, workers: int = 1, env: dict | None = None,
-                 cwd: str | Path | None = None, start_timeout: float = 90.0, stop_timeout: float = 5.0,
+                 cwd: str | Path | None = None, start_timeout: float = 90.0, stop_timeout: float = 20.0,
+                 abort_timeout: float = 3.0,
                  target: str = "service.service:Botify", host: str = "127.0.0.1") -> None:
         self.config = str(config)
         self.port = port or free_port()
@@ -63,6 +65,7 @@ class ServiceProcess:
         self.cwd = Path(cwd) if cwd else REPO
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
+        self.abort_timeout = abort_timeout
         self.target = target
         self.host = host  # the address it binds; loopback unless told otherwise
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{self.port}"
@@ -76,7 +79,7 @@ class ServiceProcess:
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
+        self.stop(self.stop_timeout if et is None else self.abort_timeout)
 
     def start(self) -> None:
         if port_in_use(self.port):
@@ -123,13 +126,14 @@ class ServiceProcess:
             return []
         return procs.marked(procs.SERVICE_ENV, self.marker)
 
-    def stop(self) -> list[procs.Proc]:
+    def stop(self, timeout: float | None = None) -> list[procs.Proc]:
         """Stop the server and everything it started; returns the processes that outlived
         the arbiter (and were then killed), also kept in `.strays`; a healthy stop returns [].
 
         The arbiter gets SIGTERM first, so BentoML shuts its workers down in order (their
-        event logs closed); whatever still carries this service's marker afterwards (a
-        worker orphaned by a crashed arbiter, one that ignored the shutdown) is stopped too.
+        event logs closed), SIGKILL after `timeout` (default `stop_timeout`); whatever still
+        carries this service's marker afterwards (a worker orphaned by a crashed arbiter, one
+        that ignored the shutdown) is stopped too.
         """
         if self.proc is None:
             return []
@@ -139,7 +143,7 @@ class ServiceProcess:
             except ProcessLookupError:
                 pass
             try:
-                self.proc.wait(timeout=self.stop_timeout)
+                self.proc.wait(timeout=self.stop_timeout if timeout is None else timeout)
             except subprocess.TimeoutExpired:
                 try:
                     os.killpg(self.proc.pid, signal.SIGKILL)

@@ -61,11 +61,17 @@ class Job:
         self.raised = False
 
     def start(self) -> "Job":
+        """Take over the stop signals (a SIGHUP that `nohup` ignores stays ignored), mark the
+        environment, and, under `mlflow run` (it hands us MLFLOW_RUN_ID), die with the launcher:
+        a job started from a shell is stopped by signalling it, and must survive the shell
+        that `nohup` started it from."""
         global _current
-        procs.die_with_parent(signal.SIGTERM)
+        if os.environ.get("MLFLOW_RUN_ID"):
+            procs.die_with_parent(signal.SIGTERM)
         self.marker = procs.new_marker(procs.JOB_ENV)
         for sig in STOP_SIGNALS:
-            signal.signal(sig, self._on_signal)
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, self._on_signal)
         _current = self
         return self
 
@@ -109,7 +115,12 @@ class Job:
     def mark_killed(self) -> list[str]:
         """Mark this job's MLflow runs KILLED: its own run (the one `mlflow run` handed it, or
         the last it ran) and its steps' runs that ended when the cancel came (MLflow's own
-        context managers end a run FAILED on any exception). Returns the run ids marked."""
+        context managers end a run FAILED on any exception); tag its run `botify.cancelled`
+        with the signal. Returns the run ids marked.
+
+        (When `mlflow run` itself caught a Ctrl-C, it marks the run FAILED after we exit:
+        MLflow 3.17's `_maybe_set_run_terminated` compares the run's status string with
+        integer codes, so it never sees KILLED as final. The tag still says what happened.)"""
         import mlflow
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
@@ -122,6 +133,8 @@ class Job:
             if not rid:
                 return []
             run = client.get_run(rid)
+            if self.cancelled is not None:
+                client.set_tag(rid, "botify.cancelled", signal.Signals(self.cancelled.signum).name)
             runs = [run] + client.search_runs([run.info.experiment_id],
                                               f"tags.`mlflow.parentRunId` = '{rid}'", max_results=1000)
             marked = []

@@ -89,3 +89,20 @@ def test_propensity_is_read_and_missing_means_unknown(tmp_path):
     df = read_events(write(tmp_path / "events-0.jsonl", rows))
     assert df["propensity"].iloc[0] == 0.25
     assert df["propensity"].iloc[1:].isna().all()
+
+
+def test_a_jobs_own_missing_log_names_the_jobs_command(tmp_path):
+    """The experiment's day-2 log gone (deleted mid-run): the fix is running the experiment
+    again, not `-e collect`, which the message used to suggest."""
+    from training import experiment, settings
+    cfg = settings.load_settings(settings.DEFAULT_CONFIG, quick=True)
+    rerun = experiment.rerun_command(cfg, in_process=False)
+    assert rerun == "`mlflow run . -e experiment --env-manager local -P quick=true`"
+    remedy = f"day 2's service wrote it there; run the experiment again: {rerun}"
+    for path in (tmp_path / "gone", tmp_path):
+        with pytest.raises(EventLogError) as err:
+            read_events(path, remedy=remedy)
+        assert rerun in str(err.value) and "-e collect" not in str(err.value)
+    (tmp_path / "events-w1-1.jsonl").write_text("")
+    with pytest.raises(EventLogError, match="is empty.*-e experiment"):
+        read_events(tmp_path, remedy=remedy)
