@@ -51,10 +51,10 @@ def _champion(client: MlflowClient, name: str = tracking.MODEL_NAME) -> str | No
 def test_quick_experiment_over_http(small_world, repo, tmp_path, experiment_config):
     env, uri = _env(tmp_path)
     exp_id = _experiment(uri, tmp_path, "e2e")
-    arms = experiment_config()          # the default config, its work dir in tmp_path
+    arms_yml = experiment_config()      # the default config, its work dir in tmp_path
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
     proc = subprocess.run([mlflow_bin, "run", str(repo), "-e", "experiment", "--env-manager", "local",
-                           "--experiment-id", exp_id, "-P", "quick=true", "-P", f"arms={arms}"],
+                           "--experiment-id", exp_id, "-P", "quick=true", "-P", f"arms={arms_yml}"],
                           cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -152,7 +152,7 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path, experiment_conf
     assert parent.data.tags["promotion_rule"] == promotion.rule(cfg["promotion"])
 
     # the same experiment in-process: the same table, up to the latency rows and columns
-    proc = subprocess.run([sys.executable, "-m", "training.experiment", "--quick", "--in-process", "--arms", str(arms)],
+    proc = subprocess.run([sys.executable, "-m", "training.experiment", "--quick", "--in-process", "--arms", str(arms_yml)],
                           cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (inproc,) = [r for r in client.search_runs([client.get_experiment_by_name(E.EXPERIMENT).experiment_id])

@@ -21,8 +21,14 @@ EXPERIMENT = "botify-tests"
 @pytest.fixture(scope="module", autouse=True)
 def experiment(mlflow_store):
     """The runs' experiment, its artifacts in the throwaway store: MLflow's Default
-    experiment would put them in ./mlruns of the working directory, the user's."""
+    experiment would put them in ./mlruns of the working directory, the user's. (MLflow's
+    process-wide URI is pointed at this module's store, where the runs go: an earlier
+    module may have left it on its own.)"""
+    import mlflow
+    from training import tracking
+    tracking.setup()
     MlflowClient().create_experiment(EXPERIMENT, artifact_location=(mlflow_store / "artifacts").as_uri())
+    assert mlflow.get_tracking_uri() == os.environ["MLFLOW_TRACKING_URI"]
 
 
 def mlflow_run(repo: Path, entry: str, **params) -> subprocess.CompletedProcess:
