@@ -26,11 +26,35 @@ def empty_store(tmp_path_factory) -> Path:
     return db
 
 
+# What `promotion.deploy` does, minus loading a real model: export each role's lists into
+# the BentoML model its target names, labelled with the registry version it came from.
+FAKE_DEPLOY = """
+def fake_deploy(targets, versions, name, i2i=None):
+    import os, shutil, bentoml
+    out = {}
+    for role, target in targets.items():
+        if str(versions[role]) == "fail":
+            raise RuntimeError("export failed")
+        with bentoml.models.create(target, labels={"mlflow_version": str(versions[role])}) as m:
+            shutil.copy(i2i[role], os.path.join(m.path, "i2i.jsonl"))
+        out[role] = str(m.tag)
+    return out
+"""
+exec(FAKE_DEPLOY)
+
+
+def served(target: str) -> str:
+    """The registry version the service would load as `target:latest`."""
+    import bentoml
+    return bentoml.models.get(f"{target}:latest").info.labels["mlflow_version"]
+
+
 @pytest.fixture
 def registry(tmp_path, monkeypatch, empty_store):
-    """A throwaway store with three versions of NAME, version 1 the champion, and each
-    version's i2i file; the deploy target already holds version 1's lists."""
+    """A throwaway store with three versions of NAME, version 1 the champion and deployed
+    (the BentoML model `target:latest` holds its lists), and each version's i2i file."""
     import shutil
+    import uuid
 
     import mlflow
     from mlflow.tracking._model_registry import utils as registry_utils
@@ -44,6 +68,7 @@ def registry(tmp_path, monkeypatch, empty_store):
     monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    monkeypatch.setattr(promotion, "deploy", fake_deploy)
     client = MlflowClient(uri, uri)
     client.create_registered_model(NAME)
     files = {}
@@ -52,43 +77,45 @@ def registry(tmp_path, monkeypatch, empty_store):
         files[v] = tmp_path / f"i2i-v{v}.jsonl"
         files[v].write_text(f'{{"track": 0, "recommendations": [{v}]}}\n')
     client.set_registered_model_alias(NAME, tracking.CHAMPION, "1")
-    target = tmp_path / "deployed" / "treatment.jsonl"
-    target.parent.mkdir()
-    target.write_text(files["1"].read_text())
+    target = f"botify-test-{uuid.uuid4().hex[:8]}"     # the session's BENTOML_HOME is shared
+    fake_deploy({"treatment": target}, {"treatment": "1"}, NAME, i2i={"treatment": files["1"]})
     return client, files, target, uri
 
 
-RACER = """
+def champion(client) -> str:
+    return str(client.get_model_version_by_alias(NAME, tracking.CHAMPION).version)
+
+
+RACER = FAKE_DEPLOY + """
 import json, os, sys, time
 import mlflow
 from training import promotion
 mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"]); mlflow.set_registry_uri(os.environ["MLFLOW_TRACKING_URI"])
 version, name, target, src, trace = sys.argv[1:6]
-real_deploy = promotion.deploy
 
-def slow_deploy(targets, files):          # a deploy that takes a while: room for the other run to cut in
+def slow_deploy(targets, versions, name, i2i=None):   # room for the other run to cut in
     with open(trace, "a") as fh: fh.write(f"{version} in {time.time()}\\n")
     time.sleep(1.0)
-    out = real_deploy(targets, files)
+    out = fake_deploy(targets, versions, name, i2i)
     with open(trace, "a") as fh: fh.write(f"{version} out {time.time()}\\n")
     return out
 
 promotion.deploy = slow_deploy
 sys.stdout.write("ready\\n"); sys.stdout.flush()
 sys.stdin.readline()                      # both start together
-done = promotion.commit(version, name, "1", {"treatment": target}, {"treatment": src})
+done = promotion.commit(version, name, "1", {"treatment": target}, {"treatment": version}, i2i={"treatment": src})
 print(json.dumps({"version": version, "promoted": done.promoted, "reason": done.reason}))
 """
 
 
 def test_two_concurrent_promotions_serialise_and_the_second_sees_the_first(registry, tmp_path):
     """Both runs started while v1 was champion and both won their A/B test. Without the lock
-    both would deploy and move the alias, interleaved; with it, one commits and the other
+    both would export and move the alias, interleaved; with it, one commits and the other
     finds `@champion` moved and promotes nothing."""
     client, files, target, uri = registry
     trace = tmp_path / "trace.txt"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    racers = [subprocess.Popen([sys.executable, "-c", RACER, v, NAME, str(target), str(files[v]), str(trace)],
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, v, NAME, target, str(files[v]), str(trace)],
                                cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
               for v in ("2", "3")]
     for r in racers:
@@ -98,72 +125,87 @@ def test_two_concurrent_promotions_serialise_and_the_second_sees_the_first(regis
         r.stdin.flush()
     results = []
     for r in racers:
-        out, _ = r.communicate(timeout=60)
+        out, _ = r.communicate(timeout=120)
         assert r.returncode == 0, out
         results.append(json.loads(out.strip().splitlines()[-1]))
     winners = [x for x in results if x["promoted"]]
     losers = [x for x in results if not x["promoted"]]
     assert len(winners) == 1 and len(losers) == 1, results
     assert "moved from version 1 to version " + winners[0]["version"] in losers[0]["reason"]
-    # one deploy at a time, and the alias names the version whose lists are deployed
+    # one export at a time, and the alias names the version the service would load
     events = [line.split() for line in trace.read_text().splitlines()]
-    assert [e[1] for e in events] == ["in", "out"], events      # the loser never deployed
-    champion = str(client.get_model_version_by_alias(NAME, tracking.CHAMPION).version)
-    assert champion == winners[0]["version"]
-    assert target.read_text() == files[champion].read_text()
+    assert [e[1] for e in events] == ["in", "out"], events      # the loser never exported
+    assert champion(client) == winners[0]["version"] == served(target)
 
 
-def test_a_failed_alias_move_puts_the_deployed_files_back(registry, monkeypatch):
+def test_a_failed_alias_move_undoes_the_export(registry, monkeypatch):
     client, files, target, _ = registry
-    new_target = target.with_name("control.jsonl")          # absent before: removed again
 
     def broken(version, name):
         raise RuntimeError("registry unreachable")
     monkeypatch.setattr(promotion, "promote", broken)
     with pytest.raises(RuntimeError, match="unreachable"):
-        promotion.commit("2", NAME, "1", {"treatment": target, "control": new_target},
-                         {"treatment": files["2"], "control": files["3"]})
-    assert target.read_text() == files["1"].read_text()
-    assert not new_target.exists()
-    assert str(client.get_model_version_by_alias(NAME, tracking.CHAMPION).version) == "1"
+        promotion.commit("2", NAME, "1", {"treatment": target}, {"treatment": "2"}, i2i={"treatment": files["2"]})
+    assert served(target) == "1" and champion(client) == "1"
+
+
+def test_an_export_that_fails_half_way_is_undone(registry):
+    """The first role's model is exported, the second's fails: the first is deleted again."""
+    client, files, target, _ = registry
+    other = target + "-control"
+    with pytest.raises(RuntimeError, match="export failed"):
+        promotion.commit("2", NAME, "1", {"treatment": target, "control": other},
+                         {"treatment": "2", "control": "fail"}, i2i={"treatment": files["2"], "control": files["3"]})
+    assert served(target) == "1" and champion(client) == "1"
 
 
 def test_a_commit_replaces_only_the_champion_the_run_started_with(registry):
     client, files, target, _ = registry
-    done = promotion.commit("2", NAME, None, {"treatment": target}, {"treatment": files["2"]})
+    done = promotion.commit("2", NAME, None, {"treatment": target}, {"treatment": "2"}, i2i={"treatment": files["2"]})
     assert not done.promoted and "moved from no champion to version 1" in done.reason
-    assert target.read_text() == files["1"].read_text()
-    done = promotion.commit("2", NAME, "1", {"treatment": target}, {"treatment": files["2"]})
-    assert done.promoted and done.deployed == {"treatment": target}
-    assert str(client.get_model_version_by_alias(NAME, tracking.CHAMPION).version) == "2"
-    assert target.read_text() == files["2"].read_text()
+    assert served(target) == "1"
+    done = promotion.commit("2", NAME, "1", {"treatment": target}, {"treatment": "2"}, i2i={"treatment": files["2"]})
+    assert done.promoted and list(done.deployed) == ["treatment"]
+    assert champion(client) == "2" == served(target)
+
+
+def test_a_failure_to_record_the_promotion_undoes_it(registry):
+    """The caller's record (the run's `promotion` tag) is part of the commit: if it cannot
+    be written, the alias goes back and the export is deleted."""
+    client, files, target, _ = registry
+
+    def record(done):
+        raise OSError("tracking store unreachable")
+    with pytest.raises(OSError, match="unreachable"):
+        promotion.commit("2", NAME, "1", {"treatment": target}, {"treatment": "2"}, i2i={"treatment": files["2"]},
+                         record=record)
+    assert champion(client) == "1" == served(target)
 
 
 def test_a_cancel_during_the_commit_lands_after_it_not_inside_it(registry, tmp_path):
-    """SIGTERM arrives while the files are being deployed: the commit completes (files and
-    alias agree), then the job is cancelled."""
+    """SIGTERM arrives while the lists are being exported: the commit completes (alias and
+    served model agree), then the job is cancelled."""
     client, files, target, uri = registry
-    code = f"""
+    code = FAKE_DEPLOY + f"""
 import os, signal, sys
 import mlflow
 from training import lifecycle, promotion
 mlflow.set_tracking_uri({uri!r}); mlflow.set_registry_uri({uri!r})
 job = lifecycle.Job("test").start()
-real = promotion.deploy
-def deploy(targets, files):
+def deploy(targets, versions, name, i2i=None):
     os.kill(os.getpid(), signal.SIGTERM)
-    return real(targets, files)
+    return fake_deploy(targets, versions, name, i2i)
 promotion.deploy = deploy
 try:
-    done = promotion.commit("2", {NAME!r}, "1", {{"treatment": {str(target)!r}}}, {{"treatment": {str(files["2"])!r}}})
+    promotion.commit("2", {NAME!r}, "1", {{"treatment": {target!r}}}, {{"treatment": "2"}},
+                     i2i={{"treatment": {str(files["2"])!r}}})
 except lifecycle.Cancelled as c:
     print("cancelled after the commit", c.code)
 """
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=120)
     assert "cancelled after the commit 143" in proc.stdout, proc.stdout + proc.stderr
-    assert str(client.get_model_version_by_alias(NAME, tracking.CHAMPION).version) == "2"
-    assert target.read_text() == files["2"].read_text()
+    assert champion(client) == "2" == served(target)
 
 
 def test_the_lock_lives_beside_the_tracking_store(tmp_path, monkeypatch):
@@ -172,16 +214,3 @@ def test_the_lock_lives_beside_the_tracking_store(tmp_path, monkeypatch):
     assert promotion.lock_path() == tmp_path / "store" / promotion.LOCK_FILE
     monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://tracking:5000")
     assert promotion.lock_path() == tracking.MLRUNS / promotion.LOCK_FILE
-
-
-def test_a_failure_to_record_the_promotion_undoes_it(registry):
-    """The caller's record (the run's `promotion` tag) is part of the commit: if it cannot
-    be written, the alias goes back and the files too."""
-    client, files, target, _ = registry
-
-    def record(done):
-        raise OSError("tracking store unreachable")
-    with pytest.raises(OSError, match="unreachable"):
-        promotion.commit("2", NAME, "1", {"treatment": target}, {"treatment": files["2"]}, record=record)
-    assert str(client.get_model_version_by_alias(NAME, tracking.CHAMPION).version) == "1"
-    assert target.read_text() == files["1"].read_text()
