@@ -3,6 +3,7 @@ against a throwaway MLflow store (tests/training/conftest.py)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -254,8 +255,12 @@ def test_bento_built_after_a_promotion_holds_the_champion(two_versions, planted,
     shutil.copytree(repo / "service", ctx / "service", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(repo / "bentofile.yaml", ctx)
     shutil.copytree(world / "public", ctx / "data" / "world" / "public")
+    # the store this process exported into: BentoML fixes it at its first use in the session,
+    # which may be before this module pointed BENTOML_HOME elsewhere
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    home = {"BENTOML_HOME": BentoMLContainer.bentoml_home.get()}
     out = subprocess.run([str(Path(sys.executable).with_name("bentoml")), "build", str(ctx), "--output", "tag"],
-                         capture_output=True, text=True, cwd=ctx, timeout=600)
+                         capture_output=True, text=True, cwd=ctx, timeout=600, env={**os.environ, **home})
     assert out.returncode == 0, out.stderr[-2000:]
     bento_tag = out.stdout.strip().splitlines()[-1].replace("__tag__:", "")
     bento = bentoml.bentos.get(bento_tag)
@@ -269,7 +274,7 @@ def test_bento_built_after_a_promotion_holds_the_champion(two_versions, planted,
     assert len(treatment.info.labels["dataset_digest"]) > 10
     assert not list((Path(bento.path) / "src").rglob("*.jsonl"))        # no copied list files
     with ServiceProcess("service/config/experiments.yml", target=bento_tag, cwd=tmp_path,
-                        env={"BOTIFY_LOG_DIR": str(tmp_path / "logs")}) as svc:
+                        env={"BOTIFY_LOG_DIR": str(tmp_path / "logs"), **home}) as svc:
         models = requests.get(svc.url + "/").json()["models"]
         assert models["session_aware"] == {"bentoml_model": tags["treatment"], "name": tracking.MODEL_NAME,
                                            "version": b.version, "run_id": b.run_id, "role": "treatment",
