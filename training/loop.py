@@ -790,4 +790,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from training.lifecycle import run_entry_point
+    sys.exit(run_entry_point("loop", main))  # cancellable: see training/lifecycle.py
