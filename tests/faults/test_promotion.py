@@ -62,6 +62,7 @@ def registry(tmp_path, monkeypatch, empty_store):
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)   # (set_registry_uri exports it: restored below)
     # MLflow keeps these process-wide: put back whatever was there (even "unset") afterwards,
     # or later tests' MlflowClient() would read this test's store
     monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
