@@ -52,7 +52,7 @@ from training import trend as TR
 from training.errors import JobError
 from training.loop_config import DEFAULT_CONFIG, LoopConfig, ModelSpec, load_loop_config
 from training.play import calibrate, check_log, play_day, write_service_config
-from training.promotion import decide, deploy, promote
+from training.promotion import commit, decide
 from training.references import Reference, ReferencesError, load_references
 from training.settings import repo_path
 from training.simconfig import world_dir
@@ -410,6 +410,7 @@ class Loop:
             # the first champion: the registry's if it fits this world, else the bootstrap recipe
             t0 = time.perf_counter()
             tracks = sum(1 for _ in open(self.catalog))
+            champion_at_start = tracking_champion(cfg.register)
             adopted, why = adoptable_champion(cfg.register, tracks)
             bootstrap: Candidate | None = None
             if adopted:
@@ -433,7 +434,8 @@ class Loop:
             mlflow.log_artifact(got["stats"], "day")
             # the last act: the bootstrap champion (only when the registry had none that fits)
             if bootstrap is not None:
-                self.move_champion(bootstrap.version, champion.lists, day=0, reason="bootstrap")
+                self.move_champion(bootstrap.version, champion.lists, day=0, reason="bootstrap",
+                                   expected=champion_at_start)
             st.champion, st.challenger = champion, challenger
             after = tracking_champion(cfg.register)
             name = (f"day 0: cold start, v{champion.version} bootstrapped" if bootstrap else
@@ -585,18 +587,20 @@ class Loop:
         return {k: v for k, v in self.cfg.policies[policy].items() if k != "kind"}
 
     # ------------------------------------------------------------------ promotion
-    def move_champion(self, version: str, lists: Path, *, day: int, reason: str, expected: str | None = None) -> None:
-        """Deploy the champion's lists (when configured), then move `@champion`: the last act."""
+    def move_champion(self, version: str, lists: Path, *, day: int, reason: str, expected: str | None) -> None:
+        """Promote `version` the one way every job does (`training.promotion.commit`): under the
+        promotion lock, only if `@champion` still names `expected`, the lists deployed (when
+        configured) before the alias moves, all or nothing."""
         cfg = self.cfg
-        if expected is not None and tracking_champion(cfg.register) != expected:
-            raise JobError(f"day {day}: not promoted: `@{tracking.CHAMPION}` moved while the day ran")
-        try:   # the served lists into the BentoML model the packaged service reads (training.to_bentoml)
-            deployed = deploy(cfg.deploy or {}, {"champion": version}, name=cfg.register, i2i={"champion": lists})
-        except Exception as e:   # the alias is not moved when the lists cannot be deployed
-            raise JobError(f"day {day}: not promoted: deploying v{version}'s lists failed: {e}") from None
-        if deployed:
-            mlflow.set_tag("deployed", json.dumps(deployed))
-        promote(version, cfg.register)
+        try:
+            done = commit(version, cfg.register, expected, cfg.deploy or {}, {"champion": version},
+                          i2i={"champion": lists})
+        except Exception as e:   # deploy or alias failed: commit undid both
+            raise JobError(f"day {day}: not promoted: deploying v{version} failed: {e}") from None
+        if not done.promoted:
+            raise JobError(f"day {day}: {done.reason}")
+        if done.deployed:
+            mlflow.set_tag("deployed", json.dumps(done.deployed))
         tag_version(cfg.register, version, {"promoted_on_day": day, "promoted_by_run": self.run_id})
         print(f"[promotion] `{cfg.register}` v{version} is @{tracking.CHAMPION} (day {day}: {reason[:200]})", flush=True)
 
