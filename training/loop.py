@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -754,17 +753,6 @@ def run(cfg: LoopConfig, *, port: int = 0) -> dict:
         return Loop(cfg, parent.info.run_id, port=port).run()
 
 
-class Terminated(SystemExit):
-    """SIGTERM, raised where the run was, so every `finally` and context manager runs."""
-
-    def __str__(self) -> str:
-        return "stopped by SIGTERM"
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=DEFAULT_CONFIG, help="the loop's YAML (training/config/loop.yml)")
@@ -778,7 +766,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="small world, small days, short training (about two minutes)")
     ap.add_argument("--port", type=int, default=0, help="service port (0: a free one each day)")
     args = ap.parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
     try:
         cfg = load_loop_config(args.config, quick=args.quick, days=args.days, window=args.window,
                                episodes=args.episodes, seed=args.seed, world=args.world, workdir=args.workdir)
