@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from service.launch import ServiceStartError, free_port, port_in_use
+from service.launch import ServiceStartError, free_port, port_in_use, wait_ready
 
 
 class ContainerService:
@@ -60,24 +57,19 @@ class ContainerService:
             raise ServiceStartError(f"docker run failed: {out.stderr.strip()[-2000:]} "
                                     f"(is the engine up? container/engine.sh; is the image built? make container)")
         self.started = True
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            state = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", self.name],
-                                   capture_output=True, text=True).stdout.strip()
-            if state == "false":
-                tail = self.output()
-                self.stop()
-                raise ServiceStartError(f"container {self.name} exited before it was ready:\n{tail}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
+        state = wait_ready(self.url, self.start_timeout, exited=self._exited)
+        if state == "ready":
+            return
         tail = self.output()
         self.stop()
+        if state == "exited":
+            raise ServiceStartError(f"container {self.name} exited before it was ready:\n{tail}")
         raise ServiceStartError(f"container {self.name} not ready on {self.url} after {self.start_timeout:.0f}s:\n{tail}")
+
+    def _exited(self) -> bool:
+        state = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", self.name],
+                               capture_output=True, text=True).stdout.strip()
+        return state == "false"
 
     def output(self, lines: int = 40) -> str:
         out = subprocess.run(["docker", "logs", "--tail", str(lines), self.name], capture_output=True, text=True)

@@ -25,6 +25,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import Callable
 
 from service import procs
 
@@ -44,6 +45,24 @@ def free_port() -> int:
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         return s.connect_ex((host, port)) == 0
+
+
+def wait_ready(url: str, timeout: float, exited: Callable[[], bool]) -> str:
+    """Poll `url/readyz` until it answers 200: "ready"; or the server is gone (`exited()`):
+    "exited"; or `timeout` seconds passed: "timeout". Whatever runs the server (a process,
+    a container) asks the same question the same way."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if exited():
+            return "exited"
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return "ready"
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    return "timeout"
 
 
 class ServiceProcess:
@@ -95,21 +114,13 @@ class ServiceProcess:
         # terminal reaches the job, which stops the service in order (its workers, their logs)
         self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdout=self._out, stderr=subprocess.STDOUT,
                                      start_new_session=True, preexec_fn=procs.child_preexec())
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.output()
-                self.stop()
-                raise ServiceStartError(f"service exited with code {self.proc.returncode} before it was ready:\n{tail}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
+        state = wait_ready(self.url, self.start_timeout, exited=lambda: self.proc.poll() is not None)
+        if state == "ready":
+            return
         tail = self.output()
         self.stop()
+        if state == "exited":
+            raise ServiceStartError(f"service exited with code {self.proc.returncode} before it was ready:\n{tail}")
         raise ServiceStartError(f"service not ready on {self.url} after {self.start_timeout:.0f}s:\n{tail}")
 
     def output(self, lines: int = 40) -> str:

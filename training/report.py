@@ -34,6 +34,16 @@ COURSE_CI = "course CI (Welch / control mean)"
 RATIO_CI = "ratio CI (Fieller; interaction: delta method)"
 
 
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (folders made) and close a figure: every plot of a run is a PNG artifact."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 def _fmt(v: object) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
@@ -124,12 +134,7 @@ def plot_effects(table: pd.DataFrame, path: str | Path, metrics: Iterable[str] |
     key = (f"per row: thin above = {COURSE_CI}, thick below = {RATIO_CI}\n"
            "filled: significant after Holm; hollow: significant (raw CI) only; grey: not significant")
     fig.suptitle(f"{title}\n{key}" if title else key, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_factorial(table: pd.DataFrame, out_dir: str | Path, stem: str = "factorial") -> tuple[Path, Path]:
@@ -168,12 +173,7 @@ def plot_factorial(table: pd.DataFrame, path: str | Path, metric: str, title: st
     key = (f"thin above = {COURSE_CI}, thick below = {RATIO_CI}\n"
            "filled: significant after Holm within its family; grey: not significant")
     ax.set_title(f"{title}\n{key}" if title else key, fontsize=8, loc="left")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _pct(v: float) -> str:

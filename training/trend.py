@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from training.references import LINES, Reference  # noqa: E402
-from training.report import _fmt, markdown_table  # noqa: E402
+from training.report import _fmt, markdown_table, save_figure  # noqa: E402
 
 #: Columns of the trend table, in order.
 TREND_COLUMNS: tuple[str, ...] = ("day", "arm", "label", "policy", "lists", "version", "users", "mean",
@@ -95,12 +95,7 @@ def plot_trend(trend: pd.DataFrame, refs: Mapping[str, Reference], path: str | P
         ax.grid(alpha=0.3)
     top.legend(fontsize=7, loc="upper left", ncol=2)
     fig.suptitle(title or "The loop: served reward and headroom by day (95% CI)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def trend_markdown(trend: pd.DataFrame) -> str:
