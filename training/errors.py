@@ -8,3 +8,12 @@ from __future__ import annotations
 
 class JobError(RuntimeError):
     """A step of a job cannot go on; the message names the step and the fix."""
+
+
+def is_job_failure(e: BaseException) -> bool:
+    """An error an entry point reports as one line and exit 2 (bad config, log, model
+    reference, analysis): anything else is a bug and keeps its traceback."""
+    from training.analysis import AnalysisError
+    from training.events import EventLogError
+    from training.tracking import RegistryError
+    return isinstance(e, (JobError, EventLogError, AnalysisError, RegistryError, FileNotFoundError, ValueError))

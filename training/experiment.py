@@ -45,7 +45,7 @@ from training import lifecycle
 from training import promotion
 from training import report as R
 from training import tracking
-from training.errors import JobError
+from training.errors import JobError, is_job_failure
 from training.play import (SIM_HINT, START_HINT, calibrate, check_log, play_day,
                            write_service_config)
 from training.references import load_references
@@ -456,9 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_settings(args.config, quick=args.quick, episodes=args.episodes, seed=args.seed, world=args.world)
         run(cfg, in_process=args.in_process, port=args.port)
     except Exception as e:  # every failure: one message, exit non-zero; nothing was promoted
-        from training.events import EventLogError
-        known = (JobError, EventLogError, A.AnalysisError, tracking.RegistryError, FileNotFoundError, ValueError)
-        if not isinstance(e, known):
+        if not is_job_failure(e):
             raise
         print(f"experiment failed, nothing promoted: {e}", file=sys.stderr)
         return 2

@@ -48,7 +48,7 @@ from mlflow import MlflowClient
 from training import analysis as A
 from training import tracking
 from training import trend as TR
-from training.errors import JobError
+from training.errors import JobError, is_job_failure
 from training.loop_config import DEFAULT_CONFIG, LoopConfig, ModelSpec, load_loop_config
 from training.play import calibrate, check_log, play_day, write_service_config
 from training.promotion import commit, decide
@@ -771,9 +771,7 @@ def main(argv: list[str] | None = None) -> int:
                                episodes=args.episodes, seed=args.seed, world=args.world, workdir=args.workdir)
         run(cfg, port=args.port)
     except Exception as e:  # every failure: one message, exit non-zero; a failed day promoted nothing
-        from training.events import EventLogError
-        known = (JobError, EventLogError, A.AnalysisError, tracking.RegistryError, FileNotFoundError, ValueError)
-        if not isinstance(e, known):
+        if not is_job_failure(e):
             raise
         print(f"loop failed; @champion moved only by the days that completed: {e}", file=sys.stderr)
         return 2

@@ -20,6 +20,18 @@ class PairsError(ValueError):
     """No usable pairs, or options that make no sense."""
 
 
+def _repeats_and_plays(sid: np.ndarray, track: np.ndarray,
+                       artist: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of sessions sorted by position: is the track a repeat within its session, and
+    how often its artist was played before in the session (0 without an artist table)."""
+    frame = pd.DataFrame({"sid": sid, "track": track})
+    repeat = frame.groupby(["sid", "track"], sort=False).cumcount().to_numpy() > 0
+    if artist is None:
+        return repeat, np.zeros(len(track), dtype=np.int64)
+    frame["artist"] = np.asarray(artist)[track]
+    return repeat, frame.groupby(["sid", "artist"], sort=False).cumcount().to_numpy()
+
+
 def build_pairs(sessions: pd.DataFrame, context: str = "first",
                 artist: np.ndarray | None = None, window: int = 0,
                 liked_time: float = 0.5) -> pd.DataFrame:
@@ -53,13 +65,7 @@ def build_pairs(sessions: pd.DataFrame, context: str = "first",
     else:
         ctx_all = np.concatenate([[-1], track[:-1]])
     keep = pos > 0
-    frame = pd.DataFrame({"sid": sid, "track": track})
-    repeat = frame.groupby(["sid", "track"], sort=False).cumcount().to_numpy() > 0
-    if artist is not None:
-        frame["artist"] = np.asarray(artist)[track]
-        plays = frame.groupby(["sid", "artist"], sort=False).cumcount().to_numpy()
-    else:
-        plays = np.zeros(len(track), dtype=np.int64)
+    repeat, plays = _repeats_and_plays(sid, track, artist)
     out = pd.DataFrame({
         "context": ctx_all[keep].astype(np.int64),
         "target": track[keep].astype(np.int64),
@@ -82,13 +88,7 @@ def _session_pairs(sessions: pd.DataFrame, artist: np.ndarray | None, window: in
     track = s["track"].to_numpy()
     times = s["time"].to_numpy()
     # the per-row facts of each target, as build_pairs computes them (same row order)
-    frame = pd.DataFrame({"sid": sid, "track": track})
-    repeat = frame.groupby(["sid", "track"], sort=False).cumcount().to_numpy() > 0
-    if artist is not None:
-        frame["artist"] = np.asarray(artist)[track]
-        plays = frame.groupby(["sid", "artist"], sort=False).cumcount().to_numpy()
-    else:
-        plays = np.zeros(len(track), dtype=np.int64)
+    repeat, plays = _repeats_and_plays(sid, track, artist)
     longest = int(np.bincount(sid).max()) if len(sid) else 0
     reach = window if window > 0 else longest
     liked = (pos > 0) & (times >= liked_time) & ~repeat
