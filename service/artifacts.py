@@ -117,6 +117,33 @@ def load_user_lists(ref: str, root: Path, n_tracks: int) -> np.ndarray:
     return load_lists(resolve(ref, "lists", root), "user", n_tracks, None, RECOMMEND_COMMAND)
 
 
+class Tables:
+    """The list tables of one service, each file read once.
+
+    Two arms serving one model's lists (Contextual and SessionAware over the control model,
+    say) get the same array: one memory map, not two, whose pages would count twice in the
+    worker's RSS; one parse, for a JSON-lines file."""
+
+    def __init__(self, root: Path, n_tracks: int) -> None:
+        self.root = root
+        self.n_tracks = n_tracks
+        self._loaded: dict[tuple[str, Path], np.ndarray] = {}
+
+    def i2i(self, ref: str) -> np.ndarray:
+        return self._get(ref, "i2i", "track", self.n_tracks)
+
+    def user_lists(self, ref: str) -> np.ndarray:
+        return self._get(ref, "lists", "user", None)
+
+    def _get(self, ref: str, kind: str, key: str, n_keys: int | None) -> np.ndarray:
+        path = resolve(ref, kind, self.root)
+        got = self._loaded.get((kind, path.resolve()))
+        if got is None:
+            got = self._loaded[(kind, path.resolve())] = load_lists(path, key, self.n_tracks, n_keys,
+                                                                    RECOMMEND_COMMAND)
+        return got
+
+
 def play_counts(ref: str, root: Path, n_tracks: int) -> np.ndarray:
     """How often each track was played in an event log (a file or a folder of `events-*.jsonl*`)."""
     path = resolve(ref, "log", root) if not ref.startswith(BENTOML_PREFIX) else Path(ref)

@@ -267,7 +267,8 @@ def load(config: str | Path | None = None, *, worker: str | None = None, root: s
     experiments = parse_experiments(cfg["experiments"], set(specs))
     used = {r for e in experiments for r in e.recommenders}
     # only what an experiment serves is loaded: an unused entry needs no artifact
-    built = {name: recs.build(name, spec, catalog, root) for name, spec in specs.items() if name in used}
+    tables = artifacts.Tables(root, len(catalog))  # arms naming one model share its table
+    built = {name: recs.build(name, spec, catalog, root, tables) for name, spec in specs.items() if name in used}
     # each served model traced back to its registry version (GET /)
     models = {name: artifacts.describe(str(spec[key]), root) for name, spec in specs.items() if name in used
               for key in ARTIFACT_KEYS if key in spec}

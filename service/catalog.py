@@ -1,8 +1,10 @@
 """The public track catalog, the only view of the world the service may have."""
 from __future__ import annotations
 
+import array
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
@@ -46,41 +48,70 @@ def parse_line(n: int, line: str) -> dict:
 CHUNK_LINES = 1000
 
 
-def _read_records(path: Path) -> Iterator[tuple[int, str, dict]]:
-    """(line number, line, object) per non-blank line, as `read_jsonl` reads them, faster.
+def _line_bounds(data: bytes, block: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of each line of a text: line i is data[starts[i]:ends[i]], without its "\\n".
+
+    Searched a block at a time: a comparison over the whole file would make a temporary as
+    large as the file, which the allocator then keeps resident in every worker."""
+    # split on "\n" only, as reading the file line by line does (a string may hold U+2028)
+    found = [np.flatnonzero(np.frombuffer(data, dtype=np.uint8, count=min(block, len(data) - at), offset=at) == 10) + at
+             for at in range(0, len(data), block)]
+    ends = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    if not data.endswith(b"\n"):
+        ends = np.append(ends, len(data))
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    return starts, ends.astype(np.int64)
+
+
+def _read_records(data: bytes, starts: np.ndarray, ends: np.ndarray) -> Iterator[tuple[int, dict]]:
+    """(line index, object) per non-blank line of a JSON-lines text (`_line_bounds`), as
+    `read_jsonl` reads them, faster.
 
     Lines are parsed 1,000 at a time as one JSON array (one call into the C parser instead
     of one per line: start-up time of every worker); not all 50k at once, whose transient
-    dicts would leave ~20 MB of fragmented heap in every worker. A chunk that does not parse
-    as a whole is read line by line, so a bad line is named exactly as `read_jsonl` names it.
+    dicts would leave ~20 MB of fragmented heap in every worker; no Python object per line
+    outlives its chunk, for the same reason. A chunk that does not parse as a whole (a blank
+    or bad line in it) is read line by line, so a bad line is named exactly as `read_jsonl`
+    names it.
     """
-    # split on "\n" only, as reading the file line by line does (splitlines would also split a
-    # string holding U+2028, which JSON allows)
-    lines = [(n, line) for n, line in enumerate(path.read_text().split("\n"), 1) if line.strip()]
-    for i in range(0, len(lines), CHUNK_LINES):
-        part = lines[i:i + CHUNK_LINES]
-        try:
-            recs = json.loads("[" + ",".join(line for _, line in part) + "]")
-        except ValueError:
+    for i in range(0, len(ends), CHUNK_LINES):
+        j = min(i + CHUNK_LINES, len(ends))
+        try:  # the common case: each line of the chunk one object (JSON strings hold no raw "\n")
+            recs = json.loads("[" + data[starts[i]:ends[j - 1]].decode().replace("\n", ",") + "]")
+        except ValueError:  # and UnicodeDecodeError
             recs = None
-        if recs is None or len(recs) != len(part):  # a line holding "a, b" parses as two values
-            recs = [parse_line(n, line) for n, line in part]
-        for (n, line), rec in zip(part, recs):
+        if recs is None or len(recs) != j - i:  # a line holding "a, b" parses as two values
+            lines = [data[s:e] for s, e in zip(starts[i:j].tolist(), ends[i:j].tolist())]
+            recs = [parse_line(k + 1, _text(k + 1, line)) if line.strip() else None
+                    for k, line in enumerate(lines, i)]
+        for k, rec in enumerate(recs, i):
+            if rec is None:  # a blank line
+                continue
             if not isinstance(rec, dict):
-                raise ValueError(f"line {n}: not a JSON object")
-            yield n, line, rec
+                raise ValueError(f"line {k + 1}: not a JSON object")
+            yield k, rec
 
 
-@dataclass(frozen=True)
+def _text(n: int, line: bytes) -> str:
+    try:
+        return line.decode()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"line {n}: not UTF-8 text (byte {e.start + 1})") from None
+
+
+@dataclass(frozen=True, eq=False)
 class Catalog:
     """Tracks indexed 0..N-1 with integer artist/genre codes, precomputed once.
 
     Recommenders index these arrays per request, so nothing per request grows with
-    the catalog. A track's record is kept as its JSON line and parsed when asked for
-    (`GET /track`, rare): 50k dicts would cost each worker ~40 MB.
+    the catalog. A track's record is kept as its JSON line in the file's bytes and parsed
+    when asked for (`GET /track`, rare): 50k dicts would cost each worker ~40 MB, 50k line
+    strings ~9 MB. What several recommenders derive from the catalog (plain-int codes,
+    tracks by popularity per artist and genre) is made once, on first use, and shared.
     """
 
-    lines: list[str]  # track t's JSON line
+    text: bytes  # the catalog file
+    spans: np.ndarray  # int64 [N, 2]: track t's line is text[spans[t, 0]:spans[t, 1]]
     artist: np.ndarray  # int32 [N] artist code per track
     genre: np.ndarray  # int32 [N] genre code per track
     popularity: np.ndarray  # float64 [N]
@@ -89,20 +120,64 @@ class Catalog:
     artist_names: list[str]
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.spans)
 
     def __contains__(self, track: object) -> bool:
-        return type(track) is int and 0 <= track < len(self.lines)
+        return type(track) is int and 0 <= track < len(self.spans)
 
     def record(self, track: int) -> dict:
         """Track `track`'s catalog record (`popularity` 0.0 when the line has none)."""
-        rec = json.loads(self.lines[track])
+        start, end = self.spans[track].tolist()
+        rec = json.loads(self.text[start:end])
         rec.setdefault("popularity", 0.0)
         return rec
 
     def artist_list(self) -> list[int]:
-        """Plain-int artist codes: cheaper than numpy scalars in the request path."""
+        """Plain-int artist codes: cheaper than numpy scalars in the request path. Shared by
+        every recommender over this catalog: read it, never change it."""
+        return self._artist_list
+
+    @cached_property
+    def _artist_list(self) -> list[int]:
         return self.artist.tolist()
+
+    @cached_property
+    def genre_list(self) -> list[int]:
+        """Plain-int genre codes (shared, read-only, as `artist_list`)."""
+        return self.genre.tolist()
+
+    @cached_property
+    def artist_track_lists(self) -> list[list[int]]:
+        """Artist code -> its tracks, ascending, as plain ints (shared, read-only)."""
+        return [a.tolist() for a in self.artist_tracks]
+
+    @cached_property
+    def artist_tracks_by_popularity(self) -> list[list[int]]:
+        """Artist code -> its tracks, most popular first (ties: lower track first; shared, read-only)."""
+        artist = self.artist_list()
+        by_artist: list[list[int]] = [[] for _ in self.artist_names]
+        for t in self._by_popularity:
+            by_artist[artist[t]].append(t)
+        return by_artist
+
+    @cached_property
+    def genre_artists_by_popularity(self) -> list[list[int]]:
+        """Genre code -> the artists of its tracks, in the order of their most popular track
+        of that genre (shared, read-only). An artist appears under the genre of its most
+        popular track only."""
+        artist, genre = self.artist_list(), self.genre_list
+        out: list[list[int]] = [[] for _ in self.genre_names]
+        seen: set[int] = set()
+        for t in self._by_popularity:
+            a = artist[t]
+            if a not in seen:
+                seen.add(a)
+                out[genre[t]].append(a)
+        return out
+
+    @property
+    def _by_popularity(self) -> list[int]:
+        return np.argsort(-self.popularity, kind="stable").tolist()
 
 
 def _check_count(path: Path, n: int) -> None:
@@ -121,31 +196,37 @@ def load_catalog(path: str | Path) -> Catalog:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(path, "catalog not found", WORLD_COMMAND)
-    lines: list[str] = []
+    data = path.read_bytes()
+    # per track, in flat arrays rather than lists of Python numbers: what outlives the parse
+    # must not be interleaved with its short-lived objects (a fragmented heap stays resident)
+    kept = array.array("q")  # the line index of each track
     artist_codes: dict[str, int] = {}
     genre_codes: dict[str, int] = {}
-    artist: list[int] = []
-    genre: list[int] = []
-    popularity: list[float] = []
+    artist = array.array("i")
+    genre = array.array("i")
+    popularity = array.array("d")
     try:
-        for n, line, rec in _read_records(path):
-            if rec.get("track") != len(lines):
-                raise ValueError(f"line {n}: expected track {len(lines)}, tracks ordered 0..N-1")
+        starts, ends = _line_bounds(data)
+        for k, rec in _read_records(data, starts, ends):
+            n = k + 1
+            if rec.get("track") != len(kept):
+                raise ValueError(f"line {n}: expected track {len(kept)}, tracks ordered 0..N-1")
             for key in ("artist", "title", "genre"):
                 if not isinstance(rec.get(key), str):
                     raise ValueError(f"line {n}: field {key!r} must be a string")
             pop = rec.get("popularity", 0.0)
             if not isinstance(pop, (int, float)) or pop < 0:
                 raise ValueError(f"line {n}: popularity must be a number >= 0")
-            lines.append(line.strip())
+            kept.append(k)
             artist.append(artist_codes.setdefault(rec["artist"], len(artist_codes)))
             genre.append(genre_codes.setdefault(rec["genre"], len(genre_codes)))
             popularity.append(float(pop))
-    except (ValueError, UnicodeDecodeError) as e:
+    except ValueError as e:
         raise ArtifactError(path, f"malformed catalog ({e})", WORLD_COMMAND) from None
-    if not lines:
+    if not kept:
         raise ArtifactError(path, "catalog is empty", WORLD_COMMAND)
-    _check_count(path, len(lines))
+    _check_count(path, len(kept))
+    kept = np.frombuffer(kept, dtype=np.int64)
 
     artist = np.array(artist, dtype=np.int32)
     genre = np.array(genre, dtype=np.int32)
@@ -153,7 +234,8 @@ def load_catalog(path: str | Path) -> Catalog:
     bounds = np.searchsorted(artist[order], np.arange(len(artist_codes) + 1))
     artist_tracks = [order[bounds[a]:bounds[a + 1]] for a in range(len(artist_codes))]
     return Catalog(
-        lines=lines,
+        text=data,
+        spans=np.stack([starts[kept], ends[kept]], axis=1).astype(np.int64),
         artist=artist,
         genre=genre,
         popularity=np.array(popularity),

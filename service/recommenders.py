@@ -66,7 +66,7 @@ class Lists:
     """
 
     def __init__(self, table: np.ndarray) -> None:
-        self.table = table
+        self.table = np.asarray(table)  # a memory map's rows read as a plain array's: no np.memmap wrapper per row
         self.lengths = (table >= 0).sum(axis=1).tolist()  # padding is at the end of each row
 
     def __len__(self) -> int:
@@ -112,7 +112,7 @@ class StickyArtist:
 
     def __init__(self, catalog: Catalog) -> None:
         self.artist = catalog.artist_list()
-        self.by_artist = [a.tolist() for a in catalog.artist_tracks]
+        self.by_artist = catalog.artist_track_lists
 
     def recommend(self, ctx: Context) -> int:
         tracks = self.by_artist[self.artist[ctx.prev]]
@@ -244,14 +244,14 @@ class SessionAware:
         self.explore = float(explore)
         self.explore_from = explore_from
         self.n = len(catalog)
-        # each i2i list and its tracks' artists (-1 for padding) side by side in one row: no per-item
-        # lookups per request, and one numpy row read instead of two
-        artists = np.where(i2i >= 0, catalog.artist[np.maximum(i2i, 0)], -1)
-        self._k = i2i.shape[1]
-        self._rows = np.concatenate([i2i, artists], axis=1).astype(np.int32)
-        self._lengths = (i2i >= 0).sum(axis=1).tolist()  # padding is at the end of each row
+        # the lists stay where they are (a memory map shared by the worker's arms and by workers);
+        # a row's artists are looked up per request (~0.3 us for 50): a private [tracks, 2k] table
+        # of lists and artists cost 20 MB per instance and worker
+        self.i2i = np.asarray(i2i)
+        self._lengths = (self.i2i >= 0).sum(axis=1).tolist()  # padding is at the end of each row
+        # what depends on the catalog only is made once per catalog and shared (read-only)
         self.artist = catalog.artist_list()
-        self.genre = catalog.genre.tolist()
+        self.genre = catalog.genre_list
         scores = catalog.popularity if counts is None else counts.astype(float)
         self.top = _top(scores, top)
         self._top_pos = {t: i for i, t in enumerate(self.top)}
@@ -260,18 +260,9 @@ class SessionAware:
         self.discount = discount
         # discount ** k for the usual play counts, computed once (the same floats as `discount ** k`)
         self._powers = [discount ** k for k in range(64)]
-        order = np.argsort(-catalog.popularity, kind="stable")
-        self.by_artist: list[list[int]] = [[] for _ in catalog.artist_names]
-        for t in order.tolist():
-            self.by_artist[self.artist[t]].append(t)
-        self.genre_artists: list[list[int]] = [[] for _ in catalog.genre_names]
-        seen: set[int] = set()
-        for t in order.tolist():
-            a = self.artist[t]
-            if a not in seen:
-                seen.add(a)
-                self.genre_artists[self.genre[t]].append(a)
-        self.genre_artists = [g[:genre_artists] for g in self.genre_artists]
+        self.by_artist = catalog.artist_tracks_by_popularity  # tracks by popularity, per artist
+        # per genre, its artists by their most popular track, the first `genre_artists` of them
+        self.genre_artists = [g[:genre_artists] for g in catalog.genre_artists_by_popularity]
 
     def recommend(self, ctx: Context) -> int:
         heard, skipped, pick, candidates = self._decide(ctx)
@@ -399,8 +390,9 @@ class SessionAware:
 
     def _listed(self, anchor: int) -> tuple[list[int], list[int]]:
         """The anchor's i2i list and its tracks' artists."""
-        row, n, k = self._rows[anchor].tolist(), self._lengths[anchor], self._k
-        return row[:n], row[k:k + n]
+        tracks = self.i2i[anchor, :self._lengths[anchor]].tolist()
+        artist = self.artist
+        return tracks, [artist[t] for t in tracks]
 
     def _new_artist(self, anchor: int, plays: dict[int, int], listed: tuple[list[int], list[int]]) -> int | None:
         g = self.genre[anchor]
@@ -431,21 +423,21 @@ class SessionAware:
         return None
 
 
-def _counts(spec: dict, catalog: Catalog, root: Path) -> np.ndarray | None:
-    return artifacts.play_counts(spec["log"], root, len(catalog)) if spec.get("log") else None
+def _counts(spec: dict, catalog: Catalog, tables: artifacts.Tables) -> np.ndarray | None:
+    return artifacts.play_counts(spec["log"], tables.root, len(catalog)) if spec.get("log") else None
 
 
-Factory = Callable[[dict, Catalog, Path], Recommender]
+# a factory gets its config entry, the catalog and the service's artifact tables (each file read once)
+Factory = Callable[[dict, Catalog, artifacts.Tables], Recommender]
 KINDS: dict[str, Factory] = {
-    "random": lambda s, c, r: Random(c),
-    "toppop": lambda s, c, r: TopPop(c, top=s.get("top", 100), counts=_counts(s, c, r)),
-    "sticky_artist": lambda s, c, r: StickyArtist(c),
-    "indexed": lambda s, c, r: Indexed(c, artifacts.load_user_lists(s["lists"], r, len(c))),
-    "contextual": lambda s, c, r: Contextual(c, artifacts.load_i2i(s["i2i"], r, len(c))),
-    "i2i_history": lambda s, c, r: I2IHistory(c, artifacts.load_i2i(s["i2i"], r, len(c)),
-                                              history=s.get("history", 10)),
-    "session_aware": lambda s, c, r: SessionAware(
-        c, artifacts.load_i2i(s["i2i"], r, len(c)), top=s.get("top", 100), counts=_counts(s, c, r),
+    "random": lambda s, c, t: Random(c),
+    "toppop": lambda s, c, t: TopPop(c, top=s.get("top", 100), counts=_counts(s, c, t)),
+    "sticky_artist": lambda s, c, t: StickyArtist(c),
+    "indexed": lambda s, c, t: Indexed(c, t.user_lists(s["lists"])),
+    "contextual": lambda s, c, t: Contextual(c, t.i2i(s["i2i"])),
+    "i2i_history": lambda s, c, t: I2IHistory(c, t.i2i(s["i2i"]), history=s.get("history", 10)),
+    "session_aware": lambda s, c, t: SessionAware(
+        c, t.i2i(s["i2i"]), top=s.get("top", 100), counts=_counts(s, c, t),
         **{k: s[k] for k in ("strategy", "first_artist_prior", "fresh_start", "discount", "genre_artists",
                              "explore", "explore_from", "listed_artists") if k in s}),
 }
@@ -456,8 +448,9 @@ OPTIONS = {"random": (), "toppop": ("top", "log"), "sticky_artist": (), "indexed
                              "discount", "genre_artists", "explore", "explore_from", "listed_artists")}
 
 
-def build(name: str, spec: Any, catalog: Catalog, root: Path) -> Recommender:
-    """A recommender from its config entry `{kind: ..., <artifacts and options>}`."""
+def build(name: str, spec: Any, catalog: Catalog, root: Path, tables: artifacts.Tables | None = None) -> Recommender:
+    """A recommender from its config entry `{kind: ..., <artifacts and options>}`. Recommenders
+    built with one `tables` share the artifacts they name alike (one memory map per file)."""
     if not isinstance(spec, dict) or spec.get("kind") not in KINDS:
         raise ValueError(f"recommender {name!r}: 'kind' must be one of {sorted(KINDS)}")
     kind = spec["kind"]
@@ -467,4 +460,4 @@ def build(name: str, spec: Any, catalog: Catalog, root: Path) -> Recommender:
     missing = [k for k in REQUIRED.get(kind, ()) if not spec.get(k)]
     if missing:
         raise ValueError(f"recommender {name!r} ({kind}): missing {missing}")
-    return KINDS[kind](spec, catalog, root)
+    return KINDS[kind](spec, catalog, tables if tables is not None else artifacts.Tables(root, len(catalog)))

@@ -181,3 +181,27 @@ def test_corrupt_catalog_is_reported_at_its_line(tmp_path):
     (tmp_path / "public" / "world.json").write_text(json.dumps({"tracks": 20}))
     with pytest.raises(ArtifactError, match=r"12 tracks but world\.json says 20.*python -m sim\.world"):
         load_catalog(path)
+
+
+def test_catalog_records_blank_lines_and_bad_bytes(tmp_path):
+    # the catalog keeps the file's bytes and each track's span (not 50k line strings): records,
+    # blank and padded lines and a chunk that does not parse whole read as line by line
+    from service.catalog import CHUNK_LINES, load_catalog
+    from svc_fixtures import write_catalog
+
+    path = write_catalog(tmp_path / "tracks.json", n=CHUNK_LINES + 30)
+    lines = path.read_text().splitlines()
+    expected = [json.loads(x) for x in lines]
+    lines[3] = "  " + lines[3] + " \r"
+    lines[CHUNK_LINES + 5] = lines[CHUNK_LINES + 5].replace('"song', '"caf\\u00e9 \u00e9 song')
+    expected[CHUNK_LINES + 5] = json.loads(lines[CHUNK_LINES + 5])
+    text = "\n".join(lines[:10] + ["", "   "] + lines[10:])  # blank lines, and no final newline
+    path.write_bytes(text.encode())
+    cat = load_catalog(path)
+    assert len(cat) == CHUNK_LINES + 30
+    assert [cat.record(t) for t in range(len(cat))] == expected
+    assert cat.record(CHUNK_LINES + 5)["title"].startswith("café é song")
+    bad = text.encode().replace(b'"song 17"', b'"song \xff17"')
+    path.write_bytes(bad)
+    with pytest.raises(ArtifactError, match=r"line 20: not UTF-8 text"):
+        load_catalog(path)

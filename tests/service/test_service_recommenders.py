@@ -240,3 +240,38 @@ def test_session_aware_without_exploration_answers_as_before(catalog, i2i):
         r.SessionAware(catalog, i2i, explore=1.5)
     with pytest.raises(ValueError, match="explore_from"):
         r.SessionAware(catalog, i2i, explore_from="genre")
+
+
+def test_recommenders_share_the_lists_and_the_catalogs_derived_tables(catalog, i2i, tmp_path):
+    # start-up time and memory per worker (issue 10): two SessionAware arms over one model read
+    # the lists where they are (no private copy of the table) and share what the catalog gives
+    # every instance; two arms naming one file get one table (one memory map, counted once)
+    a, b = r.SessionAware(catalog, i2i), r.SessionAware(catalog, i2i, genre_artists=3, strategy="seed")
+    assert np.shares_memory(a.i2i, i2i) and np.shares_memory(b.i2i, i2i)
+    assert a.by_artist is b.by_artist and a.artist is b.artist is r.StickyArtist(catalog).artist
+    assert all(len(g) <= 3 for g in b.genre_artists) and any(len(g) > 3 for g in a.genre_artists)
+    from service.artifacts import Tables
+    np.save(tmp_path / "i2i.npy", i2i.astype(np.int32))
+    tables = Tables(tmp_path, len(catalog))
+    built = [r.build(name, spec, catalog, tmp_path, tables) for name, spec in (
+        ("ctx", {"kind": "contextual", "i2i": "i2i.npy"}),
+        ("sa", {"kind": "session_aware", "i2i": str(tmp_path / "i2i.npy")}))]
+    assert np.shares_memory(built[0].i2i.table, built[1].i2i)
+    assert built[1].recommend(ctx([0, 1])) == a.recommend(ctx([0, 1]))
+
+
+def test_session_aware_reads_padded_rows_like_full_ones(catalog, i2i):
+    # rows shorter than the table (-1 padded) give the same answers as the same lists unpadded
+    short = {t: i2i[t, : 3 + t % 8].tolist() for t in range(len(i2i))}
+    padded = np.full((len(i2i), 12), -1, dtype=np.int32)
+    for t, recs in short.items():
+        padded[t, : len(recs)] = recs
+    wide, narrow = r.SessionAware(catalog, padded), r.SessionAware(catalog, padded[:, :10].copy())
+    for first in range(0, 200, 7):
+        tracks = [first]
+        for _ in range(12):
+            c1, c2 = ctx(tracks, seed=first), ctx(tracks, seed=first)
+            t = wide.recommend(c1)
+            assert t == narrow.recommend(c2) and c1.propensity == c2.propensity
+            assert 0 <= t < 200 and t not in tracks  # padding is never served, a track never repeated
+            tracks.append(t)
