@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
+from itertools import repeat
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -63,9 +64,9 @@ def _line_bounds(data: bytes, block: int = 1 << 20) -> tuple[np.ndarray, np.ndar
     return starts, ends.astype(np.int64)
 
 
-def _read_records(data: bytes, starts: np.ndarray, ends: np.ndarray) -> Iterator[tuple[int, dict]]:
-    """(line index, object) per non-blank line of a JSON-lines text (`_line_bounds`), as
-    `read_jsonl` reads them, faster.
+def _read_chunks(data: bytes, starts: np.ndarray, ends: np.ndarray) -> Iterator[tuple[Sequence[int], list[dict]]]:
+    """(line indices, objects) of the non-blank lines of a JSON-lines text (`_line_bounds`),
+    1,000 lines at a time, as `read_jsonl` reads them, faster.
 
     Lines are parsed 1,000 at a time as one JSON array (one call into the C parser instead
     of one per line: start-up time of every worker); not all 50k at once, whose transient
@@ -80,16 +81,16 @@ def _read_records(data: bytes, starts: np.ndarray, ends: np.ndarray) -> Iterator
             recs = json.loads("[" + data[starts[i]:ends[j - 1]].decode().replace("\n", ",") + "]")
         except ValueError:  # and UnicodeDecodeError
             recs = None
-        if recs is None or len(recs) != j - i:  # a line holding "a, b" parses as two values
-            lines = [data[s:e] for s, e in zip(starts[i:j].tolist(), ends[i:j].tolist())]
-            recs = [parse_line(k + 1, _text(k + 1, line)) if line.strip() else None
-                    for k, line in enumerate(lines, i)]
+        if recs is not None and len(recs) == j - i and set(map(type, recs)) == {dict}:
+            yield range(i, j), recs
+            continue
+        # a line holding "a, b" parses as two values: also line by line
+        lines = [data[s:e] for s, e in zip(starts[i:j].tolist(), ends[i:j].tolist())]
+        recs = [parse_line(k + 1, _text(k + 1, line)) if line.strip() else None for k, line in enumerate(lines, i)]
         for k, rec in enumerate(recs, i):
-            if rec is None:  # a blank line
-                continue
-            if not isinstance(rec, dict):
+            if rec is not None and not isinstance(rec, dict):
                 raise ValueError(f"line {k + 1}: not a JSON object")
-            yield k, rec
+        yield [k for k, rec in enumerate(recs, i) if rec is not None], [rec for rec in recs if rec is not None]
 
 
 def _text(n: int, line: bytes) -> str:
@@ -192,6 +193,20 @@ def _check_count(path: Path, n: int) -> None:
                             WORLD_COMMAND)
 
 
+def _check_records(lines: Sequence[int], recs: list[dict], first_track: int) -> None:
+    """ValueError naming the first line whose record is not a catalog track."""
+    for track, (k, rec) in enumerate(zip(lines, recs), first_track):
+        n = k + 1
+        if rec.get("track") != track:
+            raise ValueError(f"line {n}: expected track {track}, tracks ordered 0..N-1")
+        for key in ("artist", "title", "genre"):
+            if not isinstance(rec.get(key), str):
+                raise ValueError(f"line {n}: field {key!r} must be a string")
+        pop = rec.get("popularity", 0.0)
+        if not isinstance(pop, (int, float)) or pop < 0:
+            raise ValueError(f"line {n}: popularity must be a number >= 0")
+
+
 def load_catalog(path: str | Path) -> Catalog:
     path = Path(path)
     if not path.is_file():
@@ -207,20 +222,21 @@ def load_catalog(path: str | Path) -> Catalog:
     popularity = array.array("d")
     try:
         starts, ends = _line_bounds(data)
-        for k, rec in _read_records(data, starts, ends):
-            n = k + 1
-            if rec.get("track") != len(kept):
-                raise ValueError(f"line {n}: expected track {len(kept)}, tracks ordered 0..N-1")
-            for key in ("artist", "title", "genre"):
-                if not isinstance(rec.get(key), str):
-                    raise ValueError(f"line {n}: field {key!r} must be a string")
-            pop = rec.get("popularity", 0.0)
-            if not isinstance(pop, (int, float)) or pop < 0:
-                raise ValueError(f"line {n}: popularity must be a number >= 0")
-            kept.append(k)
-            artist.append(artist_codes.setdefault(rec["artist"], len(artist_codes)))
-            genre.append(genre_codes.setdefault(rec["genre"], len(genre_codes)))
-            popularity.append(float(pop))
+        for lines, recs in _read_chunks(data, starts, ends):
+            # a chunk's fields checked column by column (C loops); one that fails is checked
+            # record by record, which names the first bad line and field
+            get = dict.get
+            tracks = list(map(get, recs, repeat("track")))
+            names = [list(map(get, recs, repeat(key))) for key in ("artist", "title", "genre")]
+            pops = list(map(get, recs, repeat("popularity"), repeat(0.0)))
+            if not (tracks == list(range(len(kept), len(kept) + len(recs)))
+                    and all(set(map(type, column)) <= {str} for column in names)
+                    and set(map(type, pops)) <= {int, float} and (not pops or min(pops) >= 0)):
+                _check_records(lines, recs, len(kept))
+            kept.extend(lines)
+            artist.extend([artist_codes.setdefault(a, len(artist_codes)) for a in names[0]])
+            genre.extend([genre_codes.setdefault(g, len(genre_codes)) for g in names[2]])
+            popularity.extend(map(float, pops))
     except ValueError as e:
         raise ArtifactError(path, f"malformed catalog ({e})", WORLD_COMMAND) from None
     if not kept:
