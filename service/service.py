@@ -310,9 +310,10 @@ class Botify:
             raise
         app.state.botify = self.core
         app.state.metrics = RouteMetrics(self.core.store)
-        # The catalog and i2i lists are ~10^5 long-lived containers that the cyclic GC would
-        # otherwise traverse on every full collection: a stall of tens to hundreds of ms.
-        gc.collect()
+        # What is loaded by now (BentoML's modules, ours, the catalog) lives as long as the
+        # worker: frozen, the cyclic GC never traverses it again (a full pass was a stall of
+        # tens to hundreds of ms). Not collected first: that full pass took ~80 ms of every
+        # start and found ~30 objects of garbage (issue 10's time to first answer).
         gc.freeze()
         # A request allocates hundreds of short-lived objects: at the default threshold (700)
         # a young collection ran every few requests and an old one every few hundred; rarer
