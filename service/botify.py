@@ -15,19 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from . import artifacts
 from . import recommenders as recs
 from .assignment import Experiment, parse_experiments
 from .catalog import ArtifactError, Catalog, load_catalog
+from .config import CONFIG_ENV, DEFAULT_CONFIG, config_path, read_config  # noqa: F401 (this module's API too)
+from .errors import RequestError
 from .eventlog import EventLog
 from .outage import Unavailable
 from .sessions import SessionStore, UserState, make_store
 
-CONFIG_ENV = "BOTIFY_CONFIG"
 LOG_DIR_ENV = "BOTIFY_LOG_DIR"  # overrides event_log.dir, e.g. for a Bento served from the store
-DEFAULT_CONFIG = "service/config/cold_start.yml"
 MAX_USER_DIGITS = 18  # fits an int64; the course's users are 0..U-1
 # `{"track": <int>, "time": <0 or 1, optionally with decimals>}` with JSON's whitespace: what the
 # simulator, wrk and any json.dumps send; anything else (other order, exponents, extra keys) takes json.loads
@@ -36,16 +35,6 @@ _EVENT = re.compile(_WS + rb"\{" + _WS + rb'"track"' + _WS + b":" + _WS + rb"(0|
                     + rb'"time"' + _WS + b":" + _WS + rb"([01](?:\.[0-9]{1,20})?)" + _WS + rb"\}" + _WS)
 ASSIGNMENT_CACHE = 65_536  # users whose arms are kept (~10 MB at most)
 ARTIFACT_KEYS = ("i2i", "lists")  # a recommender's option that names a model's artifact
-TOP_LEVEL = {"catalog", "seed", "event_log", "session_store", "recommenders", "experiments",
-             "max_body_bytes", "workers"}
-
-
-class RequestError(ValueError):
-    """A request the service refuses: answered with `status` and a JSON body saying why."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Botify:
@@ -230,26 +219,6 @@ def _shown(value: Any) -> str:
         return json.dumps(value)[:40]
     except RecursionError:
         return "a value nested too deeply"
-
-
-def config_path(path: str | None = None) -> Path:
-    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
-
-
-def read_config(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"service config {path} not found (set {CONFIG_ENV} or see service/config/)")
-    cfg = yaml.safe_load(path.read_text())
-    if not isinstance(cfg, dict):
-        raise ValueError(f"service config {path}: not a YAML mapping")
-    unknown = set(cfg) - TOP_LEVEL
-    if unknown:
-        raise ValueError(f"service config {path}: unknown keys {sorted(unknown)}")
-    for key in ("catalog", "recommenders", "experiments"):
-        if key not in cfg:
-            raise ValueError(f"service config {path}: missing {key!r}")
-    return cfg
 
 
 def load(config: str | Path | None = None, *, worker: str | None = None, root: str | Path | None = None) -> Botify:

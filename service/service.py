@@ -20,6 +20,7 @@ import secrets
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bentoml
 from fastapi import FastAPI, Request
@@ -28,9 +29,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from service import instance
-from service.botify import Botify as Core
-from service.botify import RequestError, Unavailable, config_path, load, read_config
+from service.config import config_path, read_config
+from service.errors import RequestError
+from service.outage import Unavailable
 from service.procs import die_with_parent
+
+if TYPE_CHECKING:
+    from service.botify import Botify as Core
 
 EVENT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["track", "time"],
@@ -299,6 +304,10 @@ class Botify:
         tag = secrets.token_hex(3)
         name = f"w{worker}-{os.getpid()}-{tag}" if worker is not None else f"{os.getpid()}-{tag}"
         try:
+            # the workers' logic is imported here, in the worker: BentoML's server process imports
+            # this module too, for the settings above only (service/config.py)
+            from service.botify import load
+
             self.core = load(worker=name)
         except Exception as e:
             # BentoML would restart this worker every 10 s forever; a missing artifact or a
