@@ -4,7 +4,7 @@ the smallest BentoML service (benchmarks/trivial_bento.py) on the same machine a
 
     python -m benchmarks.coldstart [--rounds 3] [--image botify:TAG]
 
-Cases (each started `--rounds` times, median reported):
+Cases (each started `--rounds` times, one start of each case per round, median reported):
 - trivial BentoML service: BentoML's own floor;
 - Botify, cold-start arms (service/config/cold_start.yml: catalog only);
 - Botify, the experiment's arms (service/config/experiments.yml) with BentoML models holding
@@ -177,10 +177,15 @@ def main(argv: list[str] | None = None) -> int:
                 return r
             cases.append((f"container {args.image}, experiment arms", container))
         print(f"time to first 200 of POST /next, median of {args.rounds} starts; 50,000-track catalog", flush=True)
-        for name, run in cases:
-            if args.only and not any(o in name for o in args.only):
-                continue
-            runs = [run() for _ in range(args.rounds)]
+        cases = [(name, run) for name, run in cases if not args.only or any(o in name for o in args.only)]
+        # round by round, each case once per round: on a shared machine whose load drifts, every
+        # case sees the same stretch of load, so the ratios to the trivial service hold
+        rounds: dict[str, list[dict]] = {name: [] for name, _ in cases}
+        for _ in range(args.rounds):
+            for name, run in cases:
+                rounds[name].append(run())
+        for name, _ in cases:
+            runs = rounds[name]
             r = {"first_200_s": statistics.median(x["first_200_s"] for x in runs),
                  "first_200_all_s": [round(x["first_200_s"], 2) for x in runs],
                  "sigterm_to_exit_s": statistics.median(x["sigterm_to_exit_s"] for x in runs)}
