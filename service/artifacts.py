@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import ArtifactError, read_jsonl
+from formats import events as event_format
+from formats import lists as list_format
+
+from .catalog import ArtifactError
 
 RECOMMEND_COMMAND = "mlflow run . -e recommend"
 COLLECT_COMMAND = "mlflow run . -e collect"
@@ -19,8 +22,8 @@ COLLECT_COMMAND = "mlflow run . -e collect"
 # that name inside the model's directory: the int32 table (`.npy`, memory-mapped: no parse
 # at start-up, pages shared between workers) when the model has one, else the JSON lines.
 BENTOML_PREFIX = "bentoml:"
-BENTOML_FILES = {"i2i": "i2i.jsonl", "lists": "lists.jsonl"}
-BENTOML_TABLES = {"i2i": "i2i.npy", "lists": "lists.npy"}
+BENTOML_FILES = list_format.FILES
+BENTOML_TABLES = list_format.TABLES
 # a BentoML model's labels that trace it to the registry (written by training.to_bentoml)
 LINEAGE = {"mlflow_model": "name", "mlflow_version": "version", "mlflow_run_id": "run_id",
            "dataset_digest": "dataset_digest", "role": "role"}
@@ -61,52 +64,24 @@ def describe(ref: str, root: Path) -> dict:
 
 
 def load_table(path: Path, key: str, n_tracks: int, n_keys: int | None, command: str) -> np.ndarray:
-    """An int32 [keys, k] table saved with numpy (-1 padding at the end of a row), memory-mapped.
-
-    Read without pickle (`allow_pickle=False`): an object array is refused, not run.
-    """
+    """An int32 [keys, k] table (`formats.lists`: -1 padding at the end of a row), memory-mapped,
+    read without pickle (an object array is refused, not run)."""
     try:
-        table = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise ArtifactError(path, f"not a numeric .npy table ({e})", command) from None
-    if table.dtype != np.int32 or table.ndim != 2 or table.shape[0] == 0:
-        raise ArtifactError(path, f"expected a 2-D int32 table, got {table.dtype} {table.shape}", command)
-    if n_keys is not None and table.shape[0] != n_keys:
-        raise ArtifactError(path, f"{table.shape[0]} rows, expected one per {key} ({n_keys})", command)
-    if int(table.min()) < -1 or int(table.max()) >= n_tracks:
-        raise ArtifactError(path, f"recommendations outside the catalog (0..{n_tracks - 1}, -1 pads)", command)
-    return table
+        return list_format.load_table(path, key, n_tracks, n_keys)
+    except list_format.FormatError as e:
+        raise ArtifactError(path, str(e), command) from None
 
 
 def load_lists(path: Path, key: str, n_tracks: int, n_keys: int | None, command: str) -> np.ndarray:
-    """JSON lines `{key: int, "recommendations": [int, ...]}` → int32 [keys, k], -1 padded.
-
-    A dense array keeps 50k x 50 lists at 10 MB instead of ~150 MB of Python ints. A `.npy`
-    path is the same table already made (`load_table`).
-    """
+    """Lists as the int32 [keys, k] table, -1 padded (`formats.lists`): a `.npy` file is the
+    table already made (`load_table`), any other the JSON lines `{key: int, "recommendations":
+    [int, ...]}`."""
     if not path.is_file():
         raise ArtifactError(path, "file not found", command)
-    if path.suffix == ".npy":
-        return load_table(path, key, n_tracks, n_keys, command)
-    rows: dict[int, list[int]] = {}
     try:
-        for n, rec in read_jsonl(path):
-            k, recs = rec.get(key), rec.get("recommendations")
-            if type(k) is not int or k < 0 or (n_keys is not None and k >= n_keys):
-                raise ValueError(f"line {n}: {key!r} must be an integer in the catalog")
-            if not isinstance(recs, list) or not all(type(t) is int and 0 <= t < n_tracks for t in recs):
-                raise ValueError(f"line {n}: 'recommendations' must be a list of catalog tracks")
-            rows[k] = recs
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ArtifactError(path, f"malformed ({e})", command) from None
-    if not rows:
-        raise ArtifactError(path, "no lists in file", command)
-    width = max(len(r) for r in rows.values())
-    size = n_keys if n_keys is not None else max(rows) + 1
-    table = np.full((size, max(width, 1)), -1, dtype=np.int32)
-    for k, recs in rows.items():
-        table[k, : len(recs)] = recs
-    return table
+        return list_format.read_lists(path, key, n_tracks, n_keys)
+    except list_format.FormatError as e:
+        raise ArtifactError(path, str(e), command) from None
 
 
 def load_i2i(ref: str, root: Path, n_tracks: int) -> np.ndarray:
@@ -147,7 +122,7 @@ class Tables:
 def play_counts(ref: str, root: Path, n_tracks: int) -> np.ndarray:
     """How often each track was played in an event log (a file or a folder of `events-*.jsonl*`)."""
     path = resolve(ref, "log", root) if not ref.startswith(BENTOML_PREFIX) else Path(ref)
-    files = sorted(path.glob("events-*.jsonl*")) if path.is_dir() else [path]
+    files = sorted(path.glob(event_format.GLOB)) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
         raise ArtifactError(path, "event log not found", COLLECT_COMMAND)
     counts = np.zeros(n_tracks, dtype=np.int64)

@@ -25,6 +25,7 @@ from .errors import RequestError
 from .eventlog import EventLog
 from .outage import Unavailable
 from .sessions import SessionStore, UserState, make_store
+from formats.events import LAST, NEXT, LINE as EVENT_LINE  # the log line's schema, shared with training
 
 LOG_DIR_ENV = "BOTIFY_LOG_DIR"  # overrides event_log.dir, e.g. for a Bento served from the store
 MAX_USER_DIGITS = 18  # fits an int64; the course's users are 0..U-1
@@ -94,7 +95,7 @@ class Botify:
         route, experiments = self._assignment(user)
         ctx = recs.Context(user, tracks, times, history, rng)
         track = int(self._routes[route].recommend(ctx))
-        self._log("next", user, prev_track, prev_time, started, track, experiments, ctx.propensity)
+        self._log(NEXT, user, prev_track, prev_time, started, track, experiments, ctx.propensity)
         return track, tracks, times, history
 
     def end_session(self, user: int, last_track: int, last_time: float, started: float | None = None) -> None:
@@ -111,7 +112,7 @@ class Botify:
         await store.aend_session(user, history, last_track, last_time)
 
     def _last(self, user: int, last_track: int, last_time: float, state: tuple, started: float) -> tuple:
-        self._log("last", user, last_track, last_time, started, None, self._assignment(user)[1])
+        self._log(LAST, user, last_track, last_time, started, None, self._assignment(user)[1])
         return (state[2] + ((last_track, last_time),))[-self.history:]
 
     def _assignment(self, user: int) -> tuple[int, str]:
@@ -138,8 +139,7 @@ class Botify:
             return
         # the fixed shape formatted directly: json.dumps of the dict cost ~20 us per request
         self.log.write_line(
-            '{"message":"%s","timestamp":%d,"user":%d,"track":%d,"time":%r,"latency":%r,"recommendation":%s,'
-            '"propensity":%s,"experiments":%s}\n' % (
+            EVENT_LINE % (
                 message, time.time() * 1000, user, track, time_, time.perf_counter() - started,
                 "null" if rec is None else "%d" % rec, "null" if propensity is None else "%r" % float(propensity),
                 experiments))

@@ -2,7 +2,8 @@
 
 Each worker process writes its own file `events-<worker>.jsonl` (no two writers share a
 file, so lines never interleave) on an append-only descriptor. Files rotate by size to
-`.1`, `.2`, ... keeping `backups` of them.
+`.1`, `.2`, ... keeping `backups` of them. What a line holds and how files are named and
+rotated is `formats.events`, which training's reader uses too.
 
 Whole lines or nothing: a write the kernel takes only in part (a full disk takes what
 fits) is continued until the line is complete; if it fails (ENOSPC, EIO, ...), the file is
@@ -23,6 +24,8 @@ import os
 import time
 from pathlib import Path
 
+from formats import events as event_format
+
 from .outage import Outage, Unavailable
 
 PROBE_BYTES = 4096  # what a readiness probe writes (and removes) beside the log while it is failing
@@ -33,7 +36,7 @@ class EventLog:
                  probe_interval: float = 1.0) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.dir / f"events-{worker}.jsonl"
+        self.path = self.dir / event_format.file_name(worker)
         self.max_bytes = max_bytes
         self.backups = backups
         self.outage = Outage(f"event log {self.path}")
@@ -119,10 +122,10 @@ class EventLog:
         self._fd = None
         if self.backups > 0:
             for i in range(self.backups - 1, 0, -1):
-                src = self.path.with_name(f"{self.path.name}.{i}")
+                src = event_format.rotated(self.path, i)
                 if src.exists():
-                    os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+                    os.replace(src, event_format.rotated(self.path, i + 1))
+            os.replace(self.path, event_format.rotated(self.path, 1))
         else:
             os.remove(self.path)
         self._open()

@@ -7,19 +7,18 @@ session is.
 """
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-REQUIRED = ("message", "timestamp", "user", "track", "time")
-COLUMNS = ("message", "timestamp", "user", "track", "time", "latency", "recommendation",
-           "propensity", "experiments")
-MESSAGES = {"next", "last"}
-_ROTATED = re.compile(r"^(?P<base>.+\.jsonl)(?:\.(?P<n>\d+))?$")
+from formats import FormatError
+from formats import events as fmt
+from formats.jsonl import read_jsonl
+
+# the schema is formats.events', the writer's (service/botify.py) too
+REQUIRED, COLUMNS, MESSAGES = fmt.REQUIRED, fmt.COLUMNS, fmt.MESSAGES
 
 
 class EventLogError(ValueError):
@@ -33,57 +32,35 @@ COLLECT_REMEDY = "run `mlflow run . -e collect` to make one"
 
 
 def log_files(path: str | Path, remedy: str = COLLECT_REMEDY) -> list[Path]:
-    """The files of a log in write order: per worker, oldest rotation first.
-
-    Rotation renames the live file to `.1` and shifts older ones up, so `.N` is older
-    than `.N-1` and the bare `.jsonl` is the newest; reading them in that order keeps
-    each worker's request order, which the stable timestamp sort then preserves.
-    """
+    """The files of a log (a file, or a folder of them) in write order: per worker, oldest
+    rotation first (`formats.events.log_files`), so a stable sort by timestamp keeps each
+    worker's request order."""
     p = Path(path)
     if p.is_file():
         return [p]
     if not p.exists():
         raise EventLogError(f"event log {p} does not exist: pass a log file or the service's "
                             f"event_log.dir ({remedy})")
-    found: list[tuple[str, int, Path]] = []
-    for f in p.iterdir():
-        if not f.is_file() or not f.name.startswith("events-"):
-            continue
-        m = _ROTATED.match(f.name)
-        if m is None:
-            continue
-        found.append((m.group("base"), int(m.group("n") or 0), f))
-    if not found:
-        raise EventLogError(f"no events-*.jsonl files in {p}: is this the service's "
+    files = fmt.log_files(p)
+    if not files:
+        raise EventLogError(f"no {fmt.GLOB} files in {p}: is this the service's "
                             f"event_log.dir? ({remedy})")
-    found.sort(key=lambda x: (x[0], -x[1]))
-    return [f for _, _, f in found]
+    return files
 
 
 def _parse(files: Iterable[Path]) -> list[dict]:
     rows: list[dict] = []
     for f in files:
-        with open(f, "r", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
+        try:
+            for lineno, obj in read_jsonl(f):
                 try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise EventLogError(
-                        f"{f}:{lineno}: not a JSON object ({e.msg}); the log is malformed or "
-                        f"truncated: remove or repair that line, or collect the log again") from None
-                if not isinstance(obj, dict):
-                    raise EventLogError(f"{f}:{lineno}: expected a JSON object, got "
-                                        f"{type(obj).__name__}")
-                missing = [k for k in REQUIRED if k not in obj]
-                if missing:
-                    raise EventLogError(f"{f}:{lineno}: event lacks {missing}; every line needs "
-                                        f"{list(REQUIRED)} (see docs/architecture.md, Event log)")
-                if obj["message"] not in MESSAGES:
-                    raise EventLogError(f"{f}:{lineno}: unknown message {obj['message']!r}; "
-                                        f"expected 'next' or 'last'")
+                    fmt.check_event(obj)
+                except FormatError as e:
+                    raise EventLogError(f"{f}:{lineno}: {e}") from None
                 rows.append(obj)
+        except FormatError as e:  # "line N: ..." of a line that is not a JSON object
+            raise EventLogError(f"{f}:{str(e).removeprefix('line ')}; the log is malformed or truncated: "
+                                f"remove or repair that line, or collect the log again") from None
     return rows
 
 

@@ -5,8 +5,6 @@ itself is masked, and topk keeps the best k; memory stays at block x N floats.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -57,29 +55,6 @@ def model_i2i(model, k: int = 50, max_per_artist: int = 0, pool: int = 8,
         raise ValueError("max_per_artist needs a model trained with the catalog's features")
     cands, _ = topk_scores(model.scorer(), n, min(n - 1, pool * k), block)
     return cap_per_group(cands, model.artist_of.numpy(), min(k, n - 1), max_per_artist)
-
-
-def write_i2i(path: str | Path, lists: np.ndarray) -> Path:
-    """JSON lines {"track": t, "recommendations": [...]} for t = 0..N-1 (the contract)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for t, row in enumerate(lists.tolist()):
-            fh.write(json.dumps({"track": t, "recommendations": row}, separators=(", ", ": ")))
-            fh.write("\n")
-    tmp.replace(path)   # never leave a half-written file where the service looks
-    return path
-
-
-def read_i2i(path: str | Path) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                obj = json.loads(line)
-                out[int(obj["track"])] = [int(x) for x in obj["recommendations"]]
-    return out
 
 
 def cap_per_group(candidates: np.ndarray, group: np.ndarray, k: int, cap: int) -> np.ndarray:

@@ -45,6 +45,7 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
+from formats import events as event_format
 from training import analysis as A
 from training import tracking
 from training import trend as TR
@@ -141,7 +142,7 @@ def split_by_user(src: Path, train_dir: Path, heldout_dir: Path, share: float, s
     a `share` of the users, chosen by a seeded hash of the id, go to `heldout_dir`."""
     import hashlib
     src = Path(src)
-    files = sorted(src.glob("events-*.jsonl*")) if src.is_dir() else [src]
+    files = event_format.log_files(src) if src.is_dir() else [src]
     if not files:
         raise JobError(f"no event log files in {src} to split for the challengers' selection")
     cut = int(round(share * 10_000))

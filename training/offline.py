@@ -42,6 +42,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from formats import lists as list_format
 from training.catalog import Catalog, load_catalog
 from training.events import EventLogError, read_events, sessionize
 
@@ -269,9 +270,12 @@ def catalog_lists(catalog: Catalog, k: int = 50, max_per_artist: int = 2) -> np.
 
 
 def read_lists(path: str | Path, n_tracks: int) -> np.ndarray:
-    """An i2i JSON-lines file as the service's -1-padded table."""
-    from service.artifacts import load_i2i
-    return np.asarray(load_i2i(str(path), Path.cwd(), n_tracks), dtype=np.int64)
+    """An i2i file (either form of `formats.lists`) as the -1-padded table the service reads."""
+    try:
+        table = list_format.read_lists(path, "track", n_tracks, n_tracks)
+    except list_format.FormatError as e:
+        raise ValueError(f"i2i lists {path}: {e}") from None
+    return np.asarray(table, dtype=np.int64)
 
 
 def score_files(variants: Mapping[str, str | Path], log: str | Path | Iterable[str | Path],

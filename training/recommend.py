@@ -18,7 +18,8 @@ import numpy as np
 
 from training import tracking
 from training.fit import set_threads
-from training.i2i import model_i2i, write_i2i
+from formats import lists as list_format
+from training.i2i import model_i2i
 
 EXPERIMENT = "botify-training"
 
@@ -51,7 +52,7 @@ def export(ref: str, output: str | Path, k: int = 50, name: str = tracking.MODEL
     t0 = time.perf_counter()
     lists = compute_lists(model, k, cap)
     compute = time.perf_counter() - t0
-    path = write_i2i(output, lists)
+    path = list_format.write_jsonl(output, lists, list_format.KEYS["i2i"])
     seconds = time.perf_counter() - t0
     coverage = float(len(np.unique(lists)) / len(lists))
     summary = {"model": name, "ref": ref, "version": str(mv.version), "source_run_id": mv.run_id,

@@ -19,22 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from formats import lists as list_format
 from training import tracking
 from training.fit import set_threads
-from training.i2i import read_i2i, write_i2i
 
 BENTO_NAME = "botify-i2i"
-
-
-def lists_table(lists: dict[int, list[int]], n_tracks: int) -> np.ndarray:
-    """{track: [recommendations]} → int32 [n_tracks, k], -1 padding at the end of a row."""
-    width = max((len(v) for v in lists.values()), default=1)
-    table = np.full((n_tracks, max(width, 1)), -1, dtype=np.int32)
-    for t, recs in lists.items():
-        if not 0 <= t < n_tracks:
-            raise ValueError(f"i2i lists name track {t}, outside the model's catalog (0..{n_tracks - 1})")
-        table[t, : len(recs)] = recs
-    return table
 
 
 def import_version(ref: str, bento_name: str = BENTO_NAME, name: str = tracking.MODEL_NAME,
@@ -55,11 +44,12 @@ def import_version(ref: str, bento_name: str = BENTO_NAME, name: str = tracking.
     if i2i is not None:
         if not Path(i2i).is_file():
             raise FileNotFoundError(f"i2i file {i2i} not found (export it with `mlflow run . -e recommend`)")
-        table = lists_table(read_i2i(i2i), model.n_tracks)
+        try:  # checked as the service will check it: one list per track of the model's catalog
+            table = list_format.read_lists(i2i, "track", model.n_tracks, model.n_tracks)
+        except list_format.FormatError as e:
+            raise ValueError(f"i2i file {i2i}: {e} (the model has {model.n_tracks} tracks)") from None
     else:
-        table = compute_lists(model, k, trained_cap(mv.run_id)).astype(np.int32)
-    if int(table.max()) >= model.n_tracks:
-        raise ValueError(f"i2i lists name tracks outside the model's catalog ({model.n_tracks} tracks)")
+        table = compute_lists(model, k, trained_cap(mv.run_id)).astype(list_format.DTYPE)
     run = MlflowClient().get_run(mv.run_id)
     labels = {"mlflow_model": name, "mlflow_version": str(mv.version), "mlflow_run_id": mv.run_id,
               "mlflow_ref": str(ref), "dataset_digest": run.data.tags.get("dataset_digest", "")[:63]}
@@ -72,8 +62,9 @@ def import_version(ref: str, bento_name: str = BENTO_NAME, name: str = tracking.
     with bentoml.models.create(bento_name, labels=labels, metadata=metadata,
                                module="training.to_bentoml") as bm:
         out = Path(bm.path)
-        np.save(out / "i2i.npy", table, allow_pickle=False)
-        write_i2i(out / "i2i.jsonl", table)
+        # the same lists in both of the format's forms (formats.lists), checked before writing
+        list_format.write_table(out / list_format.TABLES["i2i"], table, model.n_tracks)
+        list_format.write_jsonl(out / list_format.FILES["i2i"], table, "track")
         np.save(out / "context.npy", ctx, allow_pickle=False)
         np.save(out / "target.npy", tgt, allow_pickle=False)
         np.save(out / "target_bias.npy", bias, allow_pickle=False)

@@ -24,7 +24,8 @@ with bentoml.models.create(sys.argv[1], labels={"mlflow_version": "1"}) as m:
 
 def test_build_and_serve_bento(repo, tmp_path, bentoml_home):
     ctx = tmp_path / "ctx"
-    shutil.copytree(repo / "service", ctx / "service", ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("service", "formats"):  # the service and the public formats it reads
+        shutil.copytree(repo / part, ctx / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(repo / "bentofile.yaml", ctx)
     write_catalog(ctx / "data" / "world" / "public" / "tracks.json")
     (ctx / "notes.txt").write_text("not part of the Bento")
@@ -40,7 +41,7 @@ def test_build_and_serve_bento(repo, tmp_path, bentoml_home):
     assert tag.startswith("botify:")
     bento = next((bentoml_home / "bentos" / "botify").glob(tag.split(":")[1]))
     src = bento / "src"
-    for f in ("service/service.py", "service/botify.py", "service/config/cold_start.yml",
+    for f in ("service/service.py", "service/botify.py", "service/config/cold_start.yml", "formats/events.py",
               "data/world/public/tracks.json", "bentofile.yaml"):
         assert (src / f).is_file(), f
     # BentoML 1.4 packs models by tag (copied into an image by containerize / export)

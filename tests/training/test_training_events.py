@@ -64,14 +64,16 @@ def test_folder_merges_workers_and_rotations_in_order(tmp_path):
 @pytest.mark.parametrize("content,needle", [
     ("", "empty"),
     ('{"message": "next", "timestamp": 1, "user": 1, "track": 2, "time": 1.0}\n{"message": "ne',
-     ":2: not a JSON object"),
+     ":2: not valid JSON (column 13: Unterminated string"),
     ('{"message": "next", "user": 1, "track": 2, "time": 1.0}\n', "lacks ['timestamp']"),
     ('{"message": "skip", "timestamp": 1, "user": 1, "track": 2, "time": 1.0}\n', "unknown message"),
-    ('[1, 2]\n', "expected a JSON object"),
+    ('[1, 2]\n', ":1: not a JSON object"),
+    (b'{"message": "next", "timestamp": 1, "user": 1, "track": 2, "time": 1.0, "x": "\xff"}\n',
+     ":1: not UTF-8 text (byte 79)"),
 ])
 def test_bad_logs_raise_clear_errors(tmp_path, content, needle):
     p = tmp_path / "events-0.jsonl"
-    p.write_text(content)
+    p.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(EventLogError) as e:
         read_events(p)
     assert needle in str(e.value)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from training.fit import FitConfig, fit
-from training.i2i import cap_per_group, model_i2i, read_i2i, topk_i2i, topk_scores, write_i2i
+from training.i2i import cap_per_group, model_i2i, topk_i2i, topk_scores
 from training.metrics import mse_report, ranking_report
 from training.model import EmbeddingModel
 from training.pairs import split_pairs
@@ -114,15 +114,6 @@ def test_cap_per_group_keeps_order_and_caps():
         assert np.bincount(g[row]).max() <= 2
         pos = {t: i for i, t in enumerate(src)}
         assert [pos[t] for t in row] == sorted(pos[t] for t in row)
-
-
-def test_i2i_file_format_roundtrip(tmp_path):
-    lists = np.array([[1, 2], [2, 0], [0, 1]])
-    path = write_i2i(tmp_path / "sub" / "i2i.jsonl", lists)
-    lines = path.read_text().splitlines()
-    assert lines[0] == '{"track": 0, "recommendations": [1, 2]}'
-    assert read_i2i(path) == {0: [1, 2], 1: [2, 0], 2: [0, 1]}
-    assert not list(path.parent.glob("*.tmp"))
 
 
 def test_session_learner_finds_hidden_clusters_from_co_listening(planted):

@@ -125,7 +125,7 @@ def test_spearman_uses_variants_named_in_both():
 
 
 def test_score_files_names_each_variant(tmp_path):
-    from training.i2i import write_i2i
+    from formats.lists import write_jsonl as write_i2i
     world = write_world(tmp_path / "world")
     log = tmp_path / "logs" / "events-0.jsonl"
     log.parent.mkdir()
@@ -138,7 +138,7 @@ def test_score_files_names_each_variant(tmp_path):
 
 
 def test_cli_scores_files_and_refuses_bad_arguments(tmp_path, capsys):
-    from training.i2i import write_i2i
+    from formats.lists import write_jsonl as write_i2i
     world = write_world(tmp_path / "world")
     log = tmp_path / "events-0.jsonl"
     log.write_text("".join(json.dumps(e) + "\n" for e in LOG))

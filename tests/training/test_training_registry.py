@@ -12,7 +12,7 @@ import torch
 from mlflow import MlflowClient
 
 from training import tracking
-from training.i2i import read_i2i
+from formats.lists import read_jsonl_lists
 from training.recommend import export, load_model
 from training.recommend import main as recommend_main
 from training.train import TrainConfig, train
@@ -65,9 +65,9 @@ def test_logged_model_has_signature_and_serves_scores(two_versions):
 def test_recommend_exports_ranked_lists_in_contract_format(two_versions, tmp_path):
     summary = export("challenger", tmp_path / "i2i.jsonl", k=10)
     assert summary["version"] == "2"
-    lists = read_i2i(tmp_path / "i2i.jsonl")
     _, model = load_model("challenger")
-    assert sorted(lists) == list(range(model.n_tracks))
+    lists = read_jsonl_lists(tmp_path / "i2i.jsonl", "track", model.n_tracks, model.n_tracks)
+    assert (lists >= 0).all()                                     # a full list for every track
     first = json.loads((tmp_path / "i2i.jsonl").read_text().splitlines()[0])
     assert set(first) == {"track", "recommendations"} and len(first["recommendations"]) == 10
     with torch.no_grad():
@@ -99,7 +99,7 @@ def test_bad_logs_fail_clearly_and_register_nothing(planted, tmp_path, capsys):
     bad.parent.mkdir()
     bad.write_text('{"message": "next", "timestamp": 1, "user": 1, "track": 2, "time": 1.0}\n{"mess')
     assert train_main(["--log", str(bad.parent), "--world", str(world)]) == 2
-    assert "events-0.jsonl:2: not a JSON object" in capsys.readouterr().err
+    assert "events-0.jsonl:2: not valid JSON (column 2: Unterminated string" in capsys.readouterr().err
     assert train_main(["--log", str(bad.parent), "--world", str(tmp_path / "no-world")]) == 2
     assert "no public catalog" in capsys.readouterr().err
     after = len(MlflowClient().search_model_versions(f"name='{tracking.MODEL_NAME}'"))
@@ -115,8 +115,9 @@ def test_to_bentoml_imports_version_with_lineage(two_versions, tmp_path):
     assert bm.info.labels["mlflow_run_id"] == a.run_id
     assert bm.info.labels["mlflow_version"] == "1"
     assert "test_mse" in bm.info.metadata["metrics"]
-    lists = read_i2i(f"{bm.path}/i2i.jsonl")
-    assert len(lists) == 300 and all(len(v) == 5 for v in lists.values())
+    lists = read_jsonl_lists(f"{bm.path}/i2i.jsonl", "track", 300, 300)
+    assert lists.shape == (300, 5) and (lists >= 0).all()
+    assert np.array_equal(np.load(f"{bm.path}/i2i.npy"), lists)
     assert np.load(f"{bm.path}/context.npy").shape == (300, 10)
 
 
@@ -142,8 +143,8 @@ def test_service_loads_the_imported_lists(two_versions, repo):
     table = load_i2i(f"bentoml:{tag}", repo, 300)
     assert table.shape == (300, 7)
     import bentoml
-    stored = read_i2i(f"{bentoml.models.get(tag).path}/i2i.jsonl")
-    assert table[42].tolist() == stored[42]
+    stored = read_jsonl_lists(f"{bentoml.models.get(tag).path}/i2i.jsonl", "track", 300, 300)
+    assert np.array_equal(table, stored)
 
 
 class _Boom:
@@ -252,7 +253,8 @@ def test_bento_built_after_a_promotion_holds_the_champion(two_versions, planted,
     targets = yaml.safe_load((repo / "training/config/experiment.yml").read_text())["promotion"]["deploy"]
     tags = deploy({"control": a.version, "treatment": tracking.CHAMPION}, targets, k=10)
     ctx = tmp_path / "ctx"
-    shutil.copytree(repo / "service", ctx / "service", ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("service", "formats"):  # the service and the public formats it reads
+        shutil.copytree(repo / part, ctx / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(repo / "bentofile.yaml", ctx)
     shutil.copytree(world / "public", ctx / "data" / "world" / "public")
     # the store this process exported into: BentoML fixes it at its first use in the session,
