@@ -11,7 +11,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-WORLD_COMMAND = "python -m sim.world --config sim/config/env.yml"
+from formats import catalog as fmt
+from formats.jsonl import parse_line
+
+WORLD_COMMAND = fmt.WORLD_COMMAND
 
 
 class ArtifactError(RuntimeError):
@@ -21,29 +24,6 @@ class ArtifactError(RuntimeError):
         super().__init__(f"{path}: {problem}. It is produced by: {command}")
         self.path = str(path)
         self.command = command
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each line of a JSON-lines file, blank lines skipped.
-
-    Raises ValueError (naming the line) for a line that is not a JSON object, so each
-    loader reports every malformed line the same way.
-    """
-    with path.open() as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                yield n, parse_line(n, line)
-
-
-def parse_line(n: int, line: str) -> dict:
-    """Line `n` of a JSON-lines file as an object; ValueError naming the line otherwise."""
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as e:  # its own position is "line 1": name the file's line
-        raise ValueError(f"line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(rec, dict):
-        raise ValueError(f"line {n}: not a JSON object")
-    return rec
 
 
 CHUNK_LINES = 1000
@@ -66,7 +46,7 @@ def _line_bounds(data: bytes, block: int = 1 << 20) -> tuple[np.ndarray, np.ndar
 
 def _read_chunks(data: bytes, starts: np.ndarray, ends: np.ndarray) -> Iterator[tuple[Sequence[int], list[dict]]]:
     """(line indices, objects) of the non-blank lines of a JSON-lines text (`_line_bounds`),
-    1,000 lines at a time, as `read_jsonl` reads them, faster.
+    1,000 lines at a time, as `formats.jsonl.read_jsonl` reads them, faster.
 
     Lines are parsed 1,000 at a time as one JSON array (one call into the C parser instead
     of one per line: start-up time of every worker); not all 50k at once, whose transient
@@ -86,18 +66,11 @@ def _read_chunks(data: bytes, starts: np.ndarray, ends: np.ndarray) -> Iterator[
             continue
         # a line holding "a, b" parses as two values: also line by line
         lines = [data[s:e] for s, e in zip(starts[i:j].tolist(), ends[i:j].tolist())]
-        recs = [parse_line(k + 1, _text(k + 1, line)) if line.strip() else None for k, line in enumerate(lines, i)]
+        recs = [parse_line(k + 1, line) if line.strip() else None for k, line in enumerate(lines, i)]
         for k, rec in enumerate(recs, i):
             if rec is not None and not isinstance(rec, dict):
                 raise ValueError(f"line {k + 1}: not a JSON object")
         yield [k for k, rec in enumerate(recs, i) if rec is not None], [rec for rec in recs if rec is not None]
-
-
-def _text(n: int, line: bytes) -> str:
-    try:
-        return line.decode()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"line {n}: not UTF-8 text (byte {e.start + 1})") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,28 +156,16 @@ class Catalog:
 
 def _check_count(path: Path, n: int) -> None:
     """A catalog cut at a line boundary parses: the world's own record of its size catches it."""
-    meta = path.with_name("world.json")
     try:
-        expected = json.loads(meta.read_text()).get("tracks")
-    except (OSError, ValueError, AttributeError):
-        return  # a catalog without a world beside it (tests, hand-made catalogs)
-    if isinstance(expected, int) and expected != n:
-        raise ArtifactError(path, f"catalog has {n} tracks but {meta.name} says {expected} (truncated?)",
-                            WORLD_COMMAND)
+        fmt.check_count(path, n)
+    except ValueError as e:
+        raise ArtifactError(path, str(e), WORLD_COMMAND) from None
 
 
 def _check_records(lines: Sequence[int], recs: list[dict], first_track: int) -> None:
-    """ValueError naming the first line whose record is not a catalog track."""
+    """ValueError naming the first line whose record is not a catalog track (`formats.catalog`)."""
     for track, (k, rec) in enumerate(zip(lines, recs), first_track):
-        n = k + 1
-        if rec.get("track") != track:
-            raise ValueError(f"line {n}: expected track {track}, tracks ordered 0..N-1")
-        for key in ("artist", "title", "genre"):
-            if not isinstance(rec.get(key), str):
-                raise ValueError(f"line {n}: field {key!r} must be a string")
-        pop = rec.get("popularity", 0.0)
-        if not isinstance(pop, (int, float)) or pop < 0:
-            raise ValueError(f"line {n}: popularity must be a number >= 0")
+        fmt.check_record(k + 1, rec, track)
 
 
 def load_catalog(path: str | Path) -> Catalog:
@@ -244,8 +205,9 @@ def load_catalog(path: str | Path) -> Catalog:
     _check_count(path, len(kept))
     kept = np.frombuffer(kept, dtype=np.int64)
 
-    artist = np.array(artist, dtype=np.int32)
-    genre = np.array(genre, dtype=np.int32)
+    # numbered as met while parsing, renumbered once to the codes training uses too
+    artist, artist_names = fmt.canonical_codes(np.array(artist), list(artist_codes))
+    genre, genre_names = fmt.canonical_codes(np.array(genre), list(genre_codes))
     order = np.argsort(artist, kind="stable")
     bounds = np.searchsorted(artist[order], np.arange(len(artist_codes) + 1))
     artist_tracks = [order[bounds[a]:bounds[a + 1]] for a in range(len(artist_codes))]
@@ -256,6 +218,6 @@ def load_catalog(path: str | Path) -> Catalog:
         genre=genre,
         popularity=np.array(popularity),
         artist_tracks=artist_tracks,
-        genre_names=list(genre_codes),
-        artist_names=list(artist_codes),
+        genre_names=genre_names,
+        artist_names=artist_names,
     )

@@ -261,6 +261,9 @@ class SessionAware:
         # discount ** k for the usual play counts, computed once (the same floats as `discount ** k`)
         self._powers = [discount ** k for k in range(64)]
         self.by_artist = catalog.artist_tracks_by_popularity  # tracks by popularity, per artist
+        # equal estimates go to the artist whose first catalog track comes later: a rule of the
+        # catalog, not of how artists are numbered (the codes were once numbered in that order)
+        self._tie = [int(tracks[0]) for tracks in catalog.artist_tracks]
         # per genre, its artists by their most popular track, the first `genre_artists` of them
         self.genre_artists = [g[:genre_artists] for g in catalog.genre_artists_by_popularity]
 
@@ -346,7 +349,7 @@ class SessionAware:
         return 1.0 / n
 
     def _by_artists(self, ctx: Context, heard: set[int], anchor: int, skipped: set[int]) -> int | None:
-        artist, powers, tracks, times = self.artist, self._powers, ctx.tracks, ctx.times
+        artist, powers, tracks, times, tie = self.artist, self._powers, ctx.tracks, ctx.times, self._tie
         n_powers = len(powers)
         plays: dict[int, int] = {artist[anchor]: 1}
         raw: dict[int, float] = {}
@@ -367,13 +370,13 @@ class SessionAware:
         for a, r in raw.items():
             if r > 0:
                 k = plays[a]
-                ranked.append((r * (powers[k] if k < n_powers else self.discount ** k), a))
+                ranked.append((r * (powers[k] if k < n_powers else self.discount ** k), tie[a], a))
             else:
                 skipped.add(a)
         ranked.sort(reverse=True)
         listed = self._listed(anchor)
         fresh_prior = sum(fresh) / len(fresh) if fresh else self.fresh_start
-        for est, a in ranked:  # an artist estimated at 0 (skipped) is never replayed
+        for est, _, a in ranked:  # an artist estimated at 0 (skipped) is never replayed
             if fresh_prior > est:
                 break
             t = self._unheard(a, heard, listed)
@@ -382,7 +385,7 @@ class SessionAware:
         a = self._new_artist(anchor, plays, listed)
         if a is not None:
             return self._unheard(a, heard, listed)
-        for _, a in ranked:  # no new artist left: the best played one that has tracks left
+        for _, _, a in ranked:  # no new artist left: the best played one that has tracks left
             t = self._unheard(a, heard, listed)
             if t is not None:
                 return t

@@ -2,16 +2,20 @@
 
 Tracks' artist and genre become integer codes so a model can share what it learns about
 one track with every track of the same artist or genre (tracks never played in the logs
-still get a sensible embedding).
+still get a sensible embedding). The file format, its checks and the codes are
+`formats.catalog`'s, the service's too: a code means the same artist on both sides.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from formats import FormatError
+from formats import catalog as fmt
+from formats.jsonl import read_jsonl
 
 
 class CatalogError(ValueError):
@@ -21,7 +25,7 @@ class CatalogError(ValueError):
 @dataclass(frozen=True)
 class Catalog:
     tracks: pd.DataFrame          # one row per track, index = track id 0..N-1
-    artist: np.ndarray            # int64 [N]: artist code of each track
+    artist: np.ndarray            # int64 [N]: artist code of each track (formats.catalog's codes)
     genre: np.ndarray             # int64 [N]: genre code of each track
     n_artists: int
     n_genres: int
@@ -32,37 +36,30 @@ class Catalog:
         return len(self.tracks)
 
 
-def catalog_path(world: str | Path) -> Path:
-    """`<world>/public/tracks.json`; a path to a tracks.json file is taken as is."""
-    p = Path(world)
-    if p.is_file():
-        return p
-    return p / "public" / "tracks.json"
-
-
 def load_catalog(world: str | Path) -> Catalog:
     """Read the public catalog of a world folder (or a tracks.json path)."""
-    path = catalog_path(world)
-    if "hidden" in path.resolve().parts:
-        raise CatalogError(f"{path}: training reads only a world's public/ folder")
-    if not path.exists():
+    try:
+        path = fmt.catalog_path(world)
+    except FormatError as e:
+        raise CatalogError(f"{e} (training reads the public catalog only)") from None
+    if not path.is_file():
         raise CatalogError(f"no public catalog at {path}: generate the world first "
                            f"(`mlflow run . -e world` or `make world`), or pass --world DIR")
+    records: list[dict] = []
     try:
-        df = pd.read_json(path, lines=True)
-    except ValueError as e:
-        raise CatalogError(f"{path} is not JSON lines ({e}); regenerate the world") from None
-    need = {"track", "artist", "genre"}
-    if df.empty or not need <= set(df.columns):
-        raise CatalogError(f"{path} lacks {sorted(need - set(df.columns)) or 'rows'}; "
-                           f"regenerate the world")
-    df = df.sort_values("track", kind="stable").reset_index(drop=True)
-    if not np.array_equal(df["track"].to_numpy(), np.arange(len(df))):
-        raise CatalogError(f"{path}: track ids must be 0..N-1 in order")
-    artist_codes, artists = pd.factorize(df["artist"], sort=True)
-    genre_codes, genres = pd.factorize(df["genre"], sort=True)
-    if "popularity" not in df.columns:
-        df["popularity"] = 0.0
-    return Catalog(tracks=df.set_index("track", drop=False), artist=artist_codes.astype(np.int64),
-                   genre=genre_codes.astype(np.int64), n_artists=len(artists),
+        for n, rec in read_jsonl(path):
+            fmt.check_record(n, rec, len(records))
+            records.append(rec)
+        if not records:
+            raise FormatError("catalog is empty")
+        fmt.check_count(path, len(records))
+    except FormatError as e:
+        raise CatalogError(f"{path}: malformed catalog ({e}); regenerate the world "
+                           f"(`mlflow run . -e world` or `{fmt.WORLD_COMMAND}`)") from None
+    df = pd.DataFrame.from_records(records)
+    df["popularity"] = df["popularity"].fillna(0.0).astype(np.float64) if "popularity" in df else 0.0
+    artist, artists = fmt.encode(df["artist"].tolist())
+    genre, genres = fmt.encode(df["genre"].tolist())
+    return Catalog(tracks=df.set_index("track", drop=False), artist=artist.astype(np.int64),
+                   genre=genre.astype(np.int64), n_artists=len(artists),
                    n_genres=len(genres), path=path)
