@@ -1,7 +1,8 @@
 """The experiment is honest only if its boundaries hold.
 
 - `sim/` imports nothing from `service/` or `training/`; those never import `sim`
-  (they run the simulator as a command).
+  (they run the simulator as a command). `formats/`, the public file formats both of them
+  share, imports none of the three.
 - The simulator's hidden truth (`<world>/hidden/`: embeddings, user parameters) never
   reaches the service or training: a Python audit hook watches every file they open
   while the service serves sessions and training builds, fits and exports a model.
@@ -43,6 +44,7 @@ def imported_top_modules(package: str) -> dict[str, set[str]]:
     ("sim", {"service", "training"}),
     ("service", {"sim", "training"}),
     ("training", {"sim"}),
+    ("formats", {"sim", "service", "training"}),
 ])
 def test_packages_do_not_import_across_the_boundary(package: str, forbidden: set[str]) -> None:
     files = imported_top_modules(package)
@@ -107,6 +109,11 @@ SCRIPT = textwrap.dedent('''
                          "toppop": {"kind": "toppop", "top": 50}},
         "experiments": [{"name": "PROBE", "arms": {"C": "random", "T1": "sticky", "T2": "toppop"}}],
     }))
+    # the shared formats, read directly: the public catalog, the log the service writes
+    from formats import catalog as catalog_format, events as event_format
+    from formats.jsonl import read_jsonl
+    assert sum(1 for _ in read_jsonl(catalog_format.catalog_path(world))) >= len(tracks)
+
     app = load(str(config))
     for user in range(60):
         track, time = tracks[user % len(tracks)], 1.0
@@ -118,6 +125,9 @@ SCRIPT = textwrap.dedent('''
     if close:
         close()
 
+    assert event_format.log_files(work / "log")
+    from formats.lists import read_lists
+
     from training.train import main as train
     rc = train(["--log", str(work / "log"), "--world", str(world), "--max-epochs", "2",
                 "--run-name", "boundary-probe"])
@@ -125,6 +135,7 @@ SCRIPT = textwrap.dedent('''
     from training.recommend import main as recommend
     rc = recommend(["--model", "challenger", "--k", "10", "--output", str(work / "i2i.jsonl")])
     assert rc in (0, None), rc
+    assert read_lists(work / "i2i.jsonl", "track", 10**9, None).shape[1] == 10
     print("probe done", flush=True)
 ''')
 
