@@ -126,32 +126,34 @@ class Catalog:
         return [a.tolist() for a in self.artist_tracks]
 
     @cached_property
+    def popularity_order(self) -> np.ndarray:
+        """Tracks, most popular first (ties: lower track first; shared, read-only)."""
+        return np.argsort(-self.popularity, kind="stable")
+
+    @cached_property
     def artist_tracks_by_popularity(self) -> list[list[int]]:
         """Artist code -> its tracks, most popular first (ties: lower track first; shared, read-only)."""
-        artist = self.artist_list()
-        by_artist: list[list[int]] = [[] for _ in self.artist_names]
-        for t in self._by_popularity:
-            by_artist[artist[t]].append(t)
-        return by_artist
+        order = self.popularity_order
+        return _grouped(order, self.artist[order], len(self.artist_names))
 
     @cached_property
     def genre_artists_by_popularity(self) -> list[list[int]]:
-        """Genre code -> the artists of its tracks, in the order of their most popular track
-        of that genre (shared, read-only). An artist appears under the genre of its most
-        popular track only."""
-        artist, genre = self.artist_list(), self.genre_list
-        out: list[list[int]] = [[] for _ in self.genre_names]
-        seen: set[int] = set()
-        for t in self._by_popularity:
-            a = artist[t]
-            if a not in seen:
-                seen.add(a)
-                out[genre[t]].append(a)
-        return out
+        """Genre code -> artists, each under the genre of its most popular track, in the order
+        of those tracks' popularity (shared, read-only)."""
+        order = self.popularity_order
+        # each artist's most popular track: its first place in the popularity order
+        first = np.unique(self.artist[order], return_index=True)[1]
+        artists = np.argsort(first, kind="stable")  # artists by their most popular track
+        return _grouped(artists, self.genre[order[first[artists]]], len(self.genre_names))
 
-    @property
-    def _by_popularity(self) -> list[int]:
-        return np.argsort(-self.popularity, kind="stable").tolist()
+
+def _grouped(items: np.ndarray, keys: np.ndarray, n_keys: int) -> list[list[int]]:
+    """Key -> its items, in their order in `items` (a stable sort by key: no Python loop over
+    the catalog at every worker's start)."""
+    by_key = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[by_key], np.arange(n_keys + 1)).tolist()
+    items = items[by_key]
+    return [items[bounds[k]:bounds[k + 1]].tolist() for k in range(n_keys)]
 
 
 def _check_count(path: Path, n: int) -> None:

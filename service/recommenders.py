@@ -80,8 +80,12 @@ def _rows(table: np.ndarray) -> Lists:
     return Lists(table)
 
 
-def _top(scores: np.ndarray, n: int) -> list[int]:
-    order = np.argsort(-scores, kind="stable")  # ties: lower track id first, deterministic
+def _top(catalog: Catalog, counts: np.ndarray | None, n: int) -> list[int]:
+    """The `n` most played tracks in `counts`, or the catalog's `n` most popular."""
+    if counts is None:
+        order = catalog.popularity_order  # made once per catalog
+    else:
+        order = np.argsort(-counts.astype(float), kind="stable")  # ties: lower track id first, deterministic
     return order[: max(1, min(n, len(order)))].tolist()
 
 
@@ -100,7 +104,7 @@ class TopPop:
     """A random track among the `top` most played in a log, or the catalog's most popular."""
 
     def __init__(self, catalog: Catalog, top: int = 100, counts: np.ndarray | None = None) -> None:
-        self.tracks = _top(catalog.popularity if counts is None else counts.astype(float), top)
+        self.tracks = _top(catalog, counts, top)
 
     def recommend(self, ctx: Context) -> int:
         ctx.propensity = 1.0 / len(self.tracks)  # distinct tracks (argsort of the scores)
@@ -252,8 +256,7 @@ class SessionAware:
         # what depends on the catalog only is made once per catalog and shared (read-only)
         self.artist = catalog.artist_list()
         self.genre = catalog.genre_list
-        scores = catalog.popularity if counts is None else counts.astype(float)
-        self.top = _top(scores, top)
+        self.top = _top(catalog, counts, top)
         self._top_pos = {t: i for i, t in enumerate(self.top)}
         self.first_prior = first_artist_prior
         self.fresh_start = fresh_start

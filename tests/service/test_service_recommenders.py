@@ -275,3 +275,30 @@ def test_session_aware_reads_padded_rows_like_full_ones(catalog, i2i):
             assert t == narrow.recommend(c2) and c1.propensity == c2.propensity
             assert 0 <= t < 200 and t not in tracks  # padding is never served, a track never repeated
             tracks.append(t)
+
+
+def test_catalog_orders_shared_by_recommenders_match_their_definition(tmp_path):
+    # tracks by popularity per artist, and per genre the artists by their most popular track,
+    # are made with sorts (no per-track Python loop at start-up): equal to the loop that defines
+    # them, on a catalog with tied popularities, artists across genres and a genre with no artist
+    import json
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "tracks.json"
+    with path.open("w") as f:
+        for t in range(3000):
+            f.write(json.dumps({"track": t, "artist": f"a{rng.integers(0, 300)}", "title": "x",
+                                "genre": f"g{rng.integers(0, 8)}" if t else "lonely",
+                                "popularity": float(rng.integers(0, 5)) if t else 0.0}) + "\n")
+    cat = load_catalog(path)
+    order = sorted(range(len(cat)), key=lambda t: (-cat.popularity[t], t))
+    by_artist = [[] for _ in cat.artist_names]
+    genre_artists = [[] for _ in cat.genre_names]
+    for t in order:
+        a = int(cat.artist[t])
+        if not by_artist[a]:
+            genre_artists[int(cat.genre[t])].append(a)
+        by_artist[a].append(t)
+    assert cat.popularity_order.tolist() == order
+    assert cat.artist_tracks_by_popularity == by_artist
+    assert cat.genre_artists_by_popularity == genre_artists and [] in genre_artists
