@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -41,23 +42,23 @@ def bentoml_model(ref: str):
                             f"{RECOMMEND_COMMAND} (which imports the model into BentoML)") from None
 
 
-def resolve(ref: str, kind: str, root: Path) -> Path:
+def resolve(ref: str, kind: str, root: Path, model_of: Callable = bentoml_model) -> Path:
     """A config reference → a local file: a path (relative to `root`) or a BentoML model tag."""
     if ref.startswith(BENTOML_PREFIX):
-        folder = Path(bentoml_model(ref).path)
+        folder = Path(model_of(ref).path)
         table = folder / BENTOML_TABLES[kind]
         return table if table.is_file() else folder / BENTOML_FILES[kind]
     path = Path(ref)
     return path if path.is_absolute() else root / path
 
 
-def describe(ref: str, root: Path) -> dict:
+def describe(ref: str, root: Path, model_of: Callable = bentoml_model) -> dict:
     """What `GET /` says of an artifact: for a BentoML model its tag and the registry version
     it was exported from (name, version, MLflow run id, dataset digest); for a file its path."""
     if not ref.startswith(BENTOML_PREFIX):
         path = Path(ref)
         return {"file": str(path if path.is_absolute() else root / path)}
-    model = bentoml_model(ref)
+    model = model_of(ref)
     labels = model.info.labels
     return {"bentoml_model": str(model.tag),
             **{out: labels[key] for key, out in LINEAGE.items() if labels.get(key)}}
@@ -103,6 +104,7 @@ class Tables:
         self.root = root
         self.n_tracks = n_tracks
         self._loaded: dict[tuple[str, Path], np.ndarray] = {}
+        self._models: dict[str, object] = {}  # each BentoML model looked up once (its model.yaml parsed)
 
     def i2i(self, ref: str) -> np.ndarray:
         return self._get(ref, "i2i", "track", self.n_tracks)
@@ -110,8 +112,16 @@ class Tables:
     def user_lists(self, ref: str) -> np.ndarray:
         return self._get(ref, "lists", "user", None)
 
+    def describe(self, ref: str) -> dict:
+        return describe(ref, self.root, self._model)
+
+    def _model(self, ref: str):
+        if ref not in self._models:
+            self._models[ref] = bentoml_model(ref)
+        return self._models[ref]
+
     def _get(self, ref: str, kind: str, key: str, n_keys: int | None) -> np.ndarray:
-        path = resolve(ref, kind, self.root)
+        path = resolve(ref, kind, self.root, self._model)
         got = self._loaded.get((kind, path.resolve()))
         if got is None:
             got = self._loaded[(kind, path.resolve())] = load_lists(path, key, self.n_tracks, n_keys,

@@ -239,7 +239,7 @@ def load(config: str | Path | None = None, *, worker: str | None = None, root: s
     tables = artifacts.Tables(root, len(catalog))  # arms naming one model share its table
     built = {name: recs.build(name, spec, catalog, root, tables) for name, spec in specs.items() if name in used}
     # each served model traced back to its registry version (GET /)
-    models = {name: artifacts.describe(str(spec[key]), root) for name, spec in specs.items() if name in used
+    models = {name: tables.describe(str(spec[key])) for name, spec in specs.items() if name in used
               for key in ARTIFACT_KEYS if key in spec}
     history = max([int(s.get("history", 10)) for s in specs.values() if isinstance(s, dict)] + [10])
     log_cfg = cfg.get("event_log")
