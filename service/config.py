@@ -14,6 +14,9 @@ import yaml
 
 CONFIG_ENV = "BOTIFY_CONFIG"
 DEFAULT_CONFIG = "service/config/cold_start.yml"
+# LibYAML's safe loader where PyYAML has it (same objects; ~4 ms less per read, and a start reads
+# the config three times: the server's settings, the worker's, the worker's service)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TOP_LEVEL = {"catalog", "seed", "event_log", "session_store", "recommenders", "experiments",
              "max_body_bytes", "workers"}
 
@@ -26,7 +29,7 @@ def read_config(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"service config {path} not found (set {CONFIG_ENV} or see service/config/)")
-    cfg = yaml.safe_load(path.read_text())
+    cfg = yaml.load(path.read_text(), Loader=_SAFE_LOADER)
     if not isinstance(cfg, dict):
         raise ValueError(f"service config {path}: not a YAML mapping")
     unknown = set(cfg) - TOP_LEVEL
