@@ -5,14 +5,15 @@ that produces it, so that a service never starts half-configured.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from formats import FormatError
 from formats import events as event_format
 from formats import lists as list_format
+from formats.jsonl import read_jsonl
 
 from .catalog import ArtifactError
 
@@ -69,7 +70,7 @@ def load_table(path: Path, key: str, n_tracks: int, n_keys: int | None, command:
     read without pickle (an object array is refused, not run)."""
     try:
         return list_format.load_table(path, key, n_tracks, n_keys)
-    except list_format.FormatError as e:
+    except FormatError as e:
         raise ArtifactError(path, str(e), command) from None
 
 
@@ -81,7 +82,7 @@ def load_lists(path: Path, key: str, n_tracks: int, n_keys: int | None, command:
         raise ArtifactError(path, "file not found", command)
     try:
         return list_format.read_lists(path, key, n_tracks, n_keys)
-    except list_format.FormatError as e:
+    except FormatError as e:
         raise ArtifactError(path, str(e), command) from None
 
 
@@ -130,20 +131,22 @@ class Tables:
 
 
 def play_counts(ref: str, root: Path, n_tracks: int) -> np.ndarray:
-    """How often each track was played in an event log (a file or a folder of `events-*.jsonl*`)."""
+    """How often each track was played in an event log (a file or a folder of `events-*.jsonl*`),
+    read as training reads it (`formats.events`)."""
     path = resolve(ref, "log", root) if not ref.startswith(BENTOML_PREFIX) else Path(ref)
-    files = sorted(path.glob(event_format.GLOB)) if path.is_dir() else [path]
+    files = event_format.log_files(path) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
         raise ArtifactError(path, "event log not found", COLLECT_COMMAND)
     counts = np.zeros(n_tracks, dtype=np.int64)
     for file in files:
+        n = 0
         try:
-            with file.open() as f:
-                for n, line in enumerate(f, 1):
-                    if line.strip():
-                        t = json.loads(line)["track"]
-                        if type(t) is int and 0 <= t < n_tracks:
-                            counts[t] += 1
-        except (ValueError, KeyError, TypeError) as e:
-            raise ArtifactError(file, f"malformed event log line {n} ({e})", COLLECT_COMMAND) from None
+            for n, rec in read_jsonl(file):
+                event_format.check_event(rec)
+                t = rec["track"]
+                if type(t) is int and 0 <= t < n_tracks:
+                    counts[t] += 1
+        except FormatError as e:
+            problem = str(e) if str(e).startswith("line ") else f"line {n}: {e}"
+            raise ArtifactError(file, f"malformed event log ({problem})", COLLECT_COMMAND) from None
     return counts

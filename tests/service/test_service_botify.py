@@ -111,7 +111,9 @@ def test_unused_recommenders_need_no_artifacts(world, tmp_path):
 def test_toppop_from_log(world, tmp_path):
     log = tmp_path / "old"
     log.mkdir()
-    (log / "events-1.jsonl").write_text("".join(json.dumps({"track": t}) + "\n" for t in [4] * 5 + [9] * 3 + [1]))
+    (log / "events-1.jsonl").write_text("".join(json.dumps(
+        {"message": "next", "timestamp": i, "user": 1, "track": t, "time": 1.0}) + "\n"
+        for i, t in enumerate([4] * 5 + [9] * 3 + [1])))
     cfg = yaml.safe_load(world.read_text())
     cfg["recommenders"]["toppop"] = {"kind": "toppop", "top": 2, "log": str(log)}
     cfg["experiments"] = [{"name": "E", "arms": {"C": "toppop"}}]
@@ -120,6 +122,11 @@ def test_toppop_from_log(world, tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     b = load(path)
     assert {b.recommend_next(u, 0, 1.0) for u in range(50)} == {4, 9}
+    # a log training would refuse, the service refuses too, naming the line
+    with (log / "events-1.jsonl").open("a") as f:
+        f.write('{"message": "skip", "timestamp": 9, "user": 1, "track": 2, "time": 1.0}\n')
+    with pytest.raises(ArtifactError, match=r"events-1\.jsonl: malformed event log \(line 10: unknown message 'skip'"):
+        load(path)
 
 
 def test_numpy_scalars_in_process_log_plain_json(world):
