@@ -28,6 +28,7 @@ class FitConfig:
     objective: str = "mse"          # mse: regression on time (course); bce: sigmoid + soft labels
     negatives: int = 0              # sampled random targets per pair, labelled time 0
     negative_weight: float = 1.0
+    duel_weight: float = 0.0        # weight of the within-session duels' pairwise loss (0: none)
     lr: float = 1e-2
     weight_decay: float = 1e-5
     batch_size: int = 4096
@@ -88,15 +89,36 @@ def _loss(model: EmbeddingModel, objective: str, c, t, y, n=None, w=None) -> tor
     return (err * w).sum() if w is not None else err.sum()
 
 
+def duel_tensors(duels: pd.DataFrame | None) -> tuple[torch.Tensor, ...] | None:
+    """(context, winner, loser, weight) of `training.pairs.build_duels` as tensors."""
+    if duels is None or len(duels) == 0:
+        return None
+    return tuple(torch.as_tensor(duels[c].to_numpy(dtype=d, copy=True))
+                 for c, d in (("context", np.int64), ("winner", np.int64), ("loser", np.int64),
+                              ("weight", np.float32)))
+
+
+def _duel_loss(model: EmbeddingModel, c, w, lo, wt) -> torch.Tensor:
+    """Weighted pairwise (BPR) loss: the winner should outscore the loser for the same context."""
+    return -(F.logsigmoid(model.pair_scores(c, w) - model.pair_scores(c, lo)) * wt).sum()
+
+
 @torch.no_grad()
-def evaluate_loss(model: EmbeddingModel, objective: str, data, batch: int = 65536) -> float:
-    """Mean loss on observed pairs (no sampled negatives, so epochs compare)."""
+def evaluate_loss(model: EmbeddingModel, objective: str, data, batch: int = 65536,
+                  duels: tuple[torch.Tensor, ...] | None = None, duel_weight: float = 0.0) -> float:
+    """Mean loss on observed pairs (no sampled negatives, so epochs compare), plus
+    `duel_weight` x the mean duel loss when duels are given: the loss the fit minimises."""
     c, t, y, n = data
     total = 0.0
     for i in range(0, len(y), batch):
         sl = slice(i, i + batch)
         total += float(_loss(model, objective, c[sl], t[sl], y[sl], n[sl]))
-    return total / max(1, len(y))
+    loss = total / max(1, len(y))
+    if duels is not None and duel_weight:
+        dl = sum(float(_duel_loss(model, *(x[i:i + batch] for x in duels)))
+                 for i in range(0, len(duels[0]), batch))
+        loss += duel_weight * dl / len(duels[0])
+    return loss
 
 
 def _optimizer(model: torch.nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
@@ -111,8 +133,13 @@ def _optimizer(model: torch.nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
 
 
 def fit(model: EmbeddingModel, train: pd.DataFrame, val: pd.DataFrame, cfg: FitConfig,
-        on_epoch: Callable[[int, float, float, float], None] | None = None) -> FitResult:
-    """Train until validation loss stops improving; the model ends at its best epoch."""
+        on_epoch: Callable[[int, float, float, float], None] | None = None,
+        duels: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> FitResult:
+    """Train until validation loss stops improving; the model ends at its best epoch.
+
+    `duels` (train, val) of `training.pairs.build_duels`, with `cfg.duel_weight` > 0: each
+    batch of pairs also takes an equal share of the shuffled duels, and the pairwise loss
+    joins the batch's loss (and the validation loss early stopping watches)."""
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {cfg.objective!r}: choose one of {OBJECTIVES}")
     if cfg.objective == "bce" and not model.sigmoid:
@@ -120,6 +147,8 @@ def fit(model: EmbeddingModel, train: pd.DataFrame, val: pd.DataFrame, cfg: FitC
     gen = torch.Generator().manual_seed(cfg.seed)
     c_all, t_all, y_all, n_all = tensors(train)
     val_data = tensors(val)
+    dw = cfg.duel_weight
+    d_train, d_val = (duel_tensors(duels[0]), duel_tensors(duels[1])) if duels is not None and dw else (None, None)
     n, n_tracks = len(y_all), model.n_tracks
     opt = _optimizer(model, cfg)
     result = FitResult()
@@ -130,6 +159,10 @@ def fit(model: EmbeddingModel, train: pd.DataFrame, val: pd.DataFrame, cfg: FitC
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=gen)
+        if d_train is not None:
+            n_duels = len(d_train[0])
+            d_perm = torch.randperm(n_duels, generator=gen)
+            d_batch = math.ceil(n_duels / n_batches)
         total = 0.0
         bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
                    disable=not cfg.progress, mininterval=1.0)
@@ -145,15 +178,21 @@ def fit(model: EmbeddingModel, train: pd.DataFrame, val: pd.DataFrame, cfg: FitC
                 pl = torch.cat([pl, pl.new_zeros(b * k)])
                 w = torch.cat([y.new_ones(b), y.new_full((b * k,), cfg.negative_weight)])
             loss = _loss(model, cfg.objective, c, t, y, pl, w)
+            step = loss / len(idx)
+            if d_train is not None:
+                j = i // cfg.batch_size
+                di = d_perm[j * d_batch:(j + 1) * d_batch]
+                if len(di):
+                    step = step + dw * _duel_loss(model, *(x[di] for x in d_train)) / len(di)
             opt.zero_grad(set_to_none=True)
-            (loss / len(idx)).backward()
+            step.backward()
             opt.step()
             total += float(loss.detach())
             bar.update(1)
         bar.close()
         model.eval()
         train_loss = total / n
-        val_loss = evaluate_loss(model, cfg.objective, val_data)
+        val_loss = evaluate_loss(model, cfg.objective, val_data, duels=d_val, duel_weight=dw)
         secs = time.perf_counter() - t0
         result.train_loss.append(train_loss)
         result.val_loss.append(val_loss)

@@ -31,7 +31,7 @@ from training.events import EventLogError, log_digest, read_events, sessionize
 from training.fit import FitConfig, fit, set_threads
 from training.metrics import mse_report, ranking_report
 from training.model import EmbeddingModel
-from training.pairs import PairsError, build_pairs, split_pairs
+from training.pairs import PairsError, build_duels, build_pairs, first_tracks, split_pairs
 
 EXPERIMENT = "botify-training"
 DEFAULT_CONFIG = "training/config/course.yml"
@@ -59,6 +59,8 @@ class TrainConfig:
     objective: str = "mse"
     negatives: int = 0
     negative_weight: float = 1.0
+    duels: float = 0.0              # weight of the within-session duels (training.pairs.build_duels)
+    duel_gap: float = 0.05          # a duel needs the winner listened this much longer
     lr: float = 1e-2
     weight_decay: float = 1e-5
     batch_size: int = 4096
@@ -130,6 +132,7 @@ class Prepared:
     sessions: pd.DataFrame
     pairs: pd.DataFrame
     split: object
+    duels: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None   # train, val, test
     digest: str
     sources: list[str]
 
@@ -148,12 +151,17 @@ def prepare(cfg: TrainConfig, logs: list[str], world: str) -> Prepared:
     if cfg.drop_repeats:
         pairs = pairs[~pairs["repeat"]].reset_index(drop=True)
     split = split_pairs(pairs, cfg.split, cfg.val, cfg.test, seed=cfg.seed)
-    return Prepared(catalog, events, sessions, pairs, split, digest, sources)
+    duels = None
+    if cfg.duels:
+        first = first_tracks(sessions)
+        duels = tuple(build_duels(part, first, catalog.artist, cfg.duel_gap)
+                      for part in (split.train, split.val, split.test))
+    return Prepared(catalog, events, sessions, pairs, split, duels, digest, sources)
 
 
 def fit_config(cfg: TrainConfig, progress: bool = True) -> FitConfig:
     return FitConfig(objective=cfg.objective, negatives=cfg.negatives,
-                     negative_weight=cfg.negative_weight, lr=cfg.lr,
+                     negative_weight=cfg.negative_weight, duel_weight=cfg.duels, lr=cfg.lr,
                      weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
                      max_epochs=cfg.max_epochs, patience=cfg.patience, seed=cfg.seed,
                      progress=progress)
@@ -170,6 +178,8 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
     catalog, events, sessions, pairs, split, digest, sources = (
         data.catalog, data.events, data.sessions, data.pairs, data.split, data.digest, data.sources)
     sizes = split.sizes()
+    if data.duels is not None:
+        sizes.update({f"duels_{k}": len(d) for k, d in zip(("train", "val", "test"), data.duels)})
     print(f"{len(events)} events, {sessions['session_id'].nunique()} sessions, {len(pairs)} pairs; "
           f"split {cfg.split}: {sizes}", flush=True)
 
@@ -197,7 +207,8 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
             mlflow.log_metrics({"train_loss": tr, "val_loss": va, "epoch_seconds": secs}, step=epoch)
 
         t0 = time.perf_counter()
-        fitted = fit(model, split.train, split.val, fcfg, on_epoch=on_epoch)
+        fitted = fit(model, split.train, split.val, fcfg, on_epoch=on_epoch,
+                     duels=data.duels[:2] if data.duels is not None else None)
         train_seconds = time.perf_counter() - t0
         metrics = {"training_seconds": train_seconds, "epochs": float(len(fitted.val_loss)),
                    "best_epoch": float(fitted.best_epoch + 1),

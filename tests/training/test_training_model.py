@@ -133,3 +133,50 @@ def test_session_learner_finds_hidden_clusters_from_co_listening(planted):
         return float((artist[lists] == artist[:, None]).mean())
 
     assert same_cluster_share() > 5 * 9 / 299     # chance: 9 of the 299 other tracks share its cluster
+
+
+def test_duels_teach_what_listeners_biases_hide():
+    """Each listener has a bias of their own that shifts every time they give (the course's
+    consume_bias): absolute times then say little about the tracks, the within-session
+    comparison cancels it. Here the generous listeners were mostly served the worse tracks:
+    trained on the times alone the model ranks the better track of a duel first almost
+    never (0.01), with the duel loss mostly (0.84)."""
+    from training.pairs import build_duels
+    rng = np.random.default_rng(3)
+    n, n_sessions = 60, 3000
+    good = rng.random(n) < 0.5                    # hidden: half the tracks are liked by everyone
+    ctx = np.zeros(n_sessions * 4, dtype=np.int64)            # one anchor (track 0) for all
+    sid = np.repeat(np.arange(n_sessions), 4)
+    tgt = np.concatenate([rng.choice(np.arange(1, n), 4, replace=False) for _ in range(n_sessions)])
+    bias = np.repeat(rng.random(n_sessions) < 0.5, 4)        # half the listeners listen long to anything
+    time = np.clip(np.where(bias, 0.8, 0.0) + np.where(good[tgt], 0.15, 0.0)
+                   + rng.normal(0, 0.02, len(tgt)), 0, 1).astype(np.float32)
+    # and the generous listeners happened to be served the worse tracks more often
+    swap = bias & good[tgt] & (rng.random(len(tgt)) < 0.6)
+    tgt[swap] = rng.choice(np.flatnonzero(~good[1:]) + 1, int(swap.sum()))
+    time[swap] = np.clip(0.8 + rng.normal(0, 0.02, int(swap.sum())), 0, 1)
+    pairs = pd.DataFrame({"context": ctx, "target": tgt, "time": time, "user": sid, "session_id": sid,
+                          "timestamp": np.arange(len(tgt)), "repeat": False, "artist_plays": 0})
+    sp = split_pairs(pairs, "by_user", seed=0)
+    artist = np.arange(n)
+    first = pd.Series(np.zeros(n_sessions, dtype=np.int64), index=np.arange(n_sessions))
+    duels = (build_duels(sp.train, first, artist), build_duels(sp.val, first, artist))
+    test = build_duels(sp.test, first, artist)
+    test = test[good[test["winner"]] != good[test["loser"]]]      # the duels the truth decides
+    assert len(test) > 100
+
+    def won(weight):
+        torch.manual_seed(0)
+        model = EmbeddingModel(n, 4)
+        fit(model, sp.train, sp.val, FitConfig(max_epochs=30, lr=0.05, batch_size=512, patience=5,
+                                               duel_weight=weight, progress=False), duels=duels)
+        with torch.no_grad():
+            better = np.where(good[test["winner"]], test["winner"], test["loser"])
+            worse = np.where(good[test["winner"]], test["loser"], test["winner"])
+            c = torch.as_tensor(test["context"].to_numpy(copy=True))
+            s = model.pair_scores(c, torch.as_tensor(better)) - model.pair_scores(c, torch.as_tensor(worse))
+        return float((s > 0).float().mean())
+
+    without, with_duels = won(0.0), won(1.0)
+    assert without < 0.25        # fooled: the generous listeners' long listens of worse tracks
+    assert with_duels > 0.75

@@ -113,3 +113,37 @@ def test_session_context_pairs_liked_tracks_with_their_session():
     p1 = build_pairs(sessionize(log), "session", artist=np.arange(40), window=1)
     extra = sorted((c, t) for c, t in zip(p1["context"], p1["target"]) if c not in (10, 20))
     assert extra == [(11, 12), (13, 11), (13, 12)]
+
+
+DUEL_LOG = events([
+    # anchor 10 (artist 1); new artists 11 (0.5), 20 (0.9), 21 (0.3); 12 is the anchor's own
+    # artist; 11 again is a replay (discounted), never in a duel
+    (1, [(10, 1.0), (11, 0.5), (20, 0.9), (12, 0.8), (21, 0.3), (11, 0.2)]),
+    # two new artists within the gap (0.5 vs 0.52): no duel
+    (2, [(30, 1.0), (20, 0.5), (21, 0.52)]),
+])
+DUEL_ARTIST = np.zeros(40, dtype=np.int64)
+DUEL_ARTIST[[10, 12]] = 1
+DUEL_ARTIST[11], DUEL_ARTIST[20], DUEL_ARTIST[21], DUEL_ARTIST[30] = 2, 4, 5, 3
+
+
+def test_duels_compare_new_artists_of_one_session_by_hand():
+    from training.pairs import build_duels, first_tracks
+    ses = sessionize(DUEL_LOG)
+    pairs = build_pairs(ses, "session", artist=DUEL_ARTIST)
+    d = build_duels(pairs, first_tracks(ses), DUEL_ARTIST, min_gap=0.05)
+    got = sorted(zip(d["context"], d["winner"], d["loser"], [round(float(w), 2) for w in d["weight"]]))
+    # session 1: 20 (0.9) > 11 (0.5) > 21 (0.3); every pair once, weighted by the gap
+    assert got == [(10, 11, 21, 0.2), (10, 20, 11, 0.4), (10, 20, 21, 0.6)]
+    # the same from the first-track pairs: duels depend on the anchor rows only
+    d_first = build_duels(build_pairs(ses, "first", artist=DUEL_ARTIST), first_tracks(ses), DUEL_ARTIST)
+    assert sorted(zip(d_first["winner"], d_first["loser"])) == [(11, 21), (20, 11), (20, 21)]
+
+
+def test_duels_of_a_split_part_stay_in_it():
+    from training.pairs import build_duels, first_tracks
+    ses = sessionize(DUEL_LOG)
+    pairs = build_pairs(ses, "first", artist=DUEL_ARTIST)
+    only_user2 = pairs[pairs["user"] == 2]
+    assert len(build_duels(only_user2, first_tracks(ses), DUEL_ARTIST)) == 0
+    assert len(build_duels(pairs.iloc[:0], first_tracks(ses), DUEL_ARTIST)) == 0
