@@ -121,7 +121,7 @@ def test_metrics_are_indexed_by_day(first_loop):
                 "model_effect.contextual", "promoted"):
         assert steps(key) == [1, 2], key
     assert steps("champion_version") == [0, 1, 2]
-    for recipe in ("seed", "session"):
+    for recipe in ("seed", "contrast"):
         assert steps(f"offline.{recipe}.ndcg_at_50") == [0, 1]
         assert steps(f"offline.{recipe}.heldout.recall_at_50") == [0, 1]
     for lists in ("champion", "challenger"):
@@ -266,5 +266,5 @@ def test_the_quick_config_is_the_loop_the_tests_ran():
     """The quick settings are what the test above relies on (a change there must show here)."""
     cfg = load_loop_config(quick=True, days=2)
     assert cfg.register == MODEL and cfg.deploy is None and cfg.world.endswith("small.yml")
-    assert [s.name for s in cfg.challengers] == ["seed", "session"] and cfg.bootstrap.name == "course"
+    assert [s.name for s in cfg.challengers] == ["seed", "contrast"] and cfg.bootstrap.name == "course"
     assert cfg.policy_names == ["Contextual", "SessionAware"] and cfg.promotion_policy == "SessionAware"
