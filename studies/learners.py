@@ -91,6 +91,7 @@ class Study:
         self.random = figs["random"]["time_per_session"]
         self.oracle = figs["oracle"]["time_per_session"]
         self.refs = {k: round(v["headroom_share"], 3) for k, v in figs.items()}
+        self.policy = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.policy)}
 
     def share(self, time_per_session: float) -> float:
         return (time_per_session - self.random) / (self.oracle - self.random)
@@ -112,7 +113,7 @@ class Study:
             agent.close()
 
     def served(self, lists: Path, listed: str) -> float:
-        sa = {"kind": "session_aware", "i2i": str(lists), "listed_artists": listed}
+        sa = {"kind": "session_aware", "i2i": str(lists), "listed_artists": listed, **self.policy}
         cfg = self.service(f"eval-{lists.stem}-{listed}", {"sa": sa}, {"C": "sa"}, None)
         return self.share(self.play(cfg, self.args.eval_episodes, self.args.seed)["time_per_session"])
 
@@ -140,7 +141,8 @@ class Study:
             path = self.out / f"lists-day{day}.npy"
             np.save(path, lists)
             seconds = time.perf_counter() - t0
-            sa = {"kind": "session_aware", "i2i": str(path), "explore": a.explore, "listed_artists": a.listed}
+            sa = {"kind": "session_aware", "i2i": str(path), "explore": a.explore, "listed_artists": a.listed,
+                  **self.policy}
             recs = {"random": {"kind": "random"}, "contextual": {"kind": "contextual", "i2i": str(path)},
                     "sa": sa, "sa2": dict(sa)}
             self.play(self.service(f"day{day}", recs, {"C": "random", "T1": "contextual", "T2": "sa", "T3": "sa2"},
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--explore", type=float, default=0.05, help="SessionAware's logged exploration share")
     ap.add_argument("--listed", default="same_genre", choices=("same_genre", "any"),
                     help="SessionAware's listed_artists on the played days")
+    ap.add_argument("--policy", action="append", default=[], metavar="KEY=VALUE",
+                    help="another SessionAware option, on the played days and in the judging (e.g. new_artists=session)")
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--seed", type=int, default=424242)
     ap.add_argument("--scene-lists", action="store_true", help="also judge lists made from the hidden scenes")

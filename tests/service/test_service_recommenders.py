@@ -123,6 +123,30 @@ def test_session_aware_starts_with_anchor_artist_then_explores_its_genre(catalog
         r.SessionAware(catalog, i2i, listed_artists="genre")
 
 
+def test_session_aware_takes_new_artists_from_the_lists_of_liked_tracks(catalog, i2i):
+    lists = i2i.copy()
+    lists[10] = [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]      # the anchor's: artist 11 first, 13 third
+    lists[30] = [53, 73, 93, 113, 133, 153, 173, 193, 33, 13]  # a liked track's: all artist 13
+    session = ctx([10, 30], [1.0, 0.6])   # 30 (the anchor's artist again) liked: 0.6 >= liked_time
+    kw = dict(first_artist_prior=0.9, fresh_start=0.7, listed_artists="any")
+    assert r.SessionAware(catalog, lists, **kw).recommend(session) == 11   # the anchor's list alone
+    by_session = r.SessionAware(catalog, lists, new_artists="session", **kw)
+    # artist 11: 1.0 (first on the anchor's list); 13: 1 / (1 + 2/20) + 0.6 (first on 30's): 13 wins,
+    # and its track comes in the anchor's list order
+    c = ctx([10, 30], [1.0, 0.6])
+    assert by_session.recommend(c) == 13 and c.propensity == 1.0
+    # a track listened below liked_time lends its list nothing
+    assert by_session.recommend(ctx([10, 30], [1.0, 0.4])) == 11
+    assert r.SessionAware(catalog, lists, new_artists="session", liked_time=0.7, **kw).recommend(
+        ctx([10, 30], [1.0, 0.6])) == 11
+    # a short position_decay makes the anchor's first place decide
+    assert r.SessionAware(catalog, lists, new_artists="session", position_decay=0.1, **kw).recommend(
+        ctx([10, 30], [1.0, 0.6])) == 11
+    for bad in ({"new_artists": "liked"}, {"liked_time": 1.5}, {"position_decay": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            r.SessionAware(catalog, lists, **bad)
+
+
 def test_session_aware_replays_liked_artists_and_drops_skipped_ones(catalog, i2i):
     rec = r.SessionAware(catalog, i2i, first_artist_prior=0.9, fresh_start=0.7)
     # new artists so far averaged 0.575; artist 2 got 0.95 (x0.8 = 0.76 beats it), artist 14 got 0.2
