@@ -89,7 +89,7 @@ def table(df, cfg: dict):
     """The experiment's A/B table of a day's log (training.experiment.analyse), latency rows aside."""
     from training import analysis as A
     from training.experiment import analyse
-    t, _, _ = analyse(df, None, cfg)
+    t = analyse(df, None, cfg).table
     return t[~t["metric"].isin(list(A.LATENCY_METRICS))].reset_index(drop=True)
 
 

@@ -187,3 +187,24 @@ def test_decide_on_a_named_pair_of_arms():
     assert ok and "SA × challenger (T4) vs SA × champion (T3)" in why and "ratio CI" in why
     ok, why = promotion.decide(table, {**pair, "baseline": "T9"})
     assert not ok and "no row T4 vs T9" in why
+
+
+def test_the_container_checks_table_is_the_experiments_table_without_latency():
+    """container/test.py (make container-test, not in CI) compares the experiment's A/B table
+    of a day served by a process and by a container: its table helper must keep calling
+    the experiment's analysis as it is (it once unpacked a tuple the analysis no longer returns)."""
+    from container.test import table
+    cfg = settings.load_settings(settings.DEFAULT_CONFIG)
+    ab = cfg["ab"]
+    rng = np.random.default_rng(0)
+    rows, ts = [], 0
+    for user in range(280):
+        arm = sorted(ab["arms"])[user % len(ab["arms"])]
+        for i in range(3):
+            ts += 1
+            rows.append({"message": "next" if i < 2 else "last", "timestamp": ts, "user": user, "track": i,
+                         "time": float(rng.random()), "latency": 0.001, "recommendation": i + 1 if i < 2 else None,
+                         "experiments": {ab["name"]: arm}})
+    t = table(pd.DataFrame(rows), cfg)
+    assert len(t) and not set(t["metric"]) & set(A.LATENCY_METRICS)
+    assert "mean_time_per_session" in set(t["metric"])
