@@ -189,9 +189,9 @@ def test_report_trend_and_description(first_loop, store):
     assert "### vi. Which offline figure tracks served reward" in report
     # the candidates: both recipes scored on held-out listeners each training day, one chosen
     offline = pd.read_csv(local / "offline.csv")
-    assert sorted(offline["candidate"]) == ["seed", "seed", "session", "session"]
+    assert sorted(offline["candidate"]) == ["contrast", "contrast", "seed", "seed"]
     assert offline.groupby("day")["selected"].sum().tolist() == [1, 1]
-    key = "heldout.recall@50"
+    key = "heldout.artist_recall@50"   # loop.yml select.metric
     for _, g in offline.groupby("day"):
         assert g.loc[g["selected"], key].iloc[0] == g[key].max()
     trend = pd.read_csv(local / "trend.csv")
