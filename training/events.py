@@ -95,7 +95,83 @@ def read_events(path: str | Path, remedy: str = COLLECT_REMEDY) -> pd.DataFrame:
         raise EventLogError(f"event log {path} has a field of the wrong type ({e}); see "
                             f"docs/architecture.md, Event log, for the types") from None
     df = df.sort_values("timestamp", kind="stable", ignore_index=True)
-    return df
+    return _order_ties(df)
+
+
+def _order_ties(df: pd.DataFrame) -> pd.DataFrame:
+    """Put a user's events that share a millisecond back in the order they happened.
+
+    Each worker (or replica) writes its own file, in order; merged by timestamp, a user's
+    events logged in the same millisecond by two workers keep the files' order, which may
+    not be theirs, and a "last" read after the next session's first "next" cuts the
+    sessions wrong (measured: 8 such ties in a 1,000-episode day over two replicas). The
+    requests themselves say the order: within a session each event's `track` is the
+    previous event's `recommendation`, and a session starts after a "last". Only tie
+    groups are touched; an order the chain already explains is kept.
+    """
+    ties = df.duplicated(["user", "timestamp"], keep=False).to_numpy()
+    if not ties.any():
+        return df
+    order = np.arange(len(df))
+    users, tracks = df["user"].to_numpy(), df["track"].to_numpy()
+    last = (df["message"] == "last").to_numpy()
+    recs = df["recommendation"].to_numpy(dtype=object, na_value=None)
+    previous: dict[int, int] = {}        # user -> index of its latest event before the group
+    i, n = 0, len(df)
+    ts = df["timestamp"].to_numpy()
+    while i < n:
+        j = i + 1
+        while j < n and ts[j] == ts[i]:
+            j += 1
+        if ties[i:j].any():
+            by_user: dict[int, list[int]] = {}
+            for k in range(i, j):
+                by_user.setdefault(int(users[k]), []).append(k)
+            placed: list[int] = []
+            for u, group in by_user.items():
+                if len(group) > 1:
+                    group = _chain(group, previous.get(u), tracks, recs, last)
+                placed.extend(group)
+                previous[u] = group[-1]
+            # positions within the millisecond: each user's events in chain order, users as read
+            slots = sorted(placed)
+            for slot, k in zip(slots, placed):
+                order[slot] = k
+        else:
+            for k in range(i, j):
+                previous[int(users[k])] = k
+        i = j
+    return df.iloc[order].reset_index(drop=True)
+
+
+def _chain(group: list[int], before: int | None, tracks, recs, last) -> list[int]:
+    """One user's same-millisecond events in the order their requests imply (see `_order_ties`)."""
+    left = list(group)
+    out: list[int] = []
+    expect = recs[before] if before is not None and not last[before] else None
+    while left:
+        if expect is not None:
+            pick = next((k for k in left if tracks[k] == expect), left[0])
+        else:  # a new session: a "next" no other waiting event leads to; one whose session
+            # also ends within the millisecond goes first (the still open one comes last)
+            led = {recs[k] for k in left if recs[k] is not None}
+            starts = [k for k in left if not last[k] and tracks[k] not in led]
+            pick = next((k for k in starts if _closes(k, left, tracks, recs, last)), starts[0] if starts else left[0])
+        left.remove(pick)
+        out.append(pick)
+        expect = None if last[pick] else recs[pick]
+    return out
+
+
+def _closes(start: int, left: list[int], tracks, recs, last) -> bool:
+    """Whether the session `start` opens reaches its "last" among the waiting events."""
+    k, seen = start, {start}
+    while not last[k]:
+        k = next((j for j in left if j not in seen and tracks[j] == recs[k]), None)
+        if k is None:
+            return False
+        seen.add(k)
+    return True
 
 
 def sessionize(events: pd.DataFrame) -> pd.DataFrame:

@@ -108,3 +108,23 @@ def test_a_jobs_own_missing_log_names_the_jobs_command(tmp_path):
     (tmp_path / "events-w1-1.jsonl").write_text("")
     with pytest.raises(EventLogError, match="is empty.*-e experiment"):
         read_events(tmp_path, remedy=remedy)
+
+
+def test_two_workers_same_millisecond_events_keep_their_request_order(tmp_path):
+    """Two workers log one user's requests in the same millisecond: merged by timestamp the
+    files' order would put the next session's first request before this session's "last"
+    (and a continuing request after a later one); the requests' own chain says the order."""
+    # user 1: session A = 10 -> 11 -> 12 (last), session B starts with 20 -> 21 (last)
+    # worker "a" logged the 2nd request of A and B's first; worker "b" A's first and A's last
+    write(tmp_path / "events-a.jsonl", [ev("next", 5, 1, 11, 0.5, 12), ev("next", 5, 1, 20, 1.0, 21),
+                                        ev("last", 9, 1, 21, 0.3)])
+    write(tmp_path / "events-b.jsonl", [ev("next", 5, 1, 10, 1.0, 11), ev("last", 5, 1, 12, 0.8)])
+    s = sessionize(read_events(tmp_path))
+    assert s.groupby("session")["track"].apply(list).tolist() == [[10, 11, 12], [20, 21]]
+    # a single worker's file is already in order and stays so, ties or not
+    (tmp_path / "one").mkdir()
+    write(tmp_path / "one" / "events-0.jsonl", [ev("next", 5, 1, 10, 1.0, 11), ev("next", 5, 1, 11, 0.5, 12),
+                                                ev("last", 5, 1, 12, 0.8), ev("next", 5, 1, 11, 1.0, 12),
+                                                ev("last", 5, 1, 12, 0.1)])
+    s = sessionize(read_events(tmp_path / "one"))
+    assert s.groupby("session")["track"].apply(list).tolist() == [[10, 11, 12], [11, 12]]
