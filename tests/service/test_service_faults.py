@@ -363,7 +363,12 @@ def test_disk_full_under_load_then_space_returns(tmp_path, redis_server):
         figures = audit(logs, load.results, redis_server.client())
         tail = [r.status for r in load.results[-50:]]
         assert tail.count(200) == len(tail), "serving again once space returned"
-        assert out.count("unavailable, refusing requests") == 1 and out.count("recovered after") == 1, out[-3000:]
+        # each outage is logged when it starts and when it ends, never per refused request; while the
+        # disk is within a line of full, a shorter line can still fit (a failed write is cut back to
+        # the last whole line), so the outage may end and start again before the space returns
+        outages, recoveries = out.count("unavailable, refusing requests"), out.count("recovered after")
+        refused = sum(r.status == 503 for r in load.results)
+        assert 1 <= outages == recoveries <= max(1, refused // 20), (outages, recoveries, refused, out[-3000:])
         assert "Traceback" not in out, out[-3000:]
         report("disk full (1 MB tmpfs) under load, then space returns, 1 worker", figures)
     finally:
