@@ -109,38 +109,21 @@ def _order_ties(df: pd.DataFrame) -> pd.DataFrame:
     previous event's `recommendation`, and a session starts after a "last". Only tie
     groups are touched; an order the chain already explains is kept.
     """
-    ties = df.duplicated(["user", "timestamp"], keep=False).to_numpy()
-    if not ties.any():
+    ties = np.flatnonzero(df.duplicated(["user", "timestamp"], keep=False).to_numpy())
+    if not len(ties):
         return df
-    order = np.arange(len(df))
     users, tracks = df["user"].to_numpy(), df["track"].to_numpy()
     last = (df["message"] == "last").to_numpy()
     recs = df["recommendation"].to_numpy(dtype=object, na_value=None)
-    previous: dict[int, int] = {}        # user -> index of its latest event before the group
-    i, n = 0, len(df)
-    ts = df["timestamp"].to_numpy()
-    while i < n:
-        j = i + 1
-        while j < n and ts[j] == ts[i]:
-            j += 1
-        if ties[i:j].any():
-            by_user: dict[int, list[int]] = {}
-            for k in range(i, j):
-                by_user.setdefault(int(users[k]), []).append(k)
-            placed: list[int] = []
-            for u, group in by_user.items():
-                if len(group) > 1:
-                    group = _chain(group, previous.get(u), tracks, recs, last)
-                placed.extend(group)
-                previous[u] = group[-1]
-            # positions within the millisecond: each user's events in chain order, users as read
-            slots = sorted(placed)
-            for slot, k in zip(slots, placed):
-                order[slot] = k
-        else:
-            for k in range(i, j):
-                previous[int(users[k])] = k
-        i = j
+    # each row's previous row of the same user (-1: none): what a tie group continues from
+    previous = pd.Series(np.arange(len(df))).groupby(users).shift(1).fillna(-1).astype(np.int64).to_numpy()
+    order = np.arange(len(df))
+    # only the tied rows are visited; groups of one user in time order, so a group that
+    # continues an earlier reordered one reads that one's new last row (`order`)
+    for _, rows in pd.Series(ties).groupby([users[ties], df["timestamp"].to_numpy()[ties]]):
+        slots = rows.to_numpy()
+        before = previous[slots[0]]
+        order[slots] = _chain(slots.tolist(), int(order[before]) if before >= 0 else None, tracks, recs, last)
     return df.iloc[order].reset_index(drop=True)
 
 
