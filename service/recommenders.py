@@ -428,10 +428,7 @@ class SessionAware:
         for t, a in zip(*listed):
             if a not in plays and (any_listed or genre[t] == g):
                 return a
-        for a in self.genre_artists[g]:
-            if a not in plays:
-                return a
-        return None
+        return self._genre_artist(g, plays)
 
     def _new_artist_of_session(self, ctx: Context, plays: dict[int, int],
                                listed: tuple[list[int], list[int]]) -> int | None:
@@ -454,10 +451,11 @@ class SessionAware:
                 scores[a] = scores.get(a, 0.0) + weight / (1.0 + pos / decay)
         if scores:
             return max(scores, key=lambda a: (scores[a], tie[a]))
-        for a in self.genre_artists[g]:
-            if a not in plays:
-                return a
-        return None
+        return self._genre_artist(g, plays)
+
+    def _genre_artist(self, g: int, plays: dict[int, int]) -> int | None:
+        """When the lists name no new artist: the genre's most popular one not played yet."""
+        return next((a for a in self.genre_artists[g] if a not in plays), None)
 
     def _unheard(self, artist: int, heard: set[int], listed: tuple[list[int], list[int]]) -> int | None:
         tracks, artists = listed
