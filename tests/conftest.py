@@ -10,7 +10,6 @@ The small world (`data/world-small`) is generated before the first snapshot, as
 """
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -64,17 +63,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def private_stores(tmp_path_factory: pytest.TempPathFactory):
     """MLflow and BentoML default to throwaway stores for the whole session."""
     d = tmp_path_factory.mktemp("stores")
-    new = {"MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}", "BENTOML_HOME": str(d / "bentoml"),
-           "BENTOML_DO_NOT_TRACK": "true"}
-    old = {k: os.environ.get(k) for k in new}
-    os.environ.update(new)
-    os.environ.pop("MLFLOW_RUN_ID", None)   # a session started by `mlflow run` must not log into its run
-    yield d
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as env:   # restored when the session ends
+        env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
+        env.setenv("BENTOML_HOME", str(d / "bentoml"))
+        env.setenv("BENTOML_DO_NOT_TRACK", "true")
+        env.delenv("MLFLOW_RUN_ID", raising=False)   # a session started by `mlflow run` must not log into its run
+        yield d
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -64,14 +64,8 @@ def planted(tmp_path_factory):
 def mlflow_store(tmp_path_factory):
     """Every training test module writes to its own throwaway sqlite store (and BentoML
     home), never the project's; restored afterwards so other parts' tests are untouched."""
-    import os
     d = tmp_path_factory.mktemp("mlruns")
-    new = {"MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}", "BENTOML_HOME": str(d / "bentoml")}
-    old = {k: os.environ.get(k) for k in new}
-    os.environ.update(new)
-    yield d
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as env:   # restored when the module ends
+        env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
+        env.setenv("BENTOML_HOME", str(d / "bentoml"))
+        yield d
