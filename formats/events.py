@@ -56,6 +56,13 @@ def file_name(worker: str) -> str:
     return f"{PREFIX}{worker}{SUFFIX}"
 
 
+def stream(path: Path) -> str:
+    """The live file name a log file belongs to: a worker's rotations and live file are one
+    stream, written in request order."""
+    m = _FILE.match(path.name)
+    return m.group("base") if m else path.name
+
+
 def rotated(path: Path, n: int) -> Path:
     """The `n`th rotation of the live file `path` (1 = the newest rotated one)."""
     return path.with_name(f"{path.name}.{n}")

@@ -48,9 +48,12 @@ def log_files(path: str | Path, remedy: str = COLLECT_REMEDY) -> list[Path]:
     return files
 
 
-def _parse(files: Iterable[Path]) -> list[dict]:
+def _parse(files: Iterable[Path]) -> tuple[list[dict], list[int]]:
+    """The events of `files` in read order, and the number read from each file."""
     rows: list[dict] = []
+    counts: list[int] = []
     for f in files:
+        start = len(rows)
         try:
             for lineno, obj in read_jsonl(f):
                 try:
@@ -61,7 +64,8 @@ def _parse(files: Iterable[Path]) -> list[dict]:
         except FormatError as e:  # "line N: ..." of a line that is not a JSON object
             raise EventLogError(f"{f}:{str(e).removeprefix('line ')}; the log is malformed or truncated: "
                                 f"remove or repair that line, or collect the log again") from None
-    return rows
+        counts.append(len(rows) - start)
+    return rows, counts
 
 
 def read_events(path: str | Path, remedy: str = COLLECT_REMEDY) -> pd.DataFrame:
@@ -73,7 +77,7 @@ def read_events(path: str | Path, remedy: str = COLLECT_REMEDY) -> pd.DataFrame:
     Raises EventLogError for a missing, empty or malformed log; `remedy` is its fix.
     """
     files = log_files(path, remedy)
-    rows = _parse(files)
+    rows, counts = _parse(files)
     if not rows:
         raise EventLogError(f"event log {path} is empty ({len(files)} file(s), no events): {remedy}")
     try:
@@ -94,53 +98,73 @@ def read_events(path: str | Path, remedy: str = COLLECT_REMEDY) -> pd.DataFrame:
     except (TypeError, ValueError) as e:
         raise EventLogError(f"event log {path} has a field of the wrong type ({e}); see "
                             f"docs/architecture.md, Event log, for the types") from None
-    df = df.sort_values("timestamp", kind="stable", ignore_index=True)
-    return _order_ties(df)
+    # which worker wrote each row (its rotations are one stream): within a stream the file
+    # order is the request order; only rows of different streams can be merged wrong
+    streams = {base: i for i, base in enumerate(dict.fromkeys(fmt.stream(f) for f in files))}
+    stream = np.repeat([streams[fmt.stream(f)] for f in files], counts)
+    order = np.argsort(df["timestamp"].to_numpy(), kind="stable")
+    df = df.iloc[order].reset_index(drop=True)
+    return _order_ties(df, stream[order])
 
 
-def _order_ties(df: pd.DataFrame) -> pd.DataFrame:
+def _order_ties(df: pd.DataFrame, stream: np.ndarray) -> pd.DataFrame:
     """Put a user's events that share a millisecond back in the order they happened.
 
     Each worker (or replica) writes its own file, in order; merged by timestamp, a user's
     events logged in the same millisecond by two workers keep the files' order, which may
     not be theirs, and a "last" read after the next session's first "next" cuts the
     sessions wrong (measured: 8 such ties in a 1,000-episode day over two replicas). The
-    requests themselves say the order: within a session each event's `track` is the
-    previous event's `recommendation`, and a session starts after a "last". Only tie
-    groups are touched; an order the chain already explains is kept.
+    requests themselves say how to interleave the workers' streams: within a session each
+    event's `track` is the previous event's `recommendation`, and a session starts after a
+    "last". Each stream's own order is never changed (one worker's file is the truth: an
+    in-process day logs a user's whole sessions within one millisecond, where the chain
+    alone is ambiguous), and only tie groups that span two streams are touched.
     """
-    ties = np.flatnonzero(df.duplicated(["user", "timestamp"], keep=False).to_numpy())
+    tied = df.duplicated(["user", "timestamp"], keep=False).to_numpy()
+    if not tied.any():
+        return df
+    users, stamps = df["user"].to_numpy(), df["timestamp"].to_numpy()
+    ties = np.flatnonzero(tied)
+    by_group = pd.Series(stream[ties]).groupby([users[ties], stamps[ties]])
+    ties = ties[(by_group.transform("min") != by_group.transform("max")).to_numpy()]
     if not len(ties):
         return df
-    users, tracks = df["user"].to_numpy(), df["track"].to_numpy()
+    tracks = df["track"].to_numpy()
     last = (df["message"] == "last").to_numpy()
     recs = df["recommendation"].to_numpy(dtype=object, na_value=None)
     # each row's previous row of the same user (-1: none): what a tie group continues from
     previous = pd.Series(np.arange(len(df))).groupby(users).shift(1).fillna(-1).astype(np.int64).to_numpy()
     order = np.arange(len(df))
-    # only the tied rows are visited; groups of one user in time order, so a group that
+    # only the mixed tie groups are visited; groups of one user in time order, so a group that
     # continues an earlier reordered one reads that one's new last row (`order`)
-    for _, rows in pd.Series(ties).groupby([users[ties], df["timestamp"].to_numpy()[ties]]):
+    for _, rows in pd.Series(ties).groupby([users[ties], stamps[ties]]):
         slots = rows.to_numpy()
         before = previous[slots[0]]
-        order[slots] = _chain(slots.tolist(), int(order[before]) if before >= 0 else None, tracks, recs, last)
+        queues = [list(q) for _, q in pd.Series(slots).groupby(stream[slots], sort=False)]
+        order[slots] = _interleave(queues, int(order[before]) if before >= 0 else None, tracks, recs, last)
     return df.iloc[order].reset_index(drop=True)
 
 
-def _chain(group: list[int], before: int | None, tracks, recs, last) -> list[int]:
-    """One user's same-millisecond events in the order their requests imply (see `_order_ties`)."""
-    left = list(group)
+def _interleave(queues: list[list[int]], before: int | None, tracks, recs, last) -> list[int]:
+    """One user's same-millisecond events, one queue per worker in that worker's order, merged
+    in the order their requests imply (see `_order_ties`): only a queue's head can go next."""
+    queues = [q for q in queues if q]
     out: list[int] = []
     expect = recs[before] if before is not None and not last[before] else None
-    while left:
+    while queues:
+        heads = [q[0] for q in queues]
+        left = [k for q in queues for k in q]
         if expect is not None:
-            pick = next((k for k in left if tracks[k] == expect), left[0])
+            pick = next((k for k in heads if tracks[k] == expect), heads[0])
         else:  # a new session: a "next" no other waiting event leads to; one whose session
             # also ends within the millisecond goes first (the still open one comes last)
             led = {recs[k] for k in left if recs[k] is not None}
-            starts = [k for k in left if not last[k] and tracks[k] not in led]
-            pick = next((k for k in starts if _closes(k, left, tracks, recs, last)), starts[0] if starts else left[0])
-        left.remove(pick)
+            starts = [k for k in heads if not last[k] and tracks[k] not in led]
+            pick = next((k for k in starts if _closes(k, left, tracks, recs, last)), starts[0] if starts else heads[0])
+        queue = next(q for q in queues if q[0] == pick)
+        queue.pop(0)
+        if not queue:
+            queues.remove(queue)
         out.append(pick)
         expect = None if last[pick] else recs[pick]
     return out

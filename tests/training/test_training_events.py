@@ -128,3 +128,19 @@ def test_two_workers_same_millisecond_events_keep_their_request_order(tmp_path):
                                                 ev("last", 5, 1, 12, 0.1)])
     s = sessionize(read_events(tmp_path / "one"))
     assert s.groupby("session")["track"].apply(list).tolist() == [[10, 11, 12], [11, 12]]
+    # ... even where the chain alone reads it another way: an in-process day logs a user's
+    # whole day in one millisecond, and a session that comes back to its first track (10)
+    # does not look like a start to the chain, so B (20 -> 21) would be put before A
+    (tmp_path / "day").mkdir()
+    write(tmp_path / "day" / "events-0.jsonl", [ev("next", 5, 1, 10, 1.0, 11), ev("next", 5, 1, 11, 0.5, 10),
+                                                ev("next", 5, 1, 10, 0.0, 12), ev("last", 5, 1, 12, 0.2),
+                                                ev("next", 5, 1, 20, 1.0, 21), ev("last", 5, 1, 21, 0.3)])
+    s = sessionize(read_events(tmp_path / "day"))
+    assert s.groupby("session")["track"].apply(list).tolist() == [[10, 11, 10, 12], [20, 21]]
+    # rotations are the same worker's stream: its order across .1 and the live file is kept
+    (tmp_path / "rot").mkdir()
+    write(tmp_path / "rot" / "events-0.jsonl.1", [ev("next", 5, 1, 10, 1.0, 11), ev("next", 5, 1, 11, 0.5, 10)])
+    write(tmp_path / "rot" / "events-0.jsonl", [ev("next", 5, 1, 10, 0.0, 12), ev("last", 5, 1, 12, 0.2),
+                                                ev("next", 5, 1, 20, 1.0, 21), ev("last", 5, 1, 21, 0.3)])
+    s = sessionize(read_events(tmp_path / "rot"))
+    assert s.groupby("session")["track"].apply(list).tolist() == [[10, 11, 10, 12], [20, 21]]
