@@ -13,7 +13,9 @@ with the process that started it (PR_SET_PDEATHSIG) and each worker with its arb
 """
 from __future__ import annotations
 
+import http.client
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -36,10 +38,35 @@ class ServiceStartError(RuntimeError):
     """The service did not become ready; the message ends with the tail of its output."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing is bound to, from below the kernel's ephemeral range.
+
+    A port the kernel hands out for `bind(0)` is free only until it hands it out again, and
+    between this check and the server's own bind something else may get it: BentoML's
+    arbiter binds its ZeroMQ endpoints that way, and in one CI run the service's readiness
+    probe got a ZeroMQ greeting from its port. Below the range the kernel never hands a port
+    out by itself, so only a port someone names (another free_port) can take it. Which port
+    is no part of any result, so it is drawn without a seed."""
+    low, _ = _ephemeral_range()
+    first = 20000 if low > 21024 else 1024
+    draw = random.SystemRandom()
+    for _ in range(100):
+        port = draw.randrange(first, low) if low > first else 0
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise ServiceStartError(f"no free port in {first}..{low - 1} on {host}: pass a port explicitly")
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -59,7 +86,9 @@ def wait_ready(url: str, timeout: float, exited: Callable[[], bool]) -> str:
             with urllib.request.urlopen(f"{url}/readyz", timeout=1) as r:
                 if r.status == 200:
                     return "ready"
-        except (urllib.error.URLError, OSError):
+        # not listening yet, or something that is not our server yet (a port another
+        # program held a moment ago answers with its own protocol: BadStatusLine)
+        except (urllib.error.URLError, OSError, http.client.HTTPException):
             pass
         time.sleep(0.2)
     return "timeout"

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from service.launch import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 SMALL_CONFIG = REPO / "sim" / "config" / "small.yml"
 # the user's stores: what tests must never change (relative to the repo)
@@ -81,12 +83,6 @@ def user_stores_untouched(request: pytest.FixtureRequest):
         pytest.fail(f"{request.node.nodeid} wrote into the project's own stores (tests must use temporary "
                     f"folders: a tmp MLFLOW_TRACKING_URI, BENTOML_HOME, work dir):\n" + "\n".join(changed),
                     pytrace=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

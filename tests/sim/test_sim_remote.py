@@ -9,17 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-import socket
+from service.launch import free_port
 from sim.agents import RemoteAgent, ServiceUnavailableError
 from sim.run import main
 
 SMALL = "sim/config/small.yml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FakeService:
