@@ -15,8 +15,9 @@ Day d >= 1: the service serves Random (`C`, the headroom's floor) and, under eac
 policies (Contextual, SessionAware), the champion's lists and the challenger's: the 2x2 of
 policy x lists. The simulator plays the day over HTTP; the log joins the window; the A/B is
 analysed; tomorrow's challengers are trained on the window (not after the last day); the
-challenger is promoted to `@champion` only on a significant model effect under the product's
-policy (SessionAware), and the next day serves whichever is champion then.
+challenger is promoted to `@champion` when its model effect under the product's policy
+(SessionAware) passes `promotion.decide` (the loop's config: ahead and not worse than its
+margin, a non-inferiority test), and the next day serves whichever is champion then.
 
 MLflow: one parent run (named after what it did, e.g. `loop 7d seed 424242`, its
 description the report's headline), a child run per day (`day 3: v9 promoted`), the day's
@@ -52,7 +53,7 @@ from training import trend as TR
 from training.errors import JobError, is_job_failure
 from training.loop_config import DEFAULT_CONFIG, LoopConfig, ModelSpec, load_loop_config
 from training.play import calibrate, check_log, play_day, write_service_config
-from training.promotion import commit, decide
+from training.promotion import commit, criterion, decide
 from training.references import Reference, ReferencesError, load_references
 from training.settings import repo_path
 from training.simconfig import world_dir
@@ -234,8 +235,7 @@ def analyse_day(events: pd.DataFrame, layout: list[Arm], cfg: LoopConfig, experi
     des = design(layout, cfg)
     table = A.factorial_table(users, arms, des, experiment=experiment, labels=labels, alpha=cfg.alpha,
                               srm_alpha=cfg.srm_alpha, expected_arms=[a.arm for a in layout])
-    ok, reason = decide(table, {"policy": cfg.promotion_policy, "metric": cfg.promotion_metric,
-                                "correction": cfg.correction})
+    ok, reason = decide(table, cfg.promotion)
     per_arm = TR.arm_means(users[m], arms, cfg.alpha)
     if "C" not in per_arm.index:
         raise A.AnalysisError(f"experiment {experiment!r}: no user in the Random arm C; the day is too small")
@@ -675,8 +675,7 @@ class Loop:
                      f"{'highest' if cfg.select_mode == 'max' else 'lowest'} `{cfg.select_metric}` {where}: "
                      f"{cfg.select_why} "
                      f"Promotion: the challenger's lists vs the champion's under {cfg.promotion_policy} (the 2x2's model "
-                     f"effect) on `{cfg.promotion_metric}`, significant{' after Holm' if cfg.correction == 'holm' else ''}, "
-                     f"sample-ratio check passing.")
+                     f"effect) on `{cfg.promotion_metric}`, {criterion(cfg.promotion)}, sample-ratio check passing.")
         details = [
             f"World: `{cfg.world}` ({self.wdir.name}); simulator seed of day d: {cfg.seed} + d; "
             f"{cfg.cold_start_episodes} cold-start episodes, {cfg.episodes} per A/B day, over HTTP against the BentoML service",

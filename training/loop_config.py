@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from training.errors import JobError
+from training.promotion import TESTS
 from training.settings import merge, repo_path
 
 DEFAULT_CONFIG = "training/config/loop.yml"
@@ -63,6 +64,8 @@ class LoopConfig:
     promotion_policy: str
     promotion_metric: str
     correction: str
+    promotion_test: str                # superiority | non_inferiority (training.promotion.decide)
+    promotion_margin: float            # the non-inferiority margin, % of the champion's mean
     deploy: dict[str, str] | None
     reference_episodes: int
     goal_over_anchor: float
@@ -70,6 +73,13 @@ class LoopConfig:
     config_path: str
     idea: str = ""
     raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def promotion(self) -> dict:
+        """The promotion settings as `training.promotion.decide` and `rule` read them."""
+        out = {"policy": self.promotion_policy, "metric": self.promotion_metric, "correction": self.correction,
+               "test": self.promotion_test}
+        return {**out, "margin": self.promotion_margin} if self.promotion_test == "non_inferiority" else out
 
     @property
     def policy_names(self) -> list[str]:
@@ -167,6 +177,14 @@ def load_loop_config(path: str | Path = DEFAULT_CONFIG, *, quick: bool = False, 
         raise _fail(p, f"promotion.policy must be one of {list(policies)}, got {pr.get('policy')!r}")
     if pr.get("correction", "holm") not in ("holm", "none"):
         raise _fail(p, "promotion.correction must be holm or none")
+    test = pr.get("test", "superiority")
+    if test not in TESTS:
+        raise _fail(p, f"promotion.test must be one of {list(TESTS)}, got {test!r}")
+    margin = pr.get("margin")
+    if test == "non_inferiority" and (isinstance(margin, bool) or not isinstance(margin, (int, float))
+                                      or not 0 < margin < 100):
+        raise _fail(p, f"promotion.margin must be a percentage in (0, 100) for a non_inferiority test "
+                       f"(how much worse a challenger may be), got {margin!r}")
     an = cfg["analysis"] or {}
     deploy = pr.get("deploy")
     if deploy is not None and (not isinstance(deploy, dict) or set(deploy) != {"champion"}
@@ -186,7 +204,9 @@ def load_loop_config(path: str | Path = DEFAULT_CONFIG, *, quick: bool = False, 
         alpha=float(an.get("alpha", 0.05)), srm_alpha=float(an.get("srm_alpha", 0.001)),
         primary_metric=str(an.get("primary_metric", "mean_time_per_session")),
         promotion_policy=str(pr["policy"]), promotion_metric=str(pr.get("metric", "mean_time_per_session")),
-        correction=str(pr.get("correction", "holm")), deploy=dict(deploy) if deploy else None,
+        correction=str(pr.get("correction", "holm")), promotion_test=str(test),
+        promotion_margin=float(margin) if test == "non_inferiority" else 0.0,
+        deploy=dict(deploy) if deploy else None,
         reference_episodes=_int(cfg.get("references") or {"episodes": 1000}, "episodes", p, 2),
         goal_over_anchor=float((cfg.get("goal") or {}).get("over_anchor_catalog", 0.25)),
         quick=bool(quick), config_path=str(p), idea=" ".join(str(cfg.get("idea", "")).split()),

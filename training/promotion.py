@@ -23,20 +23,37 @@ from training import tracking
 from training.errors import JobError
 
 
+TESTS = ("superiority", "non_inferiority")
+
+
+def criterion(promotion: dict) -> str:
+    """What the model effect must show, in words: the one place both rules are phrased."""
+    if promotion.get("test", "superiority") == "non_inferiority":
+        return (f"ahead (a positive estimate) and not worse by more than {float(promotion['margin']):g}% "
+                f"(the 95% CI's lower bound above -{float(promotion['margin']):g}%: a non-inferiority test)")
+    holm = promotion.get("correction", "holm") == "holm"
+    return ("significant after Holm across the model-effect family (the model effect under each policy)"
+            if holm else "significant (no multiple-comparison correction)")
+
+
 def rule(promotion: dict) -> str:
     """The promotion rule in words, as the report and the run's `promotion_reason` state it."""
-    holm = promotion.get("correction", "holm") == "holm"
     return (f"promote the treatment model when its lists beat the control model's under "
             f"{promotion['policy']} (the policy the product serves) on `{promotion['metric']}`, "
-            + ("significant after Holm across the model-effect family (the model effect under each policy)"
-               if holm else "significant (no multiple-comparison correction)")
+            + criterion(promotion)
             + ", with the sample-ratio check passing; what is promoted is a model, so its decision is the "
               "model effect, never the policy effect or the seed's headline (which changes both)")
 
 
 def decide(table: pd.DataFrame, promotion: dict) -> tuple[bool, str]:
     """Promote the treatment model only on its own effect: its lists vs the control model's
-    under one policy, significant and positive, SRM passing.
+    under one policy, SRM passing, and by `promotion["test"]`:
+    * "superiority" (the default, the experiment's): significant and positive;
+    * "non_inferiority" (the daily loop's, `margin` in percent): a positive estimate whose
+      95% CI's lower bound is above -margin. A challenger re-trained on fresher logs is
+      expected to be a little better each day, by less than a day's A/B can prove (the loop
+      measured +3-10% against CIs of about +-12%), so requiring significance keeps a stale
+      champion; this promotes what is ahead unless it may be worse by more than the margin.
 
     Two ways to name that effect, one verdict:
     * `promotion["policy"]`: `table` is the 2x2 (`training.analysis.factorial_table`) and the
@@ -72,6 +89,14 @@ def decide(table: pd.DataFrame, promotion: dict) -> tuple[bool, str]:
     if not bool(r["valid"]):
         return False, (f"not promoted, {head}: the sample-ratio check failed (p = {r['srm_p_value']:.2g}), "
                        f"the table is invalid; {name}: {figures}")
+    if promotion.get("test", "superiority") == "non_inferiority":
+        margin = float(promotion["margin"])
+        if r["effect"] > 0 and r["lower"] > -margin:
+            return True, (f"{head}: {name}: {figures}, ahead and not worse by more than {margin:g}% "
+                          f"(non-inferiority: the CI's lower bound {r['lower']:+.1f}% > -{margin:g}%)")
+        why = ("not ahead (the estimate is not positive)" if r["effect"] <= 0 else
+               f"it may be worse by more than {margin:g}% (the CI's lower bound {r['lower']:+.1f}% <= -{margin:g}%)")
+        return False, f"not promoted, {head}: {name}: {figures}, {why}"
     sig = bool(r["significant_holm"] if holm else r["significant"])
     if sig and r["effect"] > 0:
         return True, f"{head}: {name}: {figures}, significant{' after Holm' if holm else ''}"

@@ -167,6 +167,34 @@ def test_decide_uses_holm_across_the_model_effect_family():
     assert promotion.decide(g, {**PROMO, "correction": "none"})[0]
 
 
+NI = {**PROMO, "test": "non_inferiority", "margin": 10}
+
+
+def test_non_inferiority_promotes_what_is_ahead_unless_it_may_be_worse_than_the_margin():
+    """The daily loop's rule: a challenger ahead on the estimate whose CI's lower bound stays
+    above -margin is promoted, significant or not; superiority would keep the champion."""
+    f = _factorial(0.0, seed=1)
+    sa = (f.family == "model") & (f.given == "SessionAware")
+
+    def model_effect(effect: float, lower: float) -> pd.DataFrame:
+        g = f.copy()
+        g.loc[sa, ["effect", "lower"]] = [effect, lower]
+        g.loc[sa, "significant"] = lower > 0
+        g.loc[sa, "significant_holm"] = False
+        return g
+
+    ok, why = promotion.decide(model_effect(3.4, -8.5), NI)  # the loop's day 6 of stop 8
+    assert ok and "non-inferiority" in why and "-8.5% > -10%" in why
+    assert not promotion.decide(model_effect(3.4, -8.5), PROMO)[0]
+    ok, why = promotion.decide(model_effect(3.4, -12.0), NI)
+    assert not ok and "worse by more than 10%" in why
+    ok, why = promotion.decide(model_effect(-1.0, -9.0), NI)
+    assert not ok and "not ahead" in why
+    ok, why = promotion.decide(_factorial(1.0, srm_broken=True), NI)
+    assert not ok and "sample-ratio" in why
+    assert "non-inferiority" in promotion.rule(NI) and "above -10%" in promotion.rule(NI)
+
+
 def test_rule_says_what_decides():
     text = promotion.rule(PROMO)
     assert "under SessionAware" in text and "Holm across the model-effect family" in text

@@ -54,6 +54,9 @@ def test_default_and_quick_configs_load():
     ({"service.policies.Contextual": {"kind": "contextual", "i2i": "x.jsonl"}}, "leave out `i2i`"),
     ({"promotion.policy": "Nope"}, "promotion.policy must be one of"),
     ({"promotion.correction": "bonferroni"}, "holm or none"),
+    ({"promotion.test": "bayes"}, "promotion.test must be one of"),
+    ({"promotion.margin": 0}, "promotion.margin must be a percentage"),
+    ({"promotion.margin": "ten"}, "promotion.margin must be a percentage"),
     ({"select.mode": "best"}, "select needs"),
     ({"select.holdout": 1.5}, "select.holdout must be a share"),
     ({"promotion.deploy": {"champion": "data/i2i/treatment.jsonl", "control": "x"}}, "BENTOML_MODEL_NAME"),
@@ -103,8 +106,10 @@ def _day_log(arm_means: dict[str, float], experiment: str, users_per_arm: int = 
     return pd.DataFrame(rows)
 
 
-def test_analysis_promotes_on_a_significant_model_effect_only():
+def test_analysis_promotes_by_the_model_effect_under_the_product_policy_only(tmp_path):
     cfg = load_loop_config(quick=True)
+    assert cfg.promotion == {"policy": "SessionAware", "metric": "mean_time_per_session", "correction": "holm",
+                             "test": "non_inferiority", "margin": 10.0}
     arms, _ = L.ab_layout(cfg, _served("3"), _served("5"))
     win = _day_log({"C": 2, "T1": 3, "T2": 3, "T3": 6, "T4": 12}, "LOOP_DAY1")
     an = L.analyse_day(win, arms, cfg, "LOOP_DAY1", oracle=20.0)
@@ -114,13 +119,21 @@ def test_analysis_promotes_on_a_significant_model_effect_only():
     assert an.arms.loc["C", "headroom"] == pytest.approx(0.0)
     assert an.arms.loc["T4", "headroom"] == pytest.approx(
         (an.arms.loc["T4", "mean"] - an.arms.loc["C", "mean"]) / (20.0 - an.arms.loc["C", "mean"]))
-    tie = _day_log({"C": 2, "T1": 3, "T2": 3, "T3": 8, "T4": 8}, "LOOP_DAY1", seed=1)
-    an = L.analyse_day(tie, arms, cfg, "LOOP_DAY1", oracle=20.0)
-    assert not an.promote and an.reason.startswith("not promoted")
-    # the Contextual model effect alone never promotes
-    ctx = _day_log({"C": 2, "T1": 2, "T2": 9, "T3": 8, "T4": 8}, "LOOP_DAY1", seed=2)
+    # behind the champion: kept, whatever the rule
+    behind = _day_log({"C": 2, "T1": 3, "T2": 3, "T3": 8, "T4": 6}, "LOOP_DAY1", seed=1)
+    an = L.analyse_day(behind, arms, cfg, "LOOP_DAY1", oracle=20.0)
+    assert not an.promote and an.reason.startswith("not promoted") and "not ahead" in an.reason
+    # a large Contextual model effect does not decide: under SessionAware the challenger is behind
+    ctx = _day_log({"C": 2, "T1": 2, "T2": 9, "T3": 8, "T4": 7}, "LOOP_DAY1", seed=2)
     an = L.analyse_day(ctx, arms, cfg, "LOOP_DAY1", oracle=20.0)
     assert an.model_effects["Contextual"]["lower"] > 0 and not an.promote
+    # ahead by a little on a noisy day: non-inferiority promotes it, superiority would not
+    close = _day_log({"C": 2, "T1": 3, "T2": 3, "T3": 8, "T4": 8.3}, "LOOP_DAY1", users_per_arm=100, seed=4)
+    an = L.analyse_day(close, arms, cfg, "LOOP_DAY1", oracle=20.0)
+    e = an.model_effects["SessionAware"]
+    assert e["effect"] > 0 and -10 < e["lower"] < 0 and an.promote and "non-inferiority" in an.reason
+    strict = load_loop_config(_config(tmp_path, **{"promotion.test": "superiority"}), quick=True)
+    assert not L.analyse_day(close, arms, strict, "LOOP_DAY1", oracle=20.0).promote
 
 
 def test_selection_uses_the_configured_figure():
