@@ -147,38 +147,50 @@ def _order_ties(df: pd.DataFrame, stream: np.ndarray) -> pd.DataFrame:
 
 def _interleave(queues: list[list[int]], before: int | None, tracks, recs, last) -> list[int]:
     """One user's same-millisecond events, one queue per worker in that worker's order, merged
-    in the order their requests imply (see `_order_ties`): only a queue's head can go next."""
+    in an order their requests chain (see `_order_ties`): only a queue's head can go next; a
+    "next" continuing a session must ask for the track the previous answer recommended, and
+    after a "last" (or at a user's first event) a session starts with a "next". A depth-first
+    search over the heads finds a merge in which every event chains; taking the first head
+    that fits, without looking ahead, goes wrong where a track repeats (a listener offered the
+    same track twice, round-robin replicas): 197 of 400 random two-worker days misordered."""
     queues = [q for q in queues if q]
+    n = sum(len(q) for q in queues)
+    first = recs[before] if before is not None and not last[before] else None
+    if n > _SEARCH_EVENTS:
+        return [k for q in queues for k in q]
+    pos = [0] * len(queues)
     out: list[int] = []
-    expect = recs[before] if before is not None and not last[before] else None
-    while queues:
-        heads = [q[0] for q in queues]
-        left = [k for q in queues for k in q]
-        if expect is not None:
-            pick = next((k for k in heads if tracks[k] == expect), heads[0])
-        else:  # a new session: a "next" no other waiting event leads to; one whose session
-            # also ends within the millisecond goes first (the still open one comes last)
-            led = {recs[k] for k in left if recs[k] is not None}
-            starts = [k for k in heads if not last[k] and tracks[k] not in led]
-            pick = next((k for k in starts if _closes(k, left, tracks, recs, last)), starts[0] if starts else heads[0])
-        queue = next(q for q in queues if q[0] == pick)
-        queue.pop(0)
-        if not queue:
-            queues.remove(queue)
-        out.append(pick)
-        expect = None if last[pick] else recs[pick]
-    return out
+    budget = [_SEARCH_STEPS]
 
+    def fits(k: int, expect) -> bool:
+        return tracks[k] == expect if expect is not None else not last[k]
 
-def _closes(start: int, left: list[int], tracks, recs, last) -> bool:
-    """Whether the session `start` opens reaches its "last" among the waiting events."""
-    k, seen = start, {start}
-    while not last[k]:
-        k = next((j for j in left if j not in seen and tracks[j] == recs[k]), None)
-        if k is None:
+    def search(expect) -> bool:
+        if len(out) == n:
+            return True
+        budget[0] -= 1
+        if budget[0] < 0:
             return False
-        seen.add(k)
-    return True
+        for i, q in enumerate(queues):
+            if pos[i] < len(q) and fits(q[pos[i]], expect):
+                k = q[pos[i]]
+                pos[i] += 1
+                out.append(k)
+                if search(None if last[k] else recs[k]):
+                    return True
+                pos[i] -= 1
+                out.pop()
+        return False
+
+    if search(first):
+        return out
+    # no merge chains every event (a request that does not follow its answer, a log cut
+    # mid-session): keep the workers' order, one worker after the other
+    return [k for q in queues for k in q]
+
+
+# bounds of the search above: a tie group of one user spans a few events in practice
+_SEARCH_EVENTS, _SEARCH_STEPS = 200, 20000
 
 
 def sessionize(events: pd.DataFrame) -> pd.DataFrame:
