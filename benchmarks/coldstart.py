@@ -31,7 +31,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +103,7 @@ def start_to_first_200(cmd: list[str], env: dict, url: str, stop: list[str] | No
 
 def make_models(root: Path, files: dict, env: dict) -> None:
     """The two BentoML models service/config/experiments.yml names, holding the lists as
-    `i2i.npy` (what training.to_bentoml writes), in the benchmark's own BentoML home."""
+    `i2i.npy` (what training.registry.export writes), in the benchmark's own BentoML home."""
     script = (
         "import sys, numpy as np, bentoml\n"
         "from service.artifacts import load_lists\n"

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import math
-import multiprocessing as mp
 import subprocess
 import sys
 import time

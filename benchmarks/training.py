@@ -2,13 +2,13 @@
 
     python -m benchmarks.training [--pairs 1000000] [--tracks 50000] [--dim 100] [--epochs 1]
 
-- epoch: seconds per epoch of `training.fit` on synthetic pairs: the course's model
+- epoch: seconds per epoch of `training.learning.fit` on synthetic pairs: the course's model
   (batch 4096, Adam lr 1e-2 with weight decay) with sparse gradients and
-  `training.optim.LazyAdam` (the figure against the goal), beside the same with dense
+  `training.learning.optim.LazyAdam` (the figure against the goal), beside the same with dense
   Adam and with batch 16384, and training/config/seed.yml's model at this size; baseline:
   the course's model trained the way the course's notebook does (a shuffling
   `DataLoader` over a `TensorDataset`, default Adam).
-- i2i: seconds to export top-50 lists for every track (`training.i2i.topk_scores`,
+- i2i: seconds to export top-50 lists for every track (`training.learning.i2i.topk_scores`,
   blocked matmul + `torch.topk`); baseline: one score vector and `argsort` per track, timed
   on a sample of tracks and scaled to the catalog (marked `extrapolated`).
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -31,9 +30,9 @@ import pandas as pd
 import torch
 import yaml
 
-from training.fit import FitConfig, fit, set_threads
-from training.i2i import cap_per_group, topk_scores
-from training.model import EmbeddingModel
+from training.learning.fit import FitConfig, fit, set_threads
+from training.learning.i2i import cap_per_group, topk_scores
+from training.learning.model import EmbeddingModel
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

@@ -5,7 +5,7 @@ same Bento served by a process, and two containers sharing one Redis play it too
 2. in throwaway stores (a temp MLflow tracking URI and BENTOML_HOME, never the user's): two
    registered versions of the default world's model (seeded initial weights: the packaging,
    not the model's quality, is under test), `@champion` moved to the second, and the
-   promotion's export step (`training.promotion.deploy`) into the BentoML models;
+   promotion's export step (`training.registry.promotion.deploy`) into the BentoML models;
 3. `bentoml build` with the project's bentofile, `bentoml containerize` (BentoML's
    generated Dockerfile on the local base image) into an image;
 4. one day of the default world (`--episodes`, `--seed`) with service/config/experiments.yml's
@@ -58,9 +58,9 @@ def register_versions(world: Path) -> tuple[str, str]:
     """Two registered versions (the course's and the seed's architecture), untrained."""
     import mlflow
 
-    from training import tracking
-    from training.catalog import load_catalog
-    from training.train import EXPERIMENT, TrainConfig, build_model
+    from training.registry import tracking
+    from training.data.catalog import load_catalog
+    from training.learning.train import EXPERIMENT, TrainConfig, build_model
     tracking.setup(EXPERIMENT)
     catalog = load_catalog(world)
     versions = []
@@ -74,7 +74,7 @@ def register_versions(world: Path) -> tuple[str, str]:
 
 
 def events(log_dir: Path):
-    from training.events import read_events
+    from training.data.events import read_events
     return read_events(log_dir)
 
 
@@ -86,9 +86,9 @@ def without_timing(df):
 
 
 def table(df, cfg: dict):
-    """The experiment's A/B table of a day's log (training.experiment.analyse), latency rows aside."""
-    from training import analysis as A
-    from training.experiment import analyse
+    """The experiment's A/B table of a day's log (training.jobs.experiment.analyse), latency rows aside."""
+    from training.ab import analysis as A
+    from training.jobs.experiment import analyse
     t = analyse(df, None, cfg).table
     return t[~t["metric"].isin(list(A.LATENCY_METRICS))].reset_index(drop=True)
 
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         t = step("registry: two versions, @champion, the promotion's export step into BentoML")
         import yaml
 
-        from training.promotion import deploy
-        from training.simconfig import world_dir
+        from training.registry.promotion import deploy
+        from training.ab.simconfig import world_dir
         world = world_dir(REPO / WORLD)
         control, champion = register_versions(world)
         exp_cfg = yaml.safe_load((REPO / "training/config/experiment.yml").read_text())
@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from service.container import ContainerService
         from service.launch import ServiceProcess, free_port
-        from training.play import SimCommand, simulate
-        from training.settings import load_settings
+        from training.ab.play import SimCommand, simulate
+        from training.jobs.settings import load_settings
         cfg = load_settings("training/config/experiment.yml")
         cfg["ab"]["name"] = yaml.safe_load((REPO / CONFIG).read_text())["experiments"][0]["name"]
 

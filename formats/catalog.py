@@ -2,7 +2,7 @@
 artist/genre codes every reader derives from it.
 
 The simulator writes it (`python -m sim.world`); the service (`service/catalog.py`) and
-training (`training/catalog.py`) read it through the definitions here, so a track's artist
+training (`training/data/catalog.py`) read it through the definitions here, so a track's artist
 code is the same number on both sides (docs/architecture.md, The world).
 
 `public/tracks.json`: JSON lines, one per track, ordered by track 0..N-1:

@@ -1,7 +1,7 @@
 """The service's event log: what a line holds, how its files are named and rotated.
 
 The service writes it (`service/eventlog.py`, `service/botify.py`), training reads it
-(`training/events.py`); both take the schema from here (docs/architecture.md, Event log).
+(`training/data/events.py`); both take the schema from here (docs/architecture.md, Event log).
 
 A line is one JSON object, one per accepted request:
 `{"message": "next"|"last", "timestamp": int ms since epoch, "user": int, "track": int,

@@ -1,6 +1,6 @@
 """Recommendation lists: i2i lists (one per track) and per-user lists, as files.
 
-Training writes them (`training/recommend.py`, `training/to_bentoml.py`), the service and
+Training writes them (`training/registry/export.py`), the service and
 the offline evaluation read them; both take the format from here (docs/architecture.md,
 Artifact formats). Two forms of the same lists:
 

@@ -26,7 +26,7 @@ COLLECT_COMMAND = "mlflow run . -e collect"
 BENTOML_PREFIX = "bentoml:"
 BENTOML_FILES = list_format.FILES
 BENTOML_TABLES = list_format.TABLES
-# a BentoML model's labels that trace it to the registry (written by training.to_bentoml)
+# a BentoML model's labels that trace it to the registry (written by training.registry.export)
 LINEAGE = {"mlflow_model": "name", "mlflow_version": "version", "mlflow_run_id": "run_id",
            "dataset_digest": "dataset_digest", "role": "role"}
 

@@ -35,9 +35,9 @@ from sim.calibrate import measure, play_all
 from sim.config import load_config
 from sim.envs.listener import ListenerEnv
 from sim.world import World, generate, write
-from training.fit import fit, set_threads
-from training.i2i import model_i2i
-from training.train import TrainConfig, build_model, fit_config, prepare
+from training.learning.fit import fit, set_threads
+from training.learning.i2i import model_i2i
+from training.learning.train import TrainConfig, build_model, fit_config, prepare
 
 COLD_START = ({"random": {"kind": "random"}, "sticky": {"kind": "sticky_artist"}, "toppop": {"kind": "toppop"}},
               {"C": "random", "T1": "sticky", "T2": "toppop"})

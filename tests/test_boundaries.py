@@ -56,7 +56,7 @@ def test_packages_do_not_import_across_the_boundary(package: str, forbidden: set
 def test_the_import_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     """Guard the guard: the checker must flag the forms of import it claims to see."""
     bad = REPO / "sim" / "_boundary_probe_tmp.py"
-    bad.write_text("import service.botify\nfrom training.events import read_events\n")
+    bad.write_text("import service.botify\nfrom training.data.events import read_events\n")
     try:
         names = imported_top_modules("sim")["sim/_boundary_probe_tmp.py"]
     finally:
@@ -128,11 +128,11 @@ SCRIPT = textwrap.dedent('''
     assert event_format.log_files(work / "log")
     from formats.lists import read_lists
 
-    from training.train import main as train
+    from training.learning.train import main as train
     rc = train(["--log", str(work / "log"), "--world", str(world), "--max-epochs", "2",
                 "--run-name", "boundary-probe"])
     assert rc in (0, None), rc
-    from training.recommend import main as recommend
+    from training.jobs.recommend import main as recommend
     rc = recommend(["--model", "challenger", "--k", "10", "--output", str(work / "i2i.jsonl")])
     assert rc in (0, None), rc
     assert read_lists(work / "i2i.jsonl", "track", 10**9, None).shape[1] == 10

@@ -12,8 +12,8 @@ randomization a real A/A test measures. Splits by different salts are (nearly)
 independent partitions, so the flagged share behaves like that of 200 separate A/A
 tests, while costing one simulation. The log goes through the real pipeline:
 the simulator plays the users (in-process agent driving `service.botify`), the
-service's event log is read back by `training.events.read_events`, and
-`training.analysis` computes the Welch CI and Fieller's ratio CI exactly as the experiment does.
+service's event log is read back by `training.data.events.read_events`, and
+`training.ab.analysis` computes the Welch CI and Fieller's ratio CI exactly as the experiment does.
 
 The experiments share their users, so a user population dominated by a few heavy
 listeners makes the 200 flags move together: on the small world's 400 users the same 200
@@ -33,8 +33,8 @@ import sys
 import pandas as pd
 import yaml
 
-from training import analysis as A
-from training.events import read_events
+from training.ab import analysis as A
+from training.data.events import read_events
 
 N_EXPERIMENTS = 200
 USERS = 3000

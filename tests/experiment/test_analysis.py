@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from training import analysis as A
+from training.ab import analysis as A
 
 
 def ev(user, message, track, time, ts, latency=0.01, exps=None):

@@ -21,9 +21,12 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from training import analysis as A
-from training import experiment as E
-from training import play, promotion, settings, tracking
+from training.ab import analysis as A
+from training.jobs import experiment as E
+from training.ab import play
+from training.registry import promotion
+from training.jobs import settings
+from training.registry import tracking
 from training.errors import JobError
 
 pytestmark = pytest.mark.slow
@@ -152,7 +155,7 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path, experiment_conf
     assert parent.data.tags["promotion_rule"] == promotion.rule(cfg["promotion"])
 
     # the same experiment in-process: the same table, up to the latency rows and columns
-    proc = subprocess.run([sys.executable, "-m", "training.experiment", "--quick", "--in-process", "--arms", str(arms_yml)],
+    proc = subprocess.run([sys.executable, "-m", "training.jobs.experiment", "--quick", "--in-process", "--arms", str(arms_yml)],
                           cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (inproc,) = [r for r in client.search_runs([client.get_experiment_by_name(E.EXPERIMENT).experiment_id])
@@ -175,7 +178,7 @@ def test_missing_model_alias_fails_clearly_and_promotes_nothing(small_world, rep
     _experiment(uri, tmp_path, E.EXPERIMENT)
     models = yaml.safe_load((repo / settings.DEFAULT_CONFIG).read_text())["models"]
     bad = experiment_config(models={**models, "control": {"ref": "no-such-alias"}})
-    proc = subprocess.run([sys.executable, "-m", "training.experiment", "--arms", str(bad), "--quick",
+    proc = subprocess.run([sys.executable, "-m", "training.jobs.experiment", "--arms", str(bad), "--quick",
                            "--in-process"], cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "no-such-alias" in proc.stderr and "nothing promoted" in proc.stderr

@@ -5,8 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import analysis as A
-from training import play, promotion, settings
+from training.ab import analysis as A
+from training.ab import play
+from training.registry import promotion
+from training.jobs import settings
 from training.errors import JobError
 
 

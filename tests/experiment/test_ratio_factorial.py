@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from training import analysis as A
+from training.ab import analysis as A
 
 # ------------------------------------------------------------------ Fieller (by hand)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training import analysis as A
-from training import report as R
+from training.ab import analysis as A
+from training.reports import report as R
 
 
 def _table():

@@ -1,4 +1,4 @@
-"""Stopping the main job (issue 11): real `python -m training.experiment --quick` and
+"""Stopping the main job (issue 11): real `python -m training.jobs.experiment --quick` and
 `mlflow run` processes on the small world, a real BentoML service, signals sent mid-day.
 
 Each test plants a champion first (version 1 of the small world's model), so "promotes
@@ -22,7 +22,8 @@ from mlflow import MlflowClient
 
 from service import procs
 from service.launch import port_in_use
-from training import settings, tracking
+from training.jobs import settings
+from training.registry import tracking
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not procs.PROC.is_dir(), reason="needs Linux /proc")]
 MARK = "BOTIFY_TEST_RUN"
@@ -107,7 +108,7 @@ def job(repo, tmp_path, small_world, experiment_config):
                    "--env-manager", "local", "--experiment-name", "botify-experiment",
                    "-P", "quick=true", "-P", f"arms={arms}"]
         else:
-            cmd = [sys.executable, "-m", "training.experiment", "--quick", "--arms", str(arms), *args]
+            cmd = [sys.executable, "-m", "training.jobs.experiment", "--quick", "--arms", str(arms), *args]
         started.append(Job(cmd, repo, tmp_path, arms))
         return started[-1]
     yield start

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from training import promotion, tracking
+from training.registry import promotion
+
+from training.registry import tracking
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "botify-embeddings-test"
@@ -90,7 +92,7 @@ def champion(client) -> str:
 RACER = FAKE_DEPLOY + """
 import json, os, sys, time
 import mlflow
-from training import promotion
+from training.registry import promotion
 mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"]); mlflow.set_registry_uri(os.environ["MLFLOW_TRACKING_URI"])
 version, name, target, src, trace = sys.argv[1:6]
 
@@ -190,7 +192,8 @@ def test_a_cancel_during_the_commit_lands_after_it_not_inside_it(registry, tmp_p
     code = FAKE_DEPLOY + f"""
 import os, signal, sys
 import mlflow
-from training import lifecycle, promotion
+from training.jobs import lifecycle
+from training.registry import promotion
 mlflow.set_tracking_uri({uri!r}); mlflow.set_registry_uri({uri!r})
 job = lifecycle.Job("test").start()
 def deploy(targets, versions, name, i2i=None):

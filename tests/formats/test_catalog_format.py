@@ -15,7 +15,7 @@ from formats_fixtures import ARTISTS, write_world
 
 def test_service_and_training_give_every_artist_and_genre_the_same_code(tmp_path):
     from service.catalog import load_catalog as service_catalog
-    from training.catalog import load_catalog as training_catalog
+    from training.data.catalog import load_catalog as training_catalog
     world = write_world(tmp_path / "w")
     svc, trn = service_catalog(world / "public" / "tracks.json"), training_catalog(world)
     assert svc.artist.tolist() == trn.artist.tolist() == [2, 0, 1, 0, 2, 1, 3, 0]
@@ -30,7 +30,7 @@ def test_service_and_training_give_every_artist_and_genre_the_same_code(tmp_path
 
 def test_the_world_catalog_codes_agree(small_world):
     from service.catalog import load_catalog as service_catalog
-    from training.catalog import load_catalog as training_catalog
+    from training.data.catalog import load_catalog as training_catalog
     svc, trn = service_catalog(small_world / "public" / "tracks.json"), training_catalog(small_world)
     assert np.array_equal(svc.artist, trn.artist) and np.array_equal(svc.genre, trn.genre)
     assert len(svc.artist_names) == trn.n_artists and len(svc.genre_names) == trn.n_genres
@@ -52,7 +52,7 @@ BAD_CATALOGS = [
 @pytest.mark.parametrize("content, problem", BAD_CATALOGS)
 def test_a_bad_catalog_gives_the_same_error_on_both_sides(tmp_path, content, problem):
     from service.catalog import ArtifactError, load_catalog as service_catalog
-    from training.catalog import CatalogError, load_catalog as training_catalog
+    from training.data.catalog import CatalogError, load_catalog as training_catalog
     path = tmp_path / "public" / "tracks.json"
     path.parent.mkdir()
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -66,7 +66,7 @@ def test_a_bad_catalog_gives_the_same_error_on_both_sides(tmp_path, content, pro
 
 def test_a_truncated_catalog_is_caught_on_both_sides(tmp_path):
     from service.catalog import ArtifactError, load_catalog as service_catalog
-    from training.catalog import CatalogError, load_catalog as training_catalog
+    from training.data.catalog import CatalogError, load_catalog as training_catalog
     world = write_world(tmp_path / "w", tracks=20)
     problem = "catalog has 8 tracks but world.json says 20 (truncated?)"
     with pytest.raises(ArtifactError, match=re.escape(problem)):
@@ -82,7 +82,7 @@ def test_the_catalog_path_never_leads_into_hidden(tmp_path):
     (world / "hidden" / "tracks.json").write_text("")
     with pytest.raises(FormatError, match="never hidden/"):
         catalog_format.catalog_path(world / "hidden" / "tracks.json")
-    from training.catalog import CatalogError, load_catalog
+    from training.data.catalog import CatalogError, load_catalog
     with pytest.raises(CatalogError, match="public catalog only"):
         load_catalog(world / "hidden" / "tracks.json")
 

@@ -49,7 +49,7 @@ def served_log(tmp_path: Path, max_bytes: int) -> tuple[Path, list[tuple[str, in
 
 
 def test_a_line_the_service_writes_is_read_back_by_training_with_the_same_fields(tmp_path):
-    from training.events import read_events
+    from training.data.events import read_events
     log, sent = served_log(tmp_path, max_bytes=2000)
     files = event_format.log_files(log)
     assert [f.name for f in files][-1] == event_format.file_name("w0")
@@ -87,7 +87,7 @@ def test_a_table_training_writes_is_loaded_by_the_service(tmp_path):
     """What training's export writes (formats.lists, both forms) the service loads as the same
     table, and the offline evaluation reads as the service does."""
     from service.artifacts import load_lists
-    from training.offline import read_lists
+    from training.learning.offline import read_lists
     lists = {0: [3, 1, 2], 1: [0], 2: [], 3: [2, 1]}  # ragged: -1 pads, an empty list
     table = list_format.to_table(lists, n_keys=4)
     assert table.dtype == np.int32 and table.tolist() == [[3, 1, 2], [0, -1, -1], [-1, -1, -1], [2, 1, -1]]
@@ -120,7 +120,7 @@ def test_a_table_the_service_would_refuse_is_never_written(tmp_path):
 ])
 def test_bad_lists_give_the_same_error_to_the_service_and_to_training(tmp_path, content, problem):
     from service.artifacts import ArtifactError, load_lists
-    from training.offline import read_lists
+    from training.learning.offline import read_lists
     path = tmp_path / "i2i.jsonl"
     path.write_text(content)
     with pytest.raises(ArtifactError) as svc:

@@ -23,9 +23,9 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from training import loop as L
-from training import tracking
-from training.loop_config import DEFAULT_CONFIG, load_loop_config
+from training.jobs import loop as L
+from training.registry import tracking
+from training.jobs.loop_config import DEFAULT_CONFIG, load_loop_config
 
 pytestmark = pytest.mark.slow
 
@@ -222,7 +222,7 @@ def test_a_failed_day_never_moves_the_champion(first_loop, store, repo):
     before = _champion(client)
     assert before is not None
     work = store["dir"] / "work-killed"
-    proc = subprocess.Popen([sys.executable, "-m", "training.loop", "--quick", "--days", "2", "--workdir", str(work),
+    proc = subprocess.Popen([sys.executable, "-m", "training.jobs.loop", "--quick", "--days", "2", "--workdir", str(work),
                              "--config", str(store["one_recipe"])],
                             cwd=repo, env=store["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed: list[int] = []

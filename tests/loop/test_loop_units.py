@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from training import loop as L
-from training import trend as TR
+from training.jobs import loop as L
+from training.reports import trend as TR
 from training.errors import JobError
-from training.loop_config import DEFAULT_CONFIG, load_loop_config
-from training.references import ReferencesError, load_references
+from training.jobs.loop_config import DEFAULT_CONFIG, load_loop_config
+from training.ab.references import ReferencesError, load_references
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -227,7 +227,7 @@ def test_trend_plot_table_and_goal(tmp_path):
 
 
 def test_one_play_a_day_path():
-    """Only training/play.py builds the simulator's command line (`python -m sim.*`): collect,
+    """Only training/ab/play.py builds the simulator's command line (`python -m sim.*`): collect,
     the experiment, the loop and the oracle all go through it."""
     offenders = []
     for f in sorted((REPO / "training").glob("*.py")):

@@ -7,7 +7,6 @@ import sys
 
 import yaml
 
-from svc_fixtures import make_world
 
 SAVE = """
 import shutil, sys, bentoml

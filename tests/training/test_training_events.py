@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.events import EventLogError, log_files, read_events, sessionize
+from training.data.events import EventLogError, log_files, read_events, sessionize
 
 
 def ev(msg, ts, user, track, time, rec=None, exp=None):
@@ -98,7 +98,8 @@ def test_propensity_is_read_and_missing_means_unknown(tmp_path):
 def test_a_jobs_own_missing_log_names_the_jobs_command(tmp_path):
     """The experiment's day-2 log gone (deleted mid-run): the fix is running the experiment
     again, not `-e collect`, which the message used to suggest."""
-    from training import experiment, settings
+    from training.jobs import experiment
+    from training.jobs import settings
     cfg = settings.load_settings(settings.DEFAULT_CONFIG, quick=True)
     rerun = experiment.rerun_command(cfg, in_process=False)
     assert rerun == "`mlflow run . -e experiment --env-manager local -P quick=true`"

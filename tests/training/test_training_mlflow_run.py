@@ -25,7 +25,7 @@ def experiment(mlflow_store):
     process-wide URI is pointed at this module's store, where the runs go: an earlier
     module may have left it on its own.)"""
     import mlflow
-    from training import tracking
+    from training.registry import tracking
     tracking.setup()
     MlflowClient().create_experiment(EXPERIMENT, artifact_location=(mlflow_store / "artifacts").as_uri())
     assert mlflow.get_tracking_uri() == os.environ["MLFLOW_TRACKING_URI"]
@@ -82,7 +82,7 @@ def test_collect_keeps_the_log_as_the_runs_dataset(collected):
 
 
 def _experiments(log_dir):
-    from training.events import read_events
+    from training.data.events import read_events
     return read_events(log_dir)["experiments"]
 
 

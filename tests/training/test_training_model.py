@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from training.fit import FitConfig, fit
-from training.i2i import cap_per_group, model_i2i, topk_i2i, topk_scores
-from training.metrics import mse_report, ranking_report
-from training.model import EmbeddingModel
-from training.pairs import split_pairs
+from training.learning.fit import FitConfig, fit
+from training.learning.i2i import cap_per_group, model_i2i, topk_i2i
+from training.learning.metrics import mse_report, ranking_report
+from training.learning.model import EmbeddingModel
+from training.learning.pairs import split_pairs
 
 
 def planted_pairs(n=200, d=4, p=30000, seed=0):
@@ -119,7 +119,7 @@ def test_cap_per_group_keeps_order_and_caps():
 def test_session_learner_finds_hidden_clusters_from_co_listening(planted):
     """With no catalog features at all, the co-listening learner's lists put the planted
     clusters (tracks by artist, hidden from it) together: several times chance."""
-    from training.train import TrainConfig, build_model, fit_config, prepare
+    from training.learning.train import TrainConfig, build_model, fit_config, prepare
     world, log, _ = planted
     artist = np.arange(300) % 30
 
@@ -141,7 +141,7 @@ def test_duels_teach_what_listeners_biases_hide():
     comparison cancels it. Here the generous listeners were mostly served the worse tracks:
     trained on the times alone the model ranks the better track of a duel first almost
     never (0.01), with the duel loss mostly (0.84)."""
-    from training.pairs import build_duels
+    from training.learning.pairs import build_duels
     rng = np.random.default_rng(3)
     n, n_sessions = 60, 3000
     good = rng.random(n) < 0.5                    # hidden: half the tracks are liked by everyone

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import offline
-from training.catalog import load_catalog
-from training.events import read_events
+from training.learning import offline
+from training.data.catalog import load_catalog
+from training.data.events import read_events
 
 ARTIST = [0, 0, 1, 1, 2, 2, 3, 3]   # track t's artist; one genre
 

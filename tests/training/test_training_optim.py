@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.optim import LazyAdam
+from training.learning.optim import LazyAdam
 
 
 def test_lazy_adam_equals_adam_when_every_row_is_touched():
@@ -38,7 +38,7 @@ def test_default_store_is_sqlite_under_mlruns(repo, tmp_path, monkeypatch):
     """No MLFLOW_TRACKING_URI: sqlite:///<repo>/mlruns/mlflow.db with artifacts beside it;
     the env var (what `mlflow run` and the Makefile set) wins."""
     import mlflow
-    from training import tracking
+    from training.registry import tracking
     assert tracking.DEFAULT_TRACKING_URI == f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}"
     store = tmp_path / "store" / "mlflow.db"
     monkeypatch.setattr(tracking, "DEFAULT_TRACKING_URI", f"sqlite:///{store}")
@@ -56,7 +56,7 @@ def test_entry_point_flags_refuse_a_misspelt_value():
     """MLproject passes booleans as strings: a typo must fail, not silently mean false."""
     import argparse
 
-    from training.tracking import flag
+    from training.registry.tracking import flag
     assert flag("true") and flag("True") and flag("1") and not flag("false") and not flag("")
     with pytest.raises(argparse.ArgumentTypeError, match="treu"):
         flag("treu")

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.events import sessionize
-from training.pairs import PairsError, build_pairs, split_pairs
+from training.data.events import sessionize
+from training.learning.pairs import PairsError, build_pairs, split_pairs
 
 
 def events(rows):
@@ -128,7 +128,7 @@ DUEL_ARTIST[11], DUEL_ARTIST[20], DUEL_ARTIST[21], DUEL_ARTIST[30] = 2, 4, 5, 3
 
 
 def test_duels_compare_new_artists_of_one_session_by_hand():
-    from training.pairs import build_duels, first_tracks
+    from training.learning.pairs import build_duels, first_tracks
     ses = sessionize(DUEL_LOG)
     pairs = build_pairs(ses, "session", artist=DUEL_ARTIST)
     d = build_duels(pairs, first_tracks(ses), DUEL_ARTIST, min_gap=0.05)
@@ -141,7 +141,7 @@ def test_duels_compare_new_artists_of_one_session_by_hand():
 
 
 def test_duels_of_a_split_part_stay_in_it():
-    from training.pairs import build_duels, first_tracks
+    from training.learning.pairs import build_duels, first_tracks
     ses = sessionize(DUEL_LOG)
     pairs = build_pairs(ses, "first", artist=DUEL_ARTIST)
     only_user2 = pairs[pairs["user"] == 2]

@@ -11,12 +11,12 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from training import tracking
+from training.registry import tracking
 from formats.lists import read_jsonl_lists
-from training.recommend import export, load_model
-from training.recommend import main as recommend_main
-from training.train import TrainConfig, train
-from training.train import main as train_main
+from training.registry.export import export, load_model
+from training.jobs.recommend import main as recommend_main
+from training.learning.train import TrainConfig, train
+from training.learning.train import main as train_main
 
 COURSE = "training/config/course.yml"
 SEED = "training/config/seed.yml"
@@ -108,7 +108,7 @@ def test_bad_logs_fail_clearly_and_register_nothing(planted, tmp_path, capsys):
 
 def test_to_bentoml_imports_version_with_lineage(two_versions, tmp_path):
     import bentoml
-    from training.to_bentoml import import_version
+    from training.registry.export import import_version
     a, _ = two_versions
     tag = import_version("1", k=5)
     bm = bentoml.models.get(tag)
@@ -138,7 +138,7 @@ def test_same_seed_same_metrics_end_to_end(planted, repo):
 def test_service_loads_the_imported_lists(two_versions, repo):
     """The service's `i2i: bentoml:NAME:TAG` reads exactly what to_bentoml stored."""
     from service.artifacts import load_i2i
-    from training.to_bentoml import import_version
+    from training.registry.export import import_version
     tag = import_version("challenger", k=7)
     table = load_i2i(f"bentoml:{tag}", repo, 300)
     assert table.shape == (300, 7)
@@ -168,7 +168,7 @@ def test_planted_pickle_is_refused_not_run(two_versions, tmp_path):
     import mlflow.pytorch
     from mlflow.exceptions import MlflowException
 
-    from training.model import ModelFormatError, load_model as load_dir
+    from training.learning.model import ModelFormatError, load_model as load_dir
     assert os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"   # set by `import training`
     marker = tmp_path / "pwned"
     planted = tmp_path / "planted"
@@ -245,7 +245,7 @@ def test_bento_built_after_a_promotion_holds_the_champion(two_versions, planted,
     import yaml
 
     from service.launch import ServiceProcess
-    from training.to_bentoml import deploy
+    from training.registry.export import deploy
     a, b = two_versions
     world, _, _ = planted
     client = MlflowClient()

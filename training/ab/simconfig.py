@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from training.paths import REPO
 
 
 def world_dir(sim_config: str | Path) -> Path:

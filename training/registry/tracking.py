@@ -18,7 +18,8 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-REPO = Path(__file__).resolve().parents[1]
+from training.paths import REPO
+
 MLRUNS = REPO / "mlruns"
 DEFAULT_TRACKING_URI = f"sqlite:///{MLRUNS / 'mlflow.db'}"
 MLFLOW_OWN_DEFAULT = "sqlite:///mlflow.db"   # what MLflow >= 3.7 uses when nothing is set
@@ -100,14 +101,14 @@ def log_model(model, name: str = "model", register: str | None = None, signature
     """Log an EmbeddingModel to the active run in the safe format and register it.
 
     An MLflow 3 logged model (MLmodel with the signature and metadata, flavor
-    `botify_embeddings`) whose files are `spec.json` + `weights.npz` (training.model): no
+    `botify_embeddings`) whose files are `spec.json` + `weights.npz` (training.learning.model): no
     pickle, unlike MLflow's pytorch flavor. Returns the new version when `register` is given.
     """
     import tempfile
 
     from mlflow.models import Model
 
-    from training.model import FORMAT, SPEC_FILE, WEIGHTS_FILE, save_model
+    from training.learning.model import FORMAT, SPEC_FILE, WEIGHTS_FILE, save_model
     run = mlflow.active_run()
     logged = mlflow.initialize_logged_model(name=name, source_run_id=run.info.run_id if run else None,
                                             model_type=MODEL_FLAVOR)
@@ -117,7 +118,7 @@ def log_model(model, name: str = "model", register: str | None = None, signature
             mm = Model(artifact_path=name, run_id=run.info.run_id if run else None, model_id=logged.model_id,
                        signature=signature, metadata=metadata)
             mm.add_flavor(MODEL_FLAVOR, format=FORMAT, spec=SPEC_FILE, weights=WEIGHTS_FILE,
-                          loader="training.model.load_model")
+                          loader="training.learning.model.load_model")
             mm.save(str(Path(tmp) / "MLmodel"))
             MlflowClient().log_model_artifacts(logged.model_id, tmp)
     except BaseException:
@@ -133,9 +134,9 @@ def load_model(ref: str, name: str = MODEL_NAME):
     """(model version, EmbeddingModel) of a registered version or alias, read without pickle.
 
     A version in any other format (e.g. a pickled `model.pth` someone registered) is refused
-    with training.model.ModelFormatError: its files are never deserialized.
+    with training.learning.model.ModelFormatError: its files are never deserialized.
     """
-    from training.model import load_model as load_dir
+    from training.learning.model import load_model as load_dir
     mv = resolve_version(ref, name)
     path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri(mv.version, name))
     return mv, load_dir(path)

@@ -23,7 +23,7 @@ MD_COLUMNS: tuple[str, ...] = (
     "cuped_effect", "cuped_lower", "cuped_upper", "variance_reduction", "valid",
 )
 
-#: The 2x2's readable columns (`training.analysis.FACTORIAL_COLUMNS` are all in the CSV).
+#: The 2x2's readable columns (`training.ab.analysis.FACTORIAL_COLUMNS` are all in the CSV).
 FACTORIAL_MD_COLUMNS: tuple[str, ...] = (
     "name", "treatment", "control", "treatment_mean", "control_mean", "effect", "lower", "upper",
     "lower_ratio", "upper_ratio", "p_value", "p_holm", "significant_holm", "valid",
@@ -237,7 +237,7 @@ def write_report(path: str | Path, *, table: pd.DataFrame, plot: str | Path, arm
     the share of the Random-to-oracle gap each captures, `details` the run's facts
     (world, seeds, day sizes, model versions, commands) as bullet lines, `idea` the
     experiment's hypothesis in prose (from its config). `factorial` is the 2x2's table
-    (`training.analysis.factorial_table`), `promotion_rule` the rule the decision applied,
+    (`training.ab.analysis.factorial_table`), `promotion_rule` the rule the decision applied,
     in words; `capped` the share of each recommender's sessions the simulator's step cap
     (`max_steps`) truncated, `oracle_capped` the oracle's. `references` are the simulator's
     reference recommenders on the same sessions, name -> (mean, headroom, capped share): what a

@@ -40,7 +40,7 @@ class EmbeddingModel(nn.Module):
         self.n_tracks, self.dim = n_tracks, dim
         self.tied, self.use_bias, self.sigmoid = tied, bias, sigmoid
         self.features = artist is not None and genre is not None
-        # sparse: gradients name only the rows a batch touched (for training.optim.LazyAdam)
+        # sparse: gradients name only the rows a batch touched (for training.learning.optim.LazyAdam)
         self.sparse = sparse
         self.context = nn.Embedding(n_tracks, dim, sparse=sparse)
         self.target = self.context if tied else nn.Embedding(n_tracks, dim, sparse=sparse)

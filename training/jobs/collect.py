@@ -20,11 +20,11 @@ from pathlib import Path
 
 import yaml
 
-from training import tracking
+from training.registry import tracking
 from training.errors import JobError
-from training.events import EventLogError, log_digest, read_events, sessionize
-from training.play import play_day, service_config_for
-from training.simconfig import REPO, world_dir
+from training.data.events import EventLogError, log_digest, read_events, sessionize
+from training.ab.play import play_day, service_config_for
+from training.ab.simconfig import REPO, world_dir
 
 EXPERIMENT = "botify-collect"
 DEFAULTS = REPO / "training" / "config" / "collect.yml"
@@ -110,5 +110,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from training.lifecycle import run_entry_point
-    sys.exit(run_entry_point("collect", main))  # cancellable: see training/lifecycle.py
+    from training.jobs.lifecycle import run_entry_point
+    sys.exit(run_entry_point("collect", main))  # cancellable: see training/jobs/lifecycle.py

@@ -9,7 +9,6 @@ LazyAdam); with weight decay 1e-5 the difference is negligible.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 

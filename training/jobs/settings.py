@@ -8,19 +8,13 @@ from pathlib import Path
 
 import yaml
 
-from training import tracking
-from training.analysis import AnalysisError, check_design
+from training.registry import tracking
+from training.ab.analysis import AnalysisError, check_design
 from training.errors import JobError
+from training.paths import REPO, repo_path  # noqa: F401 (re-exported for the jobs)
 
-REPO = tracking.REPO
 DEFAULT_CONFIG = "training/config/experiment.yml"
 REQUIRED = ("world", "seed", "days", "collect", "models", "ab", "analysis", "promotion")
-
-
-def repo_path(path: str | Path) -> Path:
-    """A config's path, relative to the repo root unless absolute."""
-    p = Path(path)
-    return p if p.is_absolute() else REPO / p
 
 
 def merge(base: dict, over: dict | None) -> dict:

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 import pandas as pd
 
-from training import tracking
+from training.registry import tracking
 from training.errors import JobError
 
 
@@ -56,7 +56,7 @@ def decide(table: pd.DataFrame, promotion: dict) -> tuple[bool, str]:
       champion; this promotes what is ahead unless it may be worse by more than the margin.
 
     Two ways to name that effect, one verdict:
-    * `promotion["policy"]`: `table` is the 2x2 (`training.analysis.factorial_table`) and the
+    * `promotion["policy"]`: `table` is the 2x2 (`training.ab.analysis.factorial_table`) and the
       row is its model effect under that policy; Holm is across the 2x2's model-effect family
       (the experiment's rule);
     * `promotion["treatment"]`, `promotion["baseline"]`: the row of `table` comparing those two
@@ -111,10 +111,10 @@ def deploy(targets: dict[str, str], versions: dict[str, str], name: str = tracki
     `targets` (the config's `promotion.deploy`): role → BentoML model name, the names
     `service/config/experiments.yml` and `bentofile.yaml` use as `NAME:latest`; `versions`:
     role → registry version; `i2i`: role → the lists served in the A/B test, so the Bento
-    serves exactly what was proven. One export step per role (training.to_bentoml), with
+    serves exactly what was proven. One export step per role (training.registry.export), with
     the lineage as labels; no file is copied. Returns role → BentoML tag.
     """
-    from training.to_bentoml import deploy as export
+    from training.registry.export import deploy as export
     unknown = sorted(set(targets) - set(versions))
     if unknown:
         raise JobError(f"promotion.deploy names {unknown}; models are {sorted(versions)}")
@@ -234,7 +234,7 @@ def commit(version: str, name: str, expected_champion: str | None, targets: dict
     are done (`lifecycle.uninterrupted`), so it lands before the commit (nothing promoted)
     or after it, never between deploy and alias.
     """
-    from training import lifecycle
+    from training.jobs import lifecycle
     with promotion_lock():
         now = champion_version(name)
         if now != expected_champion:

@@ -3,10 +3,10 @@
 One run logs every parameter, the split sizes, train/val loss per epoch, the test MSE
 against the constant-mean and random baselines, recall@k / NDCG@k of held-out listened
 tracks, the training time and the dataset's hash; the model is logged with a signature
-as plain arrays and a JSON spec (no pickle: training.model), registered as `botify-embeddings`, and the new version gets the
+as plain arrays and a JSON spec (no pickle: training.learning.model), registered as `botify-embeddings`, and the new version gets the
 alias `challenger` (only the experiment moves `champion`).
 
-    python -m training.train --log logs/collect --world data/world --config training/config/seed.yml
+    python -m training.learning.train --log logs/collect --world data/world --config training/config/seed.yml
 """
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ import pandas as pd
 import torch
 import yaml
 
-from training import tracking
-from training.catalog import CatalogError, load_catalog
-from training.events import EventLogError, log_digest, read_events, sessionize
-from training.fit import FitConfig, fit, set_threads
-from training.metrics import mse_report, ranking_report
-from training.model import EmbeddingModel
-from training.pairs import PairsError, build_duels, build_pairs, first_tracks, split_pairs
+from training.registry import tracking
+from training.data.catalog import CatalogError, load_catalog
+from training.data.events import EventLogError, log_digest, read_events, sessionize
+from training.learning.fit import FitConfig, fit, set_threads
+from training.learning.metrics import mse_report, ranking_report
+from training.learning.model import EmbeddingModel
+from training.learning.pairs import PairsError, build_duels, build_pairs, first_tracks, split_pairs
 
 EXPERIMENT = "botify-training"
 DEFAULT_CONFIG = "training/config/course.yml"
@@ -53,13 +53,13 @@ class TrainConfig:
     match_init: tuple = (0.0, 0.0)  # starting (same artist, same genre) weights of the prior
     feature_tables: bool = True     # with features: artist/genre vectors (False: prior only)
     ids: bool = True                # a free vector per track (with features: on top of them)
-    sparse: bool = False            # sparse gradients + lazy Adam (training.optim): big catalogs
+    sparse: bool = False            # sparse gradients + lazy Adam (training.learning.optim): big catalogs
     discount: bool = False          # learn the listener's replay discount of an artist
     drop_repeats: bool = False      # drop pairs whose target was already played in the session
     objective: str = "mse"
     negatives: int = 0
     negative_weight: float = 1.0
-    duels: float = 0.0              # weight of the within-session duels (training.pairs.build_duels)
+    duels: float = 0.0              # weight of the within-session duels (training.learning.pairs.build_duels)
     duel_gap: float = 0.05          # a duel needs the winner listened this much longer
     lr: float = 1e-2
     weight_decay: float = 1e-5
@@ -234,7 +234,7 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
             # cannot hold NaN does not apply, and printed on every run it buries the output
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
             signature = infer_signature(example, out)
-        # plain arrays + a JSON spec (training.model), never a pickle
+        # plain arrays + a JSON spec (training.learning.model), never a pickle
         version = tracking.log_model(model, name="model", register=register, signature=signature,
                                      metadata={"dataset_digest": digest, "n_tracks": catalog.size,
                                                "embedding_dim": cfg.embedding_dim})
@@ -282,5 +282,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from training.lifecycle import run_entry_point
-    sys.exit(run_entry_point("train", main))  # cancellable: see training/lifecycle.py
+    from training.jobs.lifecycle import run_entry_point
+    sys.exit(run_entry_point("train", main))  # cancellable: see training/jobs/lifecycle.py

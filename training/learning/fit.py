@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training.model import EmbeddingModel
+from training.learning.model import EmbeddingModel
 
 OBJECTIVES = ("mse", "bce")
 
@@ -90,7 +90,7 @@ def _loss(model: EmbeddingModel, objective: str, c, t, y, n=None, w=None) -> tor
 
 
 def duel_tensors(duels: pd.DataFrame | None) -> tuple[torch.Tensor, ...] | None:
-    """(context, winner, loser, weight) of `training.pairs.build_duels` as tensors."""
+    """(context, winner, loser, weight) of `training.learning.pairs.build_duels` as tensors."""
     if duels is None or len(duels) == 0:
         return None
     return tuple(torch.as_tensor(duels[c].to_numpy(dtype=d, copy=True))
@@ -124,7 +124,7 @@ def evaluate_loss(model: EmbeddingModel, objective: str, data, batch: int = 6553
 def _optimizer(model: torch.nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if getattr(model, "sparse", False):
-        from training.optim import LazyAdam
+        from training.learning.optim import LazyAdam
         return LazyAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     try:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
@@ -137,7 +137,7 @@ def fit(model: EmbeddingModel, train: pd.DataFrame, val: pd.DataFrame, cfg: FitC
         duels: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> FitResult:
     """Train until validation loss stops improving; the model ends at its best epoch.
 
-    `duels` (train, val) of `training.pairs.build_duels`, with `cfg.duel_weight` > 0: each
+    `duels` (train, val) of `training.learning.pairs.build_duels`, with `cfg.duel_weight` > 0: each
     batch of pairs also takes an equal share of the shuffled duels, and the pairwise loss
     joins the batch's loss (and the validation loss early stopping watches)."""
     if cfg.objective not in OBJECTIVES:

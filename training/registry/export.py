@@ -1,27 +1,70 @@
-"""The one export step: a registered model version → a BentoML model the service serves.
+"""The one export step: a registered version's i2i lists, to a file or into the BentoML store.
 
-The BentoML model holds what the service reads (docs/architecture.md): the i2i lists as an
-int32 table `i2i.npy` (memory-mapped at start-up: no parse) and as the contract's JSON lines
-`i2i.jsonl`, the embedding tables (`context.npy`, `target.npy`, `target_bias.npy`); as
-labels, its lineage: MLflow model name, version, run id, the training data's digest and the
-role it plays (e.g. `treatment`); as metadata the training run's params and metrics. Configs
-name it `bentoml:NAME:TAG` (or `:latest`); `bentoml build` packs the models bentofile.yaml
-lists, and `GET /` reports each served model's name, version and run id.
-
-    python -m training.to_bentoml --model champion --bento-name botify-i2i-treatment --role treatment
+`export` writes a version's lists as the contract's JSON lines (a `recommend` step run);
+`import_version` makes a BentoML model the service serves from a version (the lists as an int32
+table and JSON lines, the embedding tables, the version's lineage as labels); `deploy` does it
+for each role a promotion names.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from formats import lists as list_format
-from training import tracking
-from training.fit import set_threads
+from training.learning.fit import set_threads
+from training.learning.i2i import model_i2i
+from training.registry import tracking
+
+EXPERIMENT = "botify-training"
+
+
+load_model = tracking.load_model  # (model version, EmbeddingModel), read without pickle
+
+
+def trained_cap(run_id: str) -> int:
+    """The `i2i_max_per_artist` the model was trained for (0 if none recorded)."""
+    from mlflow import MlflowClient
+    params = MlflowClient().get_run(run_id).data.params
+    return int(params.get("i2i_max_per_artist_resolved", params.get("i2i_max_per_artist", 0)))
+
+
+def compute_lists(model, k: int, max_per_artist: int) -> np.ndarray:
+    return model_i2i(model, k=k, max_per_artist=max_per_artist)
+
+
+def export(ref: str, output: str | Path, k: int = 50, name: str = tracking.MODEL_NAME,
+           log: bool = True, max_per_artist: int | None = None) -> dict:
+    """Export and (by default) log the i2i lists of a version; returns a summary.
+
+    `max_per_artist` None: what the model's training config says (`i2i_max_per_artist`).
+    """
+    import mlflow
+    set_threads(purpose="export")
+    tracking.setup(EXPERIMENT)
+    mv, model = load_model(ref, name)
+    cap = trained_cap(mv.run_id) if max_per_artist is None else max_per_artist
+    t0 = time.perf_counter()
+    lists = compute_lists(model, k, cap)
+    compute = time.perf_counter() - t0
+    path = list_format.write_jsonl(output, lists, list_format.KEYS["i2i"])
+    seconds = time.perf_counter() - t0
+    coverage = float(len(np.unique(lists)) / len(lists))
+    summary = {"model": name, "ref": ref, "version": str(mv.version), "source_run_id": mv.run_id,
+               "output": str(path), "tracks": int(len(lists)), "k": int(lists.shape[1]),
+               "coverage": coverage, "max_per_artist": cap, "export_seconds": seconds}
+    if log:
+        with tracking.step_run(f"recommend {name}@{ref}", entry="recommend"):
+            mlflow.set_tags({"botify.entry": "recommend", "source_run_id": mv.run_id})
+            tracking.log_params({"model_name": name, "model": ref, "version": mv.version, "k": k,
+                               "output": str(output), "max_per_artist": cap})
+            mlflow.log_metrics({"i2i_tracks": len(lists), "i2i_coverage": coverage,
+                                "topk_seconds": compute, "export_seconds": seconds})
+            mlflow.log_artifact(str(path), artifact_path="i2i")
+            summary["run_id"] = mlflow.active_run().info.run_id
+    return summary
+
 
 BENTO_NAME = "botify-i2i"
 
@@ -36,7 +79,6 @@ def import_version(ref: str, bento_name: str = BENTO_NAME, name: str = tracking.
     import bentoml
     from mlflow import MlflowClient
 
-    from training.recommend import compute_lists, load_model, trained_cap
     set_threads(purpose="export")
     tracking.setup()
     mv, model = load_model(ref, name)
@@ -60,7 +102,7 @@ def import_version(ref: str, bento_name: str = BENTO_NAME, name: str = tracking.
                 "params": dict(run.data.params),
                 "metrics": {k_: float(v) for k_, v in run.data.metrics.items()}}
     with bentoml.models.create(bento_name, labels=labels, metadata=metadata,
-                               module="training.to_bentoml") as bm:
+                               module="training.registry.export") as bm:
         out = Path(bm.path)
         # the same lists in both of the format's forms (formats.lists), checked before writing
         list_format.write_table(out / list_format.TABLES["i2i"], table, model.n_tracks)
@@ -88,26 +130,3 @@ def deploy(versions: dict[str, str], targets: dict[str, str], name: str = tracki
     return {role: import_version(versions[role], bento_name=target, name=name, k=k,
                                  i2i=(i2i or {}).get(role), role=role)
             for role, target in targets.items()}
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=tracking.CHALLENGER, help="alias or version number")
-    ap.add_argument("--name", default=tracking.MODEL_NAME, help="registered MLflow model")
-    ap.add_argument("--bento-name", default=BENTO_NAME, help="BentoML model name")
-    ap.add_argument("--k", type=int, default=50)
-    ap.add_argument("--i2i", default=None, help="an exported i2i file of this version to reuse")
-    ap.add_argument("--role", default="", help="the role it serves (a label), e.g. treatment")
-    args = ap.parse_args(argv)
-    try:
-        tag = import_version(args.model, args.bento_name, args.name, args.k, args.i2i, args.role)
-    except (tracking.RegistryError, ValueError, FileNotFoundError) as e:
-        print(f"to_bentoml: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({"bentoml_tag": tag, "config_value": f"bentoml:{tag}"}))
-    return 0
-
-
-if __name__ == "__main__":
-    from training.lifecycle import run_entry_point
-    sys.exit(run_entry_point("to_bentoml", main))  # cancellable: see training/lifecycle.py

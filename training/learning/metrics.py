@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from training.model import EmbeddingModel
+from training.learning.model import EmbeddingModel
 
 
 @torch.no_grad()

@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from training.errors import JobError
-from training.promotion import TESTS
-from training.settings import merge, repo_path
+from training.registry.promotion import TESTS
+from training.jobs.settings import merge, repo_path
 
 DEFAULT_CONFIG = "training/config/loop.yml"
 #: Service kinds a policy arm may use: each reads one i2i file (the lists factor of the 2x2).
@@ -34,7 +34,7 @@ class ModelSpec:
 
     def train_config(self, seed: int):
         """The `TrainConfig` of this recipe (the loop's seed unless the overrides set one)."""
-        from training.train import TrainConfig
+        from training.learning.train import TrainConfig
         return TrainConfig.from_yaml(repo_path(self.config), **{"seed": seed, **self.overrides})
 
 
@@ -64,7 +64,7 @@ class LoopConfig:
     promotion_policy: str
     promotion_metric: str
     correction: str
-    promotion_test: str                # superiority | non_inferiority (training.promotion.decide)
+    promotion_test: str                # superiority | non_inferiority (training.registry.promotion.decide)
     promotion_margin: float            # the non-inferiority margin, % of the champion's mean
     deploy: dict[str, str] | None
     reference_episodes: int
@@ -76,7 +76,7 @@ class LoopConfig:
 
     @property
     def promotion(self) -> dict:
-        """The promotion settings as `training.promotion.decide` and `rule` read them."""
+        """The promotion settings as `training.registry.promotion.decide` and `rule` read them."""
         out = {"policy": self.promotion_policy, "metric": self.promotion_metric, "correction": self.correction,
                "test": self.promotion_test}
         return {**out, "margin": self.promotion_margin} if self.promotion_test == "non_inferiority" else out

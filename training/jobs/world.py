@@ -12,8 +12,8 @@ import sys
 import time
 
 from service import procs
-from training import tracking
-from training.simconfig import REPO, world_dir
+from training.registry import tracking
+from training.ab.simconfig import REPO, world_dir
 
 
 def ensure_world(sim_config: str, force: bool = False) -> dict:
@@ -55,5 +55,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from training.lifecycle import run_entry_point
-    sys.exit(run_entry_point("world", main))  # cancellable: see training/lifecycle.py
+    from training.jobs.lifecycle import run_entry_point
+    sys.exit(run_entry_point("world", main))  # cancellable: see training/jobs/lifecycle.py

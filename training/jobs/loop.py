@@ -1,7 +1,7 @@
 """Entry point `loop`: the recommender improving itself, one simulated day after another.
 
     mlflow run . -e loop --env-manager local [-P days=7] [-P window=3] [-P quick=true]
-    python -m training.loop --quick
+    python -m training.jobs.loop --quick
 
 Day 0, the cold start: the service serves the data-collection arms (Random, StickyArtist,
 TopPop), the simulator plays the day over HTTP and its log opens the training window. The
@@ -47,16 +47,16 @@ import yaml
 from mlflow import MlflowClient
 
 from formats import events as event_format
-from training import analysis as A
-from training import tracking
-from training import trend as TR
+from training.ab import analysis as A
+from training.registry import tracking
+from training.reports import trend as TR
 from training.errors import JobError, is_job_failure
-from training.loop_config import DEFAULT_CONFIG, LoopConfig, ModelSpec, load_loop_config
-from training.play import calibrate, check_log, play_day, write_service_config
-from training.promotion import commit, criterion, decide
-from training.references import Reference, ReferencesError, load_references
-from training.settings import repo_path
-from training.simconfig import world_dir
+from training.jobs.loop_config import DEFAULT_CONFIG, LoopConfig, ModelSpec, load_loop_config
+from training.ab.play import calibrate, check_log, play_day, write_service_config
+from training.registry.promotion import commit, criterion, decide
+from training.ab.references import Reference, ReferencesError, load_references
+from training.jobs.settings import repo_path
+from training.ab.simconfig import world_dir
 
 EXPERIMENT = "botify-loop"
 #: Offline figures of a training run shown for every candidate (the selection metric besides).
@@ -102,7 +102,7 @@ def tag_version(name: str, version: str, tags: dict[str, Any]) -> None:
 def train_recipe(spec: ModelSpec, window: list[tuple[int, Path]], world: Path, cfg: LoopConfig, *, day: int,
                  parent: str | None, role: str, run_id: str) -> Candidate:
     """Train one recipe on the window's logs and register it with its lineage (a `train` child run)."""
-    from training.train import train
+    from training.learning.train import train
     trained_on = tuple(d for d, _ in window)
     tcfg = spec.train_config(cfg.seed)
     try:
@@ -313,7 +313,7 @@ class Loop:
     def export_lists(self, version: str) -> Path:
         """The i2i lists of a version (exported once per loop, a `recommend` child run)."""
         if version not in self.state.lists:
-            from training.recommend import export
+            from training.registry.export import export
             out = export(version, self.work / "lists" / f"v{version}.jsonl", k=self.cfg.k, name=self.cfg.register)
             self.state.lists[version] = Path(out["output"])
         return self.state.lists[version]
@@ -337,7 +337,7 @@ class Loop:
         resolved.write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False, allow_unicode=True))
         mlflow.log_artifact(str(resolved), "config")
 
-        from training.world import ensure_world
+        from training.jobs.world import ensure_world
         try:
             info = ensure_world(str(repo_path(cfg.world)))
         except RuntimeError as e:
@@ -375,8 +375,8 @@ class Loop:
     # ------------------------------------------------------------------- day 0
     def cold_start(self) -> None:
         cfg, st = self.cfg, self.state
-        from training.collect import collect
-        from training.events import read_events
+        from training.jobs.collect import collect
+        from training.data.events import read_events
         t_day = time.perf_counter()
         with tracking.step_run("day 0: cold start", entry="loop-day") as day_run:
             mlflow.set_tag("loop.day", "0")
@@ -453,7 +453,7 @@ class Loop:
     # --------------------------------------------------------------------- day d
     def ab_day(self, day: int) -> None:
         cfg, st = self.cfg, self.state
-        from training.events import read_events
+        from training.data.events import read_events
         t_day = time.perf_counter()
         champion, challenger = st.champion, st.challenger
         with tracking.step_run(f"day {day}", entry="loop-day"):
@@ -540,7 +540,7 @@ class Loop:
 
         The newest day's log is split by user (`select.holdout` of them held out, by a hash of
         the user id): the recipes train on the window without them, and their lists are scored
-        on those users' sessions by `training.offline` (as SessionAware uses the lists), so the
+        on those users' sessions by `training.learning.offline` (as SessionAware uses the lists), so the
         choice rests on sessions no candidate saw. With `holdout: 0` the figure is the
         training run's own (its held-out split of pairs).
         """
@@ -556,7 +556,7 @@ class Loop:
         cands = [train_recipe(s, window, self.wdir, cfg, day=day, parent=parent, role="challenger",
                               run_id=self.run_id) for s in cfg.challengers]
         if heldout is not None:
-            from training import offline
+            from training.learning import offline
             lists = {c.recipe: self.export_lists(c.version) for c in cands}
             figures = offline.score_files(lists, heldout, self.wdir, k=cfg.k,
                                           session_aware=self.policy_options(cfg.promotion_policy))
@@ -570,7 +570,7 @@ class Loop:
         """The offline figures of the day's two lists on the day's own log (neither was trained
         on it), kept beside what each served under the promotion policy: across days, the
         report says which figure ranks lists as served reward does."""
-        from training import offline
+        from training.learning import offline
         cfg, st = self.cfg, self.state
         lists = {role: getattr(st, role).lists for role in ("champion", "challenger")}
         figs = offline.score_files(lists, log, self.wdir, k=cfg.k,
@@ -588,7 +588,7 @@ class Loop:
 
     # ------------------------------------------------------------------ promotion
     def move_champion(self, version: str, lists: Path, *, day: int, reason: str, expected: str | None) -> None:
-        """Promote `version` the one way every job does (`training.promotion.commit`): under the
+        """Promote `version` the one way every job does (`training.registry.promotion.commit`): under the
         promotion lock, only if `@champion` still names `expected`, the lists deployed (when
         configured) before the alias moves, all or nothing."""
         cfg = self.cfg
@@ -779,5 +779,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from training.lifecycle import run_entry_point
-    sys.exit(run_entry_point("loop", main))  # cancellable: see training/lifecycle.py
+    from training.jobs.lifecycle import run_entry_point
+    sys.exit(run_entry_point("loop", main))  # cancellable: see training/jobs/lifecycle.py

@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from training.references import LINES, Reference  # noqa: E402
-from training.report import _fmt, markdown_table, save_figure  # noqa: E402
+from training.ab.references import LINES, Reference  # noqa: E402
+from training.reports.report import _fmt, markdown_table, save_figure  # noqa: E402
 
 #: Columns of the trend table, in order.
 TREND_COLUMNS: tuple[str, ...] = ("day", "arm", "label", "policy", "lists", "version", "users", "mean",
@@ -184,7 +184,7 @@ def write_loop_report(path: str | Path, *, headline: str, idea: str, details: Se
               markdown_table(days, [c for c in DAY_COLUMNS if c in days.columns] + ["reason"])]
     if offline is not None and not offline.empty:
         lines += ["### v. The candidates' offline figures", "",
-                  "`heldout.*`: the candidate's lists scored by `training.offline` on the sessions of the newest "
+                  "`heldout.*`: the candidate's lists scored by `training.learning.offline` on the sessions of the newest "
                   "day's held-out listeners (never trained on); `train.*`: the training run's own split of pairs.", "",
                   markdown_table(offline)]
     if agreement is not None and not agreement.empty:

@@ -21,12 +21,12 @@ sessions say about *their anchor's* list, never by how well a model fits a time:
   to see beyond what the logging policy itself picks. `snips_ess` (Kish's effective
   sample size) says how many events it rests on.
 
-Which figure tracks served reward is a measurement (`python -m training.offline`
+Which figure tracks served reward is a measurement (`python -m training.learning.offline`
 prints each figure's Spearman correlation with served reward when given the variants'
 online figures); `SELECTION_FIGURE` is the one challenger selection uses, and the
 training README records why.
 
-    python -m training.offline --log logs/day2 --world data/world \\
+    python -m training.learning.offline --log logs/day2 --world data/world \\
         --i2i course=data/i2i/control.jsonl --i2i seed=data/i2i/treatment.jsonl [--online online.json]
 """
 from __future__ import annotations
@@ -43,8 +43,8 @@ import numpy as np
 import pandas as pd
 
 from formats import lists as list_format
-from training.catalog import Catalog, load_catalog
-from training.events import EventLogError, read_events, sessionize
+from training.data.catalog import Catalog, load_catalog
+from training.data.events import EventLogError, read_events, sessionize
 
 RELEVANT_TIME = 0.5
 # chosen by measurement (training/README.md): the figure whose ranking of the lists a loop
@@ -82,7 +82,7 @@ class HeldOut:
 
 
 def prepare(events: pd.DataFrame, catalog: Catalog) -> HeldOut:
-    """The held-out figures' inputs from an event log (training.events.read_events output)."""
+    """The held-out figures' inputs from an event log (training.data.events.read_events output)."""
     if (events["track"] >= catalog.size).any():
         raise EventLogError(f"the held-out log names tracks beyond the catalog ({catalog.size} tracks): "
                             f"log and world differ")

@@ -41,7 +41,7 @@ def build_pairs(sessions: pd.DataFrame, context: str = "first",
     and `artist_plays` (how often its artist was already played: each replay is
     discounted). `artist_plays` needs the catalog's `artist` codes (else 0).
 
-    `sessions` is `training.events.sessionize` output. Vectorized: the context of each row
+    `sessions` is `training.data.events.sessionize` output. Vectorized: the context of each row
     is looked up by the session's first row (or the previous row) without a Python loop.
 
     `context: session` (co-listening, item2vec-style): the first-track pairs, plus every

@@ -18,7 +18,7 @@ import yaml
 
 from service import procs
 from training.errors import JobError
-from training.settings import REPO, repo_path
+from training.jobs.settings import REPO, repo_path
 
 START_HINT = ("fix: if the port is taken, stop what listens there or let the job pick a free port "
               "(port=0, the default); otherwise the service's output above names the bad config or artifact")
@@ -189,7 +189,7 @@ def calibrate(sim_config: str | Path, episodes: int, seed: int, out_dir: Path) -
     and seed, computed by the simulator; returns the JSON's path. A figure outside the
     calibration's ranges (exit 1 with the JSON written) is reported there, not fatal: the
     references are still what this world gives."""
-    from training.simconfig import session_cap
+    from training.ab.simconfig import session_cap
     # the world's own cap only: the days are played with it (a second cap would double the cost)
     cmd = CalibrateCommand(Path(sim_config), episodes, seed, out_dir / "calibration.json",
                            max_steps=session_cap(repo_path(sim_config)))

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from training.events import sessionize
+from training.data.events import sessionize
 
 #: The course's user-level metrics, plus the time of recommended tracks only (the course's
 #: `time` includes each session's first track, which the user chose and no recommender did).
@@ -81,7 +81,7 @@ class AnalysisError(ValueError):
 def user_metrics(events: pd.DataFrame) -> pd.DataFrame:
     """The course's per-user table: sessions, tracks, time, latency and their ratios.
 
-    Sessions are cut by `training.events.sessionize` (a session ends at "last"; a trailing
+    Sessions are cut by `training.data.events.sessionize` (a session ends at "last"; a trailing
     session without one still counts, as in the course), the same cut training uses.
     `tracks` counts events (every "next" and the closing "last"), which is the number of
     tracks played including each session's first; `rec_time` drops the first event of each

@@ -1,0 +1,43 @@
+"""The one export step: a registered model version → a BentoML model the service serves.
+
+The BentoML model holds what the service reads (docs/architecture.md): the i2i lists as an
+int32 table `i2i.npy` (memory-mapped at start-up: no parse) and as the contract's JSON lines
+`i2i.jsonl`, the embedding tables (`context.npy`, `target.npy`, `target_bias.npy`); as
+labels, its lineage: MLflow model name, version, run id, the training data's digest and the
+role it plays (e.g. `treatment`); as metadata the training run's params and metrics. Configs
+name it `bentoml:NAME:TAG` (or `:latest`); `bentoml build` packs the models bentofile.yaml
+lists, and `GET /` reports each served model's name, version and run id.
+
+    python -m training.jobs.to_bentoml --model champion --bento-name botify-i2i-treatment --role treatment
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from training.registry import tracking
+from training.registry.export import BENTO_NAME, import_version
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=tracking.CHALLENGER, help="alias or version number")
+    ap.add_argument("--name", default=tracking.MODEL_NAME, help="registered MLflow model")
+    ap.add_argument("--bento-name", default=BENTO_NAME, help="BentoML model name")
+    ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--i2i", default=None, help="an exported i2i file of this version to reuse")
+    ap.add_argument("--role", default="", help="the role it serves (a label), e.g. treatment")
+    args = ap.parse_args(argv)
+    try:
+        tag = import_version(args.model, args.bento_name, args.name, args.k, args.i2i, args.role)
+    except (tracking.RegistryError, ValueError, FileNotFoundError) as e:
+        print(f"to_bentoml: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"bentoml_tag": tag, "config_value": f"bentoml:{tag}"}))
+    return 0
+
+
+if __name__ == "__main__":
+    from training.jobs.lifecycle import run_entry_point
+    sys.exit(run_entry_point("to_bentoml", main))  # cancellable: see training/jobs/lifecycle.py

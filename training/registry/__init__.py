@@ -1,0 +1,1 @@
+"""The MLflow registry and the BentoML store: versions, aliases, promotion, and the one export to BentoML."""

@@ -1,0 +1,1 @@
+"""What a run writes for people: tables, plots, the experiment's and the loop's reports."""
