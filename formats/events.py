@@ -4,10 +4,14 @@ The service writes it (`service/eventlog.py`, `service/botify.py`), training rea
 (`training/data/events.py`); both take the schema from here (docs/architecture.md, Event log).
 
 A line is one JSON object, one per accepted request:
-`{"message": "next"|"last", "timestamp": int ms since epoch, "user": int, "track": int,
-"time": float, "latency": float seconds, "recommendation": int|null, "propensity":
-float|null, "experiments": {"EXPERIMENT": "ARM", ...}}`. Readers treat a missing optional
-key as null (logs written before it existed).
+`{"message": "next"|"last", "timestamp": int ms since epoch, "user": int, "seq": int,
+"track": int, "time": float, "latency": float seconds, "recommendation": int|null,
+"propensity": float|null, "experiments": {"EXPERIMENT": "ARM", ...}}`. Readers treat a
+missing optional key as null (logs written before it existed).
+
+`seq` orders a user's events: the session store draws it with the state the request read,
+so a user's requests carry increasing seqs in the order they were served, whichever
+worker or replica served them (not consecutive: a failed request leaves a gap).
 
 Files: one per worker process, `events-<worker>.jsonl`, rotated by size to
 `events-<worker>.jsonl.1`, `.2`, ...: rotation renames the live file to `.1` and shifts
@@ -28,6 +32,7 @@ FIELDS: dict[str, tuple[type | None, ...]] = {
     "message": (str,),
     "timestamp": (int,),
     "user": (int,),
+    "seq": (int,),
     "track": (int,),
     "time": (float, int),
     "latency": (float, int),
@@ -40,10 +45,10 @@ REQUIRED = ("message", "timestamp", "user", "track", "time")  # optional keys re
 _REQUIRED = frozenset(REQUIRED)
 
 # One line, with the fields of FIELDS in their order, for a writer that formats it directly
-# (json.dumps of a dict costs ~20 us per request): message, timestamp (int ms), user, track,
-# time, latency (floats, %r), recommendation and propensity (already "null" or the number's
-# text), experiments (already a JSON object's text).
-LINE = ('{"message":"%s","timestamp":%d,"user":%d,"track":%d,"time":%r,"latency":%r,'
+# (json.dumps of a dict costs ~20 us per request): message, timestamp (int ms), user, seq,
+# track, time, latency (floats, %r), recommendation and propensity (already "null" or the
+# number's text), experiments (already a JSON object's text).
+LINE = ('{"message":"%s","timestamp":%d,"user":%d,"seq":%d,"track":%d,"time":%r,"latency":%r,'
         '"recommendation":%s,"propensity":%s,"experiments":%s}\n')
 
 PREFIX, SUFFIX = "events-", ".jsonl"
@@ -54,13 +59,6 @@ _FILE = re.compile(rf"^(?P<base>{re.escape(PREFIX)}.+{re.escape(SUFFIX)})(?:\.(?
 def file_name(worker: str) -> str:
     """The live file of worker `worker`."""
     return f"{PREFIX}{worker}{SUFFIX}"
-
-
-def stream(path: Path) -> str:
-    """The live file name a log file belongs to: a worker's rotations and live file are one
-    stream, written in request order."""
-    m = _FILE.match(path.name)
-    return m.group("base") if m else path.name
 
 
 def rotated(path: Path, n: int) -> Path:

@@ -83,10 +83,10 @@ class Botify:
         return track
 
     def _next(self, user: int, prev_track: int, prev_time: float, state: tuple, started: float) -> tuple:
-        """Compute the recommendation from the loaded state and write its log line:
-        (track, and the state the request leads to: tracks, times, history)."""
+        """Compute the recommendation from the loaded state (and the request's seq) and write its
+        log line: (track, and the state the request leads to: tracks, times, history)."""
         # tuples in and out of the store: no per-listen copies (the memory store keeps these objects)
-        tracks, times, history = state
+        tracks, times, history, seq = state
         tracks += (prev_track,)
         times += (prev_time,)
         history = (history + ((prev_track, prev_time),))[-self.history:]
@@ -95,7 +95,7 @@ class Botify:
         route, experiments = self._assignment(user)
         ctx = recs.Context(user, tracks, times, history, rng)
         track = int(self._routes[route].recommend(ctx))
-        self._log(NEXT, user, prev_track, prev_time, started, track, experiments, ctx.propensity)
+        self._log(NEXT, user, seq, prev_track, prev_time, started, track, experiments, ctx.propensity)
         return track, tracks, times, history
 
     def end_session(self, user: int, last_track: int, last_time: float, started: float | None = None) -> None:
@@ -112,7 +112,7 @@ class Botify:
         await store.aend_session(user, history, last_track, last_time)
 
     def _last(self, user: int, last_track: int, last_time: float, state: tuple, started: float) -> tuple:
-        self._log(LAST, user, last_track, last_time, started, None, self._assignment(user)[1])
+        self._log(LAST, user, state[3], last_track, last_time, started, None, self._assignment(user)[1])
         return (state[2] + ((last_track, last_time),))[-self.history:]
 
     def _assignment(self, user: int) -> tuple[int, str]:
@@ -132,15 +132,16 @@ class Botify:
             got = self._assigned[user] = (arms[0], experiments)
         return got
 
-    def _log(self, message: str, user: int, track: int, time_: float, started: float, rec: int | None,
+    def _log(self, message: str, user: int, seq: int, track: int, time_: float, started: float, rec: int | None,
              experiments: str, propensity: float | None = None) -> None:
-        """One line, whole, before the state changes; raises `Unavailable` with nothing written."""
+        """One line, whole, before the state changes; raises `Unavailable` with nothing written.
+        `seq`: drawn by the store with the state this request read (the reader orders by it)."""
         if self.log is None:
             return
         # the fixed shape formatted directly: json.dumps of the dict cost ~20 us per request
         self.log.write_line(
             EVENT_LINE % (
-                message, time.time() * 1000, user, track, time_, time.perf_counter() - started,
+                message, time.time() * 1000, user, seq, track, time_, time.perf_counter() - started,
                 "null" if rec is None else "%d" % rec, "null" if propensity is None else "%r" % float(propensity),
                 experiments))
 

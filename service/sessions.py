@@ -10,6 +10,13 @@ A request reads the state (`load`), computes its answer, writes its log line, an
 then records its listen (`add_listen` for /next, `end_session` for /last). Recording is
 an atomic append to whatever the state is by then, never a write-back of what was read:
 concurrent requests for one user (several workers, or awaits in one) lose no listen.
+
+`load` also draws the request's `seq`, in the same atomic step as the read: the store's
+counter, which only goes up (each draw is the larger of the last one + 1 and the store's
+clock in microseconds), so a user's requests, on any workers or replicas, carry increasing
+seqs in the order their state was read. The log's reader orders a user's events by it. A
+request that fails after drawing leaves a gap, never a duplicate; the clock floor keeps
+the counter going up when it is lost (a memory store's restart, Redis losing its data).
 A store that cannot answer raises `Unavailable` (503); nothing is retried, since a retried
 append that had in fact been applied would record a listen twice.
 """
@@ -42,6 +49,7 @@ Listens = tuple[tuple[int, float], ...]
 class SessionStore(Protocol):
     """`load` and the two recording calls are what a request uses, with immutable tuples (the
     memory store hands out and keeps the very objects it holds: no copy per request).
+    `load(user)` is (tracks, times, history, seq): the state and the request's seq.
 
     `add_listen(user, tracks, times, history, track, time)`: the request that loaded the state
     added the listen (track, time); (tracks, times, history) is the state it computed from what
@@ -54,7 +62,7 @@ class SessionStore(Protocol):
 
     is_async: bool
 
-    def load(self, user: int) -> tuple[Tracks, Times, Listens]: ...
+    def load(self, user: int) -> tuple[Tracks, Times, Listens, int]: ...
     def add_listen(self, user: int, tracks: Tracks, times: Times, history: Listens, track: int,
                    time: float) -> None: ...
     def end_session(self, user: int, history: Listens, track: int, time: float) -> None: ...
@@ -89,12 +97,22 @@ class MemoryStore:
         # session would be traversed by each full collection, a growing latency stall.
         self.sessions: OrderedDict[int, tuple[float, Tracks, Times]] = OrderedDict()
         self.histories: OrderedDict[int, tuple[float, Listens]] = OrderedDict()
+        self.seq = 0  # the last seq drawn (one counter for all users: no table to bound)
 
     @property
     def users(self) -> int:
         return len(self.histories)
 
-    def load(self, user: int) -> tuple[Tracks, Times, Listens]:
+    def load(self, user: int) -> tuple[Tracks, Times, Listens, int]:
+        # the seq: nothing runs between this read and the request's record (no await)
+        seq = time.time_ns() // 1000
+        if seq <= self.seq:
+            seq = self.seq + 1
+        self.seq = seq
+        tracks, times, history = self._state(user)
+        return tracks, times, history, seq
+
+    def _state(self, user: int) -> tuple[Tracks, Times, Listens]:
         now = self.clock()
         s = self.sessions.get(user)
         h = self.histories.get(user)
@@ -126,7 +144,7 @@ class MemoryStore:
             self.evictions += 1
 
     def get(self, user: int) -> UserState:
-        tracks, times, history = self.load(user)
+        tracks, times, history = self._state(user)
         return UserState(session=[[t, x] for t, x in zip(tracks, times)], history=[list(p) for p in history])
 
     def put(self, user: int, state: UserState) -> None:
@@ -173,11 +191,28 @@ return 1
 """
 
 
+# Read a user's state and draw the request's seq, atomically. KEYS[1] the user's key, KEYS[2]
+# the store's seq key. The seq is the larger of the last one + 1 and Redis's own clock in
+# microseconds (one clock for every replica); both below 2^53, so exact in Lua's doubles,
+# and returned as text. Returns {seq, the user's value or nil}.
+LOAD_LUA = """
+local v = redis.call('GET', KEYS[1])
+local t = redis.call('TIME')
+local q = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if last >= q then q = last + 1 end
+q = string.format('%.0f', q)
+redis.call('SET', KEYS[2], q)
+return {q, v}
+"""
+
+
 class RedisStore:
     """Redis: any number of workers or replicas see the same sessions.
 
     One key per user, `<prefix>u:<user>` = compact JSON `{"t": last request (epoch s),
-    "s": session, "h": history}`: one GET to load, one script (`APPEND_LUA`) to record. The
+    "s": session, "h": history}`: one script to load (`LOAD_LUA`: the value and the
+    request's seq, drawn from the key `<prefix>seq`), one (`APPEND_LUA`) to record. The
     key expires `history_ttl_seconds` after the user's last request (every write sets it);
     the session inside it counts as abandoned, and is dropped, once `ttl_seconds` have
     passed since `t`.
@@ -204,12 +239,14 @@ class RedisStore:
         self.client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **self.options)
         self._aclient = None  # made in the serving event loop, on first use
         self._append = self.client.register_script(APPEND_LUA)
-        self._aappend = None
+        self._load = self.client.register_script(LOAD_LUA)
+        self._aappend = self._aload = None
         self.outage = Outage(f"session store (Redis {self.client.connection_pool.connection_kwargs.get('host', url)}:"
                              f"{self.client.connection_pool.connection_kwargs.get('port', '')})")
         self.ttl = ttl_seconds
         self.key_ttl = max(1, int(max(ttl_seconds, history_ttl_seconds)))
         self.prefix = prefix
+        self.seq_key = f"{prefix}seq"
         self.clock = clock
         self.history = history
         try:  # an unreachable Redis is an outage, not fatal: a worker restarted during one must come up
@@ -230,6 +267,11 @@ class RedisStore:
         session = d["s"] if d["t"] + self.ttl > self.clock() else ()
         return (tuple(p[0] for p in session), tuple(p[1] for p in session), tuple(map(tuple, d["h"])))
 
+    def _loaded(self, reply: list) -> tuple[Tracks, Times, Listens, int]:
+        if self.outage.down_since is not None:
+            self.outage.ok()
+        return (*self._parse(reply[1]), int(reply[0]))
+
     def _args(self, track: int, time_: float, end: bool) -> list:
         return [repr(self.clock()), repr(self.ttl), self.key_ttl, "[%d,%r]" % (track, time_), self.history,
                 "1" if end else "0"]
@@ -238,14 +280,12 @@ class RedisStore:
         self.outage.failed(e)
         return Unavailable(f"session store unavailable ({type(e).__name__}: {str(e)[:200]})")
 
-    def load(self, user: int) -> tuple[Tracks, Times, Listens]:
+    def load(self, user: int) -> tuple[Tracks, Times, Listens, int]:
         try:
-            raw = self.client.get(self.key(user))
+            reply = self._load(keys=[self.key(user), self.seq_key])
         except self._errors as e:
             raise self._failed(e) from None
-        if self.outage.down_since is not None:
-            self.outage.ok()
-        return self._parse(raw)
+        return self._loaded(reply)
 
     def add_listen(self, user: int, tracks: Tracks, times: Times, history: Listens, track: int, time: float) -> None:
         self._record(user, track, time, False)
@@ -267,16 +307,16 @@ class RedisStore:
 
             self._aclient = redis.asyncio.Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), **self.options)
             self._aappend = self._aclient.register_script(APPEND_LUA)
+            self._aload = self._aclient.register_script(LOAD_LUA)
         return self._aclient
 
-    async def aload(self, user: int) -> tuple[Tracks, Times, Listens]:
+    async def aload(self, user: int) -> tuple[Tracks, Times, Listens, int]:
+        self._aclient or self._async()
         try:
-            raw = await (self._aclient or self._async()).get(self.key(user))
+            reply = await self._aload(keys=[self.key(user), self.seq_key])
         except self._errors as e:
             raise self._failed(e) from None
-        if self.outage.down_since is not None:
-            self.outage.ok()
-        return self._parse(raw)
+        return self._loaded(reply)
 
     async def aadd_listen(self, user: int, tracks: Tracks, times: Times, history: Listens, track: int,
                           time: float) -> None:
@@ -307,7 +347,7 @@ class RedisStore:
         self.put(user, UserState(session=[[t, x] for t, x in zip(tracks, times)], history=list(history)))
 
     def get(self, user: int) -> UserState:
-        tracks, times, history = self.load(user)
+        tracks, times, history = self._parse(self.client.get(self.key(user)))
         return UserState(session=[[t, x] for t, x in zip(tracks, times)], history=[list(p) for p in history])
 
     def put(self, user: int, state: UserState) -> None:

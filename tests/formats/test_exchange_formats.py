@@ -66,7 +66,7 @@ def test_a_line_the_service_writes_is_read_back_by_training_with_the_same_fields
     assert list(df.columns) == list(event_format.COLUMNS)
     assert [(m, u, t) for m, u, t in zip(df["message"], df["user"], df["track"])] == sent
     for obj, row in zip(raw, df.to_dict("records")):
-        for key in ("message", "timestamp", "user", "track", "time", "latency", "experiments"):
+        for key in ("message", "timestamp", "user", "seq", "track", "time", "latency", "experiments"):
             assert row[key] == obj[key], key
         for key in ("recommendation", "propensity"):  # null: NA (NaN for a float column)
             assert pd.isna(row[key]) if obj[key] is None else row[key] == obj[key], key
@@ -77,8 +77,8 @@ def test_a_line_the_service_writes_is_read_back_by_training_with_the_same_fields
 def test_the_schema_line_template_names_the_fields_in_order():
     keys = [part.split('"')[1] for part in event_format.LINE.split(",")]
     assert tuple(keys) == event_format.COLUMNS
-    line = event_format.LINE % ("next", 1, 2, 3, 0.5, 0.001, "4", "null", '{"E":"C"}')
-    assert json.loads(line) == {"message": "next", "timestamp": 1, "user": 2, "track": 3, "time": 0.5,
+    line = event_format.LINE % ("next", 1, 2, 17, 3, 0.5, 0.001, "4", "null", '{"E":"C"}')
+    assert json.loads(line) == {"message": "next", "timestamp": 1, "user": 2, "seq": 17, "track": 3, "time": 0.5,
                                 "latency": 0.001, "recommendation": 4, "propensity": None,
                                 "experiments": {"E": "C"}}
 

@@ -87,28 +87,30 @@ def test_recording_appends_to_the_current_state(store):
     """add_listen/end_session as a request makes them: the memory store keeps what the request
     computed, Redis appends the listen to its state: both give the same state."""
     store.history = 3
-    tracks, times, history = store.load(5)
+    tracks, times, history, _ = store.load(5)
     for i, (t, x) in enumerate([(3, 1.0), (4, 0.123456789012345678), (5, 0.5), (6, 1e-7)]):
         tracks, times, history = tracks + (t,), times + (x,), (history + ((t, x),))[-3:]
         store.add_listen(5, tracks, times, history, t, x)
-        assert store.load(5) == (tracks, times, history), i  # times keep every digit
+        assert store.load(5)[:3] == (tracks, times, history), i  # times keep every digit
     store.end_session(5, (history + ((9, 0.25),))[-3:], 9, 0.25)
     assert store.get(5) == UserState(session=[], history=[[5, 0.5], [6, 1e-7], [9, 0.25]])
 
 
 def test_redis_appends_of_concurrent_requests_are_all_kept(redis_url):
     """400 requests for one user from 8 threads, each loading then recording: none is lost
-    (a write-back of what each loaded kept about 60% of them)."""
+    (a write-back of what each loaded kept about 60% of them), and no two drew one seq."""
     s = RedisStore(redis_url, prefix=f"test:{time.monotonic_ns()}:", history=10)
 
-    def request(i: int) -> None:
-        tracks, times, history = s.load(1)
+    def request(i: int) -> int:
+        tracks, times, history, seq = s.load(1)
         s.add_listen(1, tracks + (i,), times + (0.5,), history, i, 0.5)
+        return seq
 
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(request, range(400)))
-    tracks, times, history = s.load(1)
+        seqs = list(pool.map(request, range(400)))
+    tracks, times, history, _ = s.load(1)
     assert sorted(tracks) == list(range(400)) and len(history) == 10
+    assert len(set(seqs)) == 400
     assert 99 <= s.client.ttl(s.key(1)) <= s.key_ttl  # every write keeps the key's expiry
 
 
@@ -122,9 +124,10 @@ def test_redis_async_client_same_state_as_sync(redis_url):
         await s.aadd_listen(2, (), (), (), 7, 1.0)
         return await s.aload(2)
 
-    tracks, times, history = asyncio.run(run())
+    tracks, times, history, seq = asyncio.run(run())
     assert tracks == (7,) and times == (1.0,) and history[-2:] == ((99, 0.5), (7, 1.0)) and len(history) == 10
-    assert s.load(2) == (tracks, times, history)
+    again = s.load(2)
+    assert again[:3] == (tracks, times, history) and again[3] > seq
 
 
 def test_redis_down_is_unavailable_logged_once_and_not_fatal(caplog):
@@ -178,3 +181,20 @@ def test_redis_that_refuses_us_stops_start_up(tmp_path):
     finally:
         proc.terminate()
         proc.wait()
+
+
+def test_seq_goes_up_across_users_and_after_the_store_lost_it(store, redis_url):
+    """Every load draws a larger seq than the one before, for any user; a restarted memory
+    store, or a Redis that lost its keys, still draws above what it drew before (the seq
+    then starts from the clock), so a log spanning the restart reads in order."""
+    seqs = [store.load(u)[3] for u in (1, 2, 1, 1, 3)]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    if isinstance(store, MemoryStore):
+        restarted = MemoryStore()
+    else:
+        store.client.flushdb()
+        restarted = RedisStore(redis_url, prefix=store.prefix)
+    assert restarted.load(1)[3] > seqs[-1]
+    restarted.close()
+    get = store.get(1)  # tools read without drawing
+    assert store.load(1)[3] > seqs[-1] and get == UserState()
