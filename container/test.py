@@ -13,7 +13,7 @@ same Bento served by a process, and two containers sharing one Redis play it too
    (b) the image, (c) two containers of the image with one Redis behind a round-robin
    balancer (each request to the next replica, both logging into one shared folder),
    (d) the same with the simulator in `multi` mode (2 processes);
-5. checks: (b) plays the same sessions, logs the same lines (latency and timestamps aside)
+5. checks: (b) plays the same sessions, logs the same lines (latency, timestamps and seqs aside)
    and gives the same A/B table (latency rows aside) as (a); (c) the same sessions, lines
    and table as (b); (d) the same sessions as (b) except for users the two simulator
    processes played at once (only possible for a user with several sessions that day:
@@ -79,8 +79,8 @@ def events(log_dir: Path):
 
 
 def without_timing(df):
-    """The log's lines as comparable rows: latency and timestamps dropped, arms as JSON text."""
-    out = df.drop(columns=["latency", "timestamp"])
+    """The log's lines as comparable rows: latency, timestamps and seqs dropped, arms as JSON text."""
+    out = df.drop(columns=["latency", "timestamp", "seq"])
     out["experiments"] = out["experiments"].map(lambda e: json.dumps(e, sort_keys=True))
     return out.reset_index(drop=True)
 

@@ -119,9 +119,12 @@ def test_http_equals_in_process_and_rejects_change_nothing(served, tmp_path):
         requests.post(f"{svc.url}/next/{user}", json={"track": 5000, "time": 0.5})
         assert play_http(svc.url, user, user % 200, times) == expected
     local.close()
-    strip = lambda e: {k: v for k, v in e.items() if k not in ("timestamp", "latency")}  # noqa: E731
-    served_lines = [strip(e) for e in log_lines(root / "logs") if 1000 <= e["user"] < 1012]
-    assert served_lines == [strip(e) for e in log_lines(tmp_path)]
+    strip = lambda e: {k: v for k, v in e.items() if k not in ("timestamp", "seq", "latency")}  # noqa: E731
+    served = [e for e in log_lines(root / "logs") if 1000 <= e["user"] < 1012]
+    assert [strip(e) for e in served] == [strip(e) for e in log_lines(tmp_path)]
+    for user in range(1000, 1012):  # the seq: a user's requests in the order they were served
+        seqs = [e["seq"] for e in served if e["user"] == user]
+        assert len(seqs) == len(times) + 1 and seqs == sorted(set(seqs))
 
 
 def test_concurrent_requests_all_logged(served):

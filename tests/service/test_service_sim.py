@@ -26,7 +26,7 @@ def config(tmp_path: Path, catalog: Path, name: str) -> Path:
 
 
 def lines(folder: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(x).items() if k not in ("timestamp", "latency")}
+    return [{k: v for k, v in json.loads(x).items() if k not in ("timestamp", "seq", "latency")}
             for f in sorted(folder.glob("events-*.jsonl")) for x in f.read_text().splitlines()]
 
 
