@@ -108,7 +108,7 @@ def test_redis_appends_of_concurrent_requests_are_all_kept(redis_url):
 
     with ThreadPoolExecutor(8) as pool:
         seqs = list(pool.map(request, range(400)))
-    tracks, times, history, _ = s.load(1)
+    tracks, _, history, _ = s.load(1)
     assert sorted(tracks) == list(range(400)) and len(history) == 10
     assert len(set(seqs)) == 400
     assert 99 <= s.client.ttl(s.key(1)) <= s.key_ttl  # every write keeps the key's expiry
