@@ -10,6 +10,8 @@ A request reads the state (`load`), computes its answer, writes its log line, an
 then records its listen (`add_listen` for /next, `end_session` for /last). Recording is
 an atomic append to whatever the state is by then, never a write-back of what was read:
 concurrent requests for one user (several workers, or awaits in one) lose no listen.
+A store that cannot answer raises `Unavailable` (503); nothing is retried, since a retried
+append that had in fact been applied would record a listen twice.
 
 `load` also draws the request's `seq`, in the same atomic step as the read: the store's
 counter, which only goes up (each draw is the larger of the last one + 1 and the store's
@@ -17,8 +19,6 @@ clock in microseconds), so a user's requests, on any workers or replicas, carry 
 seqs in the order their state was read. The log's reader orders a user's events by it. A
 request that fails after drawing leaves a gap, never a duplicate; the clock floor keeps
 the counter going up when it is lost (a memory store's restart, Redis losing its data).
-A store that cannot answer raises `Unavailable` (503); nothing is retried, since a retried
-append that had in fact been applied would record a listen twice.
 """
 from __future__ import annotations
 
