@@ -103,8 +103,9 @@ def read_events(path: str | Path, remedy: str = COLLECT_REMEDY) -> pd.DataFrame:
 
 
 def _nullable_ints(values: pd.Series) -> pd.arrays.IntegerArray:
-    return pd.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v) for v in values],
-                    dtype="Int64")
+    """Ints with NA for null or missing (pandas holds such a column as floats, exact below 2^53;
+    a seq, microseconds since 1970, stays below it until the 23rd century); a fraction raises."""
+    return pd.array(values.to_numpy(), dtype="Int64")
 
 
 def _in_seq_order(df: pd.DataFrame) -> pd.DataFrame:
