@@ -37,7 +37,7 @@ import requests
 
 from service.launch import ServiceProcess, free_port
 from svc_fixtures import N_TRACKS, make_world
-from training.events import read_events
+from training.data.events import read_events
 
 pytestmark = pytest.mark.slow
 

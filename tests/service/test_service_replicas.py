@@ -17,7 +17,7 @@ import pytest
 
 from service.launch import ServiceProcess
 from svc_fixtures import N_TRACKS, make_world
-from training.events import read_events, sessionize
+from training.data.events import read_events, sessionize
 
 pytestmark = pytest.mark.slow
 
