@@ -3,7 +3,8 @@
     python -m benchmarks.sim [--seconds 3] [--config sim/config/env.yml] [--no-remote]
 
 - in-process: steps/s of the dummy agent through the runner's loop (``sim.run``'s
-  ``play_block``) on the default world, single process and ``multi``; baseline: a
+  ``play_sessions``, every session seeded by its name) on the default world, single
+  process and ``multi``; baseline: a
   straightforward course-style implementation of the same user model (a numpy call
   per draw, a Counter of artists), the kind of loop the course's simulator runs.
 - batched: steps/s of ``ListenerVectorEnv`` with a batch of random actions per step, and
@@ -95,13 +96,13 @@ def bench_course_style(world, session, seconds: float) -> float:
 def bench_single(cfg, world, seconds: float) -> float:
     from sim.agents import DummyAgent
     from sim.envs import ListenerEnv
-    from sim.run import play_block
+    from sim.run import play_sessions
     env, agent = ListenerEnv(world, cfg.session), DummyAgent(world.n_tracks, 0)
     block = [0]
 
     def run():
         block[0] += 1
-        return sum(r[3] for r in play_block(env, agent, 0, 1, block[0], 0, 50))
+        return sum(r.steps for r in play_sessions(env, agent, 0, 1, 50 * block[0], 50))
     steps, dt = _timed(run, seconds)
     return steps / dt
 
@@ -113,7 +114,7 @@ def bench_multi(cfg, processes: int, episodes: int) -> float:
     start = time.perf_counter()
     rows = run_days(cfg, spec, episodes=episodes, seed=0, days=1, processes=processes,
                     stats=None, prompt=False, out=io.StringIO(), progress=False)
-    return sum(r[3] for r in rows) / (time.perf_counter() - start)
+    return sum(r.steps for r in rows) / (time.perf_counter() - start)
 
 
 def bench_vector(cfg, world, seconds: float, num_envs: int = 4096) -> float:
@@ -140,7 +141,7 @@ def bench_batched(cfg, world, seconds: float, num_envs: int = 4096) -> float:
     def run():
         seed[0] += 1
         rows = play_batched(venv, BatchDummy(world.n_tracks, seed[0]), 4 * num_envs, seed[0])
-        return sum(r[3] for r in rows)
+        return sum(r.steps for r in rows)
     steps, dt = _timed(run, seconds)
     return steps / dt
 
@@ -148,13 +149,13 @@ def bench_batched(cfg, world, seconds: float, num_envs: int = 4096) -> float:
 def _remote_rate(cfg, world, url: str, seconds: float) -> float:
     from sim.agents import RemoteAgent
     from sim.envs import ListenerEnv
-    from sim.run import play_block
+    from sim.run import play_sessions
     env, agent = ListenerEnv(world, cfg.session), RemoteAgent(url)
     block = [0]
 
     def run():
         block[0] += 1
-        return sum(r[3] for r in play_block(env, agent, 0, 1, block[0], 0, 5))
+        return sum(r.steps for r in play_sessions(env, agent, 0, 1, 5 * block[0], 5))
     try:
         run()   # warm up the connection and the service's caches
         steps, dt = _timed(run, seconds)
@@ -170,7 +171,7 @@ def _remote_multi_rate(cfg, url: str, processes: int, episodes: int) -> float:
     start = time.perf_counter()
     rows = run_days(cfg, spec, episodes=episodes, seed=0, days=1, processes=processes,
                     stats=None, prompt=False, out=io.StringIO(), progress=False)
-    return sum(r[3] for r in rows) / (time.perf_counter() - start)
+    return sum(r.steps for r in rows) / (time.perf_counter() - start)
 
 
 def bench_remote(cfg, world, seconds: float, processes: int) -> dict:

@@ -25,21 +25,22 @@ class Recommender(Protocol):
 
 class DummyAgent:
     """Uniformly random catalog tracks: the course's Random baseline. Draws in blocks
-    because one numpy call per track would cost more than the simulator's whole step."""
+    because one numpy call per track would cost more than the simulator's whole step;
+    a block about a session long, since the runner reseeds every session."""
 
-    def __init__(self, n_tracks: int, seed: int | np.random.SeedSequence | None = None, block: int = 4096):
+    def __init__(self, n_tracks: int, seed: int | np.random.SeedSequence | None = None, block: int = 32):
         self._rng = np.random.default_rng(seed)
         self._n, self._block = n_tracks, block
         self._buf: list[int] = []
 
     def reseed(self, seed: int | np.random.SeedSequence) -> None:
-        """Restart the random stream (the runner reseeds per block of episodes)."""
+        """Restart the random stream (the runner gives every session its own)."""
         self._rng = np.random.default_rng(seed)
         self._buf = []
 
     def recommend_next(self, user: int, prev_track: int, prev_time: float) -> int:
-        if not self._buf:
-            self._buf = self._rng.integers(self._n, size=self._block).tolist()
+        if not self._buf:   # floor(u * n), as the env draws: integers() costs several times more
+            self._buf = (self._rng.random(self._block) * self._n).astype(np.int64).tolist()
             self._buf.reverse()
         return self._buf.pop()
 

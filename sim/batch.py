@@ -4,8 +4,10 @@ of sessions), producing the same per-episode rows as the runner.
 
 A batch recommender has ``recommend_batch(users, prev_tracks, prev_times) -> tracks``
 (int arrays of the batch's size) and may have ``end_sessions(users, last_tracks,
-last_times)``. Sessions are counted in the order they start and exactly the first
-``episodes`` are kept, so long sessions are not under-represented.
+last_times)``. Sessions are counted in the order they start, each on its own streams
+(``sim.seeds``) as the runner plays it, and exactly the first ``episodes`` are kept, so
+long sessions are not under-represented and the rows are the runner's for the same
+recommender.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from sim.envs.vector import ListenerVectorEnv
+from sim.run import Session
+from sim.seeds import SessionStreams
 
 
 class BatchRecommender(Protocol):
@@ -33,18 +37,19 @@ class BatchDummy:
 
 
 def play_batched(venv: ListenerVectorEnv, agent: Any, episodes: int, seed: int,
-                 day: int = 1) -> list[tuple]:
-    """Play the first ``episodes`` sessions to their end; rows as in the stats file
-    (``day, episode, user, steps, reward, time, truncated``), ordered by episode."""
+                 day: int = 1) -> list[Session]:
+    """Play episodes 0..episodes-1 of ``day`` of ``seed`` to their end; rows as in the
+    stats file, ordered by episode."""
     n = venv.num_envs
-    obs, info = venv.reset(seed=seed)
+    obs, info = venv.reset(options={"streams": SessionStreams(seed, day)})
     end = getattr(agent, "end_sessions", None)
     session = np.arange(n)                 # which session each sub-env is playing
+    first = obs["prev_track"].copy()
     started = n
     reward = np.zeros(n)
     steps = np.zeros(n, dtype=np.int64)
     restarting = np.zeros(n, dtype=bool)   # NEXT_STEP: this step restarts these sub-envs
-    rows: list[tuple] = []
+    rows: list[Session] = []
     while len(rows) < episodes:
         actions = agent.recommend_batch(obs["user"], obs["prev_track"], info["prev_time"])
         users = obs["user"]
@@ -53,6 +58,7 @@ def play_batched(venv: ListenerVectorEnv, agent: Any, episodes: int, seed: int,
             idx = np.flatnonzero(restarting)
             session[idx] = started + np.arange(len(idx))
             started += len(idx)
+            first[idx] = obs["prev_track"][idx]
             reward[idx] = 0.0
             steps[idx] = 0
         live = ~restarting
@@ -65,8 +71,8 @@ def play_batched(venv: ListenerVectorEnv, agent: Any, episodes: int, seed: int,
                 end(users[idx], obs["prev_track"][idx], info["prev_time"][idx])
             for i in idx[session[idx] < episodes]:
                 total = round(float(reward[i]), 2)
-                rows.append((day, int(session[i]), int(users[i]), int(steps[i]), total,
-                             round(1.0 + total, 2), int(trunc[i])))
+                rows.append(Session(day, int(session[i]), int(users[i]), int(first[i]), int(steps[i]),
+                                    total, round(1.0 + total, 2), int(trunc[i])))
         restarting = done
     rows.sort(key=lambda row: row[1])
     return rows

@@ -1,8 +1,14 @@
 """Checks that a world behaves like the course's and that it leaves the outcome to what is
 learned: plays the course's reference recommenders, the Oracle and session-anchored
-references on the same seeded sessions, and exits non-zero when a figure is out of range.
+references on the same sessions (``sim.judge``), and exits non-zero when a figure is out
+of range.
 
     python -m sim.calibrate --config sim/config/env.yml --episodes 5000 --seed 424242 --json c.json
+    python -m sim.calibrate ... --seed S --day D --sessions refs/   # day D's sessions, one stats file per reference
+
+The references play episodes 0..N-1 of day ``--day`` of ``--seed``: the same sessions
+``python -m sim.run --episodes N --seed S --day D`` plays with any recommender, so an A/B
+day's references are computed on its own sessions and pair with its rows.
 
 The course's ranges (issue 2) are relative to Random's reward per episode. Issue 8 adds
 two on the share of the Random->Oracle headroom: the session-anchored policy over lists
@@ -23,14 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from sim.agents import DummyAgent, OracleAgent
 from sim.baselines import (ContextualIdeal, SessionAnchorCatalog, SessionAnchorIdeal,
                            StickyArtist, TopPop)
 from sim.config import ConfigError, SessionConfig, load_config
 from sim.envs.listener import ListenerEnv
-from sim.run import blocks, play_block
+from sim.judge import figures as session_figures, judge, write_stats
+from sim.run import Session
 from sim.world import World, WorldError
 
 
@@ -110,29 +116,23 @@ def evaluate(figures: dict[str, dict], checks: dict[str, Check] = CHECKS) -> lis
     return failures
 
 
-def measure(env: ListenerEnv, agent: Any, episodes: int, seed: int) -> dict[str, float]:
-    rows = []
-    for b, start, n in blocks(episodes):
-        rows.extend(play_block(env, agent, seed, 1, b, start, n))
-    reward = np.array([r[4] for r in rows])
-    by_user: dict[int, list[float]] = {}
-    for r in rows:
-        by_user.setdefault(r[2], []).append(r[5])
-    return {"reward": float(reward.mean()), "reward_se": float(reward.std(ddof=1) / math.sqrt(len(rows))),
-            "steps": float(np.mean([r[3] for r in rows])),
-            "truncated": float(np.mean([r[6] for r in rows])),
-            "time_per_session": float(np.mean([np.mean(v) for v in by_user.values()]))}
-
-
-def play_all(world: World, session: SessionConfig, episodes: int, seed: int,
-             top: int) -> dict[str, dict]:
-    """Every reference agent on the same seeded sessions with this session config."""
+def play_references(world: World, session: SessionConfig, episodes: int, seed: int, top: int,
+                    day: int = 1) -> tuple[dict[str, dict], dict[str, list[Session]]]:
+    """Every reference agent on the same sessions with this session config: the figures
+    (with ``headroom_share``) and each agent's rows, by id."""
     env = ListenerEnv(world, session)
-    figures = {}
+    figures, rows = {}, {}
     for name, (label, make) in agents(env, world, top).items():
-        figures[name] = {"label": label, **measure(env, make(), episodes, seed)}
+        rows[name] = judge(env, make(), episodes, seed, day)
+        figures[name] = {"label": label, **session_figures(rows[name])}
     headroom(figures)
-    return figures
+    return figures, rows
+
+
+def play_all(world: World, session: SessionConfig, episodes: int, seed: int, top: int,
+             day: int = 1) -> dict[str, dict]:
+    """The reference figures alone."""
+    return play_references(world, session, episodes, seed, top, day)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,14 +140,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="sim/config/env.yml")
     p.add_argument("--episodes", type=int, default=5000)
     p.add_argument("--seed", type=int, default=424242)
+    p.add_argument("--day", type=int, default=1,
+                   help="the day whose sessions are played (default 1; as `sim.run --day`)")
     p.add_argument("--top", type=int, default=100, help="TopPop's list size (default 100)")
     p.add_argument("--max-steps", type=int, nargs="+", default=None, metavar="N",
                    help="session caps to report side by side (default: the config's and 100); "
                         "the ranges are checked at the config's cap, which is always played")
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    p.add_argument("--sessions", type=Path, default=None, metavar="DIR",
+                   help="also write each reference's rows at the checked cap, DIR/<id>.csv in the "
+                        "stats file's format, to pair with any run of the same sessions (`python -m sim.judge`)")
     args = p.parse_args(argv)
     if args.episodes < 2:
         print("error: --episodes must be >= 2", file=sys.stderr)
+        return 2
+    if args.day < 1 or args.seed < 0:
+        print(f"error: --day must be >= 1 and --seed >= 0 (got --day {args.day}, --seed {args.seed})",
+              file=sys.stderr)
         return 2
     if args.top < 1:
         print("error: --top must be >= 1", file=sys.stderr)
@@ -163,12 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     checked = cfg.session.max_steps
     caps = [checked] + sorted(set(args.max_steps if args.max_steps is not None else [100]) - {checked})
-    by_cap = {cap: play_all(world, dataclasses.replace(cfg.session, max_steps=cap), args.episodes,
-                            args.seed, args.top) for cap in caps}
+    played = {cap: play_references(world, dataclasses.replace(cfg.session, max_steps=cap), args.episodes,
+                                   args.seed, args.top, args.day) for cap in caps}
+    by_cap = {cap: figs for cap, (figs, _) in played.items()}
     figures = by_cap[checked]
     failed = evaluate(figures)
+    if args.sessions is not None:
+        for name, rows in played[checked][1].items():
+            write_stats(args.sessions / f"{name}.csv", rows)
     print(f"world {cfg.world.name!r} ({world.n_tracks} tracks, {world.n_users} users), "
-          f"{args.episodes} episodes per agent, seed {args.seed}, max_steps {checked} (checked)")
+          f"{args.episodes} episodes per agent, seed {args.seed}, day {args.day}, max_steps {checked} (checked)")
     print(f"{'agent':34} {'reward/episode':>17} {'vs Random':>10} {'headroom':>9} "
           f"{'time/session':>12} {'steps':>6} {'capped':>7}  check")
     base = figures["random"]["reward"]
@@ -193,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "config": str(cfg.path), "world": cfg.world.name, "world_seed": cfg.world.seed,
-            "episodes": args.episodes, "seed": args.seed, "max_steps": checked,
+            "episodes": args.episodes, "seed": args.seed, "day": args.day, "max_steps": checked,
+            "sessions": None if args.sessions is None else str(args.sessions),
             "figures": figures, "failures": failed,
             "by_max_steps": {str(c): by_cap[c] for c in caps}}, indent=2) + "\n")
     if failed:

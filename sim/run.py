@@ -5,11 +5,13 @@ reports each day (docs/architecture.md, "The simulator's command line").
     python -m sim.run --episodes 2500 --config sim/config/env.yml --days 2 --stats stats.csv \\
         multi --processes 2 --recommender dummy
 
-Episodes are played in blocks of ``BLOCK`` whose seeds derive from (seed, day, block)
-with ``numpy.random.SeedSequence``: so ``single`` and ``multi`` with any number of
-processes play exactly the same sessions, and the same seed gives the same per-episode
-table (for agents without cross-session state, such as dummy and oracle; a stateful
-service adds its own order-dependence in ``multi``).
+Every session has random streams of its own, named by (seed, day, episode)
+(``sim.seeds``): who starts on which track, the listener's responses and a random
+agent's choices. So any two recommenders run on the same seed meet the same users on the
+same first tracks in every session, and ``--day D`` plays the sessions of the last day of
+``--days D``. ``single`` and ``multi`` with any number of processes give the same rows for
+agents without cross-session state (dummy, oracle, in-process lists); a stateful service
+adds its own order-dependence in ``multi``. Episodes go to processes in blocks of ``BLOCK``.
 
 In ``multi`` two processes may, rarely, play sessions of the same user at the same time
 (users are drawn uniformly; with 10,000 users and 2 processes, well under one overlap a
@@ -26,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -34,10 +36,26 @@ from tqdm import tqdm
 from sim.agents import AGENTS, AgentError, ServiceUnavailableError, make_agent
 from sim.config import ConfigError, SimConfig, load_config
 from sim.envs.listener import ListenerEnv, UnknownTrackError
+from sim.seeds import AGENT, LISTENER, SessionStreams
 from sim.world import World, WorldError
 
 BLOCK = 50
-STATS_HEADER = ("day", "episode", "user", "steps", "reward", "time", "truncated")
+
+
+class Session(NamedTuple):
+    """One played session: a row of the stats file. ``steps`` counts recommended tracks,
+    ``reward`` sums their times and ``time`` adds the first track's 1.0."""
+    day: int
+    episode: int
+    user: int
+    first_track: int
+    steps: int
+    reward: float
+    time: float
+    truncated: int
+
+
+STATS_HEADER = Session._fields
 
 
 @dataclass(frozen=True)
@@ -49,12 +67,6 @@ class AgentSpec:
     read_timeout: float
     factory: str | None
     factory_args: tuple[str, ...]
-
-
-def block_seeds(seed: int, day: int, block: int) -> tuple[int, np.random.SeedSequence]:
-    """The environment's and the agent's seeds for one block of episodes."""
-    env_ss, agent_ss = np.random.SeedSequence(seed, spawn_key=(day, block)).spawn(2)
-    return int(env_ss.generate_state(1, dtype=np.uint64)[0]), agent_ss
 
 
 class Player:
@@ -71,24 +83,27 @@ class Player:
         if close is not None:
             close()
 
-    def play(self, seed: int, day: int, block: int, first_episode: int, n: int) -> list[tuple]:
-        return play_block(self.env, self.agent, seed, day, block, first_episode, n)
+    def play(self, seed: int, day: int, first_episode: int, n: int) -> list[Session]:
+        return play_sessions(self.env, self.agent, seed, day, first_episode, n)
 
 
-def play_block(env: ListenerEnv, agent: Any, seed: int, day: int, block: int,
-               first_episode: int, n: int) -> list[tuple]:
-    """Play ``n`` episodes of one seeded block; rows of the stats file. The hot loop of
-    every run, so it binds methods to locals and allocates nothing per step."""
-    env_seed, agent_ss = block_seeds(seed, day, block)
+def play_sessions(env: ListenerEnv, agent: Any, seed: int, day: int, first_episode: int,
+                  n: int) -> list[Session]:
+    """Play episodes ``first_episode .. first_episode + n - 1`` of ``day``, each on its own
+    streams (``sim.seeds``); rows of the stats file. The hot loop of every run, so it binds
+    methods to locals and allocates nothing per step."""
     reseed = getattr(agent, "reseed", None)
-    if reseed is not None:
-        reseed(agent_ss)
+    listener = SessionStreams(seed, day, LISTENER)
+    agent_streams = SessionStreams(seed, day, AGENT) if reseed is not None else None
     recommend, end, step, reset = agent.recommend_next, agent.end_session, env.step, env.reset
     rows = []
-    for i in range(n):
-        obs, _ = reset(seed=env_seed) if i == 0 else reset()
+    for episode in range(first_episode, first_episode + n):
+        if reseed is not None:
+            reseed(agent_streams.at(episode))
+        env.np_random = listener.at(episode)
+        obs, _ = reset()
         user, track, t = obs["user"], obs["prev_track"], 1.0
-        reward, steps = 0.0, 0
+        first, reward, steps = track, 0.0, 0
         while True:
             track = recommend(user, track, t)
             _, t, terminated, truncated, _ = step(track)
@@ -98,15 +113,13 @@ def play_block(env: ListenerEnv, agent: Any, seed: int, day: int, block: int,
                 break
         end(user, track, t)
         reward = round(reward, 2)
-        rows.append((day, first_episode + i, user, steps, reward, round(1.0 + reward, 2),
-                     int(truncated)))
+        rows.append(Session(day, episode, user, first, steps, reward, round(1.0 + reward, 2), int(truncated)))
     return rows
 
 
-def blocks(episodes: int) -> list[tuple[int, int, int]]:
-    """(block, first episode, size) covering a day's episodes."""
-    return [(b, start, min(BLOCK, episodes - start))
-            for b, start in enumerate(range(0, episodes, BLOCK))]
+def blocks(episodes: int) -> list[tuple[int, int]]:
+    """(first episode, size) of the blocks covering a day's episodes (one task each)."""
+    return [(start, min(BLOCK, episodes - start)) for start in range(0, episodes, BLOCK)]
 
 
 # ---- multi: worker processes, each with its own environment and agent -------------------
@@ -124,21 +137,21 @@ def _worker_init(cfg_path: str, spec: AgentSpec) -> None:
         _WORKER["error"] = e
 
 
-def _worker_play(task: tuple) -> list[tuple]:
+def _worker_play(task: tuple) -> list[Session]:
     if "error" in _WORKER:
         raise _WORKER["error"]
     return _WORKER["player"].play(*task)
 
 
-def summarize(rows: Sequence[tuple]) -> dict[str, float]:
+def summarize(rows: Sequence[Session]) -> dict[str, float]:
     """Mean and standard error of reward and steps per episode (the course's summary)."""
-    reward = np.array([r[4] for r in rows], dtype=float)
-    steps = np.array([r[3] for r in rows], dtype=float)
+    reward = np.array([r.reward for r in rows], dtype=float)
+    steps = np.array([r.steps for r in rows], dtype=float)
     n = len(rows)
     se = (lambda x: float(x.std(ddof=1) / math.sqrt(n))) if n > 1 else (lambda x: float("nan"))
     return {"episodes": n, "reward": float(reward.mean()), "reward_se": se(reward),
             "steps": float(steps.mean()), "steps_se": se(steps),
-            "truncated": float(np.mean([r[6] for r in rows]))}
+            "truncated": float(np.mean([r.truncated for r in rows]))}
 
 
 def format_summary(day: int, s: dict[str, float], seconds: float) -> str:
@@ -150,11 +163,12 @@ def format_summary(day: int, s: dict[str, float], seconds: float) -> str:
 
 def run_days(cfg: SimConfig, spec: AgentSpec, *, episodes: int, seed: int, days: int | None,
              processes: int | None, stats: Path | None, prompt: bool,
-             out=None, progress: bool = True) -> list[tuple]:
-    """Play the days; returns every row. ``processes=None`` is ``single``."""
+             out=None, progress: bool = True, first_day: int = 1) -> list[Session]:
+    """Play ``days`` days from day ``first_day`` (``None``: until the prompt says no);
+    returns every row. ``processes=None`` is ``single``."""
     out = out or sys.stdout
     world = World.from_config(cfg)
-    all_rows: list[tuple] = []
+    all_rows: list[Session] = []
     writer = None
     stats_file = None
     pool = None
@@ -172,15 +186,15 @@ def run_days(cfg: SimConfig, spec: AgentSpec, *, episodes: int, seed: int, days:
             _WORKER["world"] = world
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
             pool = ctx.Pool(processes, initializer=_worker_init, initargs=(str(cfg.path), spec))
-        day = 1
+        day = first_day
         while True:
             started = time.perf_counter()
-            tasks = [(seed, day, b, start, n) for b, start, n in blocks(episodes)]
-            rows: list[tuple] = []
+            tasks = [(seed, day, start, n) for start, n in blocks(episodes)]
+            rows: list[Session] = []
             with tqdm(total=episodes, desc=f"day {day}", unit="ep", file=sys.stderr,
                       dynamic_ncols=True, leave=False, disable=not progress) as bar:
-                results: Iterator[list[tuple]] = (pool.imap(_worker_play, tasks) if pool is not None
-                                                  else (player.play(*t) for t in tasks))
+                results: Iterator[list[Session]] = (pool.imap(_worker_play, tasks) if pool is not None
+                                                    else (player.play(*t) for t in tasks))
                 for block_rows in results:
                     rows.extend(block_rows)
                     bar.update(len(block_rows))
@@ -190,7 +204,7 @@ def run_days(cfg: SimConfig, spec: AgentSpec, *, episodes: int, seed: int, days:
                 writer.writerows(rows)
                 stats_file.flush()
             all_rows.extend(rows)
-            if days is not None and day >= days:
+            if days is not None and day >= first_day + days - 1:
                 break
             if prompt:
                 print("start a new day? [y/N] ", end="", file=out, flush=True)
@@ -219,6 +233,9 @@ def _common(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--seed", type=int, default=d(0), help="seed of the sessions (default 0)")
     p.add_argument("--days", type=int, default=d(None),
                    help="days to play without asking (default 1, or until you say no with --prompt)")
+    p.add_argument("--day", type=int, default=d(1),
+                   help="number of the first day played (default 1): --day D plays the sessions "
+                        "the last day of --days D plays")
     p.add_argument("--stats", type=Path, default=d(None),
                    help="write one CSV row per episode: " + ",".join(STATS_HEADER))
     p.add_argument("--prompt", action="store_true", default=d(False),
@@ -253,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"--episodes must be >= 1 (got {args.episodes})")
     if args.days is not None and args.days < 1:
         problems.append(f"--days must be >= 1 (got {args.days})")
+    if args.day < 1:
+        problems.append(f"--day must be >= 1 (got {args.day}): days count from 1")
     if args.seed < 0:
         problems.append(f"--seed must be >= 0 (got {args.seed})")
     if args.mode == "multi" and args.processes < 1:
@@ -272,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         days = args.days if args.days is not None else (None if args.prompt else 1)
         run_days(cfg, spec, episodes=args.episodes, seed=args.seed, days=days,
                  processes=args.processes if args.mode == "multi" else None,
-                 stats=args.stats, prompt=args.prompt)
+                 stats=args.stats, prompt=args.prompt, first_day=args.day)
     except (ConfigError, WorldError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

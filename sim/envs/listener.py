@@ -13,6 +13,9 @@ from sim.config import SessionConfig
 from sim.world import World
 
 
+START = 3   # a session's first numbers choose its user, interest and first track
+
+
 class UnknownTrackError(ValueError):
     """The agent named a track that is not in the catalog."""
 
@@ -64,6 +67,16 @@ class ListenerEnv(gym.Env):
     the episode is truncated after ``session.max_steps`` recommended tracks, since a
     track scoring 1.0 (raw >= 0.995 after rounding) never drops the budget.
 
+    ## Randomness
+    Only ``np_random``. Each reset takes the session's numbers from it in one draw of
+    ``3 + max_steps``: the first three choose the start (drawn even when ``options`` pin
+    it), the rest are the listener's responses, the k-th step's budget draw being the
+    k-th of them. So a session seeded by ``reset(seed=...)`` starts the same user on the
+    same track and answers step k with the same number whatever is recommended, and an
+    unseeded reset continues with the next session's numbers. The runner gives every
+    session its own stream, by (seed, day, episode): ``env.np_random =
+    SessionStreams(seed, day).at(episode)`` then ``env.reset()`` (``sim.seeds``).
+
     ## Example
     >>> from sim.config import load_config
     >>> from sim.world import World
@@ -111,21 +124,22 @@ class ListenerEnv(gym.Env):
         self.sessions = 0   # sessions started: lets observers (the Oracle) notice a new one
         self._bias_u = 0.0
         self._sharp_u = 0.0
+        self._draws: list[float] = []
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = options or {}
-        rng = self.np_random
-        # Uniform integers as floor(u * n): one cheap draw each (bias < n / 2**53), and
-        # the vector env draws the same way, so the two replay each other.
+        # The session's numbers in one draw (see "Randomness"); uniform integers as
+        # floor(u * n) (bias < n / 2**53), as the vector env draws them too.
+        u = self._draws = self.np_random.random(START + self._max_steps).tolist()
         user = options.get("user")
-        user = int(rng.random() * self.n_users) if user is None else self._check("user", user, self.n_users)
+        user = int(u[0] * self.n_users) if user is None else self._check("user", user, self.n_users)
         j = options.get("interest")
         n_int = self._n_interests[user]
-        j = int(rng.random() * n_int) if j is None else self._check("interest", j, n_int)
+        j = int(u[1] * n_int) if j is None else self._check("interest", j, n_int)
         first = options.get("first_track")
         if first is None:
-            first = self._nearest[user, j, int(rng.random() * self._n_neighbours)]
+            first = self._nearest[user, j, int(u[2] * self._n_neighbours)]
         elif int(first) not in self._nearest[user, j].tolist():
             raise ValueError(f"first_track {first} is not among the {self._n_neighbours} tracks "
                              f"nearest to user {user}'s interest {j}: {self._nearest[user, j].tolist()}")
@@ -139,7 +153,6 @@ class ListenerEnv(gym.Env):
         self.budget = self._budget0
         self.steps = 0
         self._done = False
-        self._rng = rng   # the property costs as much as the draw on the per-step path
         self.sessions += 1
         return {"user": user, "prev_track": first}, {"prev_time": 1.0}
 
@@ -170,7 +183,7 @@ class ListenerEnv(gym.Env):
         self.artist_plays[artist] = self.artist_plays.get(artist, 0) + 1
         self.history.append((track, time))
         self.steps += 1
-        if self._rng.random() >= time:
+        if self._draws[START - 1 + self.steps] >= time:
             self.budget -= 1
         terminated = self.budget <= 0
         truncated = not terminated and self.steps >= self._max_steps

@@ -10,7 +10,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from sim.config import SessionConfig
-from sim.envs.listener import UnknownTrackError
+from sim.envs.listener import START, UnknownTrackError
+from sim.seeds import SessionStreams
 from sim.world import World
 
 
@@ -24,9 +25,15 @@ class ListenerVectorEnv(VectorEnv):
     session ends ignores that sub-environment's action and returns the new session's
     first observation with reward 0.
 
-    With ``num_envs=1`` and the same seed and actions it draws the same random numbers
-    in the same order as ``ListenerEnv``, so the two produce identical sessions; the
-    tests hold them to that.
+    Each sub-environment is a ``ListenerEnv`` of its own random stream, drawing a
+    session's numbers as it does: ``reset(seed=s)`` seeds sub-environment ``i`` with
+    ``s + i`` (or ``s[i]`` for a list), as Gymnasium's vector envs do, and its later
+    sessions continue its stream, so it replays ``ListenerEnv.reset(seed=s + i)`` and
+    the unseeded resets after it. ``reset(options={"streams": SessionStreams(seed, day)})``
+    instead plays the runner's sessions of that day: sessions are numbered in the order
+    they start (sub-environments 0..n-1, then each step's restarts by index) and session
+    k draws from episode k's stream (``sim.seeds``). The tests hold both to the single
+    env's sessions.
 
     Example:
     >>> venv = ListenerVectorEnv(world, cfg.session, num_envs=1024)
@@ -71,18 +78,26 @@ class ListenerVectorEnv(VectorEnv):
         self._prev_done = np.zeros(n, dtype=bool)
         self._all = np.ones(n, dtype=bool)
         self._started = False
+        self._rngs: list[np.random.Generator | None] = []   # each sub-environment's stream
+        self._streams: SessionStreams | None = None   # the runner's sessions, by start order
+        self._sessions = 0
+        self._draws = np.zeros((n, START + self._max_steps))   # each session's numbers
 
     def _start(self, idx: np.ndarray) -> None:
-        """Start new sessions in sub-environments ``idx`` (same draws, in the same order,
-        as ListenerEnv.reset for a single one)."""
-        k = len(idx)
-        if k == 0:
+        """Start new sessions in sub-environments ``idx``: each draws its session's numbers
+        from its own stream as ListenerEnv.reset does, then the starts are set as arrays."""
+        if len(idx) == 0:
             return
-        rng = self.np_random
+        width = START + self._max_steps
+        for i in idx.tolist():
+            rng = self._rngs[i] if self._streams is None else self._streams.at(self._sessions)
+            self._draws[i] = rng.random(width)
+            self._sessions += 1
         w = self.world
-        users = (rng.random(k) * self.n_users).astype(np.int64)
-        interests = (rng.random(k) * w.n_interests[users]).astype(np.int64)
-        first = w.nearest[users, interests, (rng.random(k) * w.nearest.shape[2]).astype(np.int64)].astype(np.int64)
+        u = self._draws[idx]
+        users = (u[:, 0] * self.n_users).astype(np.int64)
+        interests = (u[:, 1] * w.n_interests[users]).astype(np.int64)
+        first = w.nearest[users, interests, (u[:, 2] * w.nearest.shape[2]).astype(np.int64)].astype(np.int64)
         self.user[idx], self.interest[idx] = users, interests
         self.session_embedding[idx] = self._emb[self._interest_track[users, interests]]
         self._bias[idx] = w.consume_bias[users]
@@ -103,13 +118,25 @@ class ListenerVectorEnv(VectorEnv):
     def _info(self) -> dict:
         return {"prev_time": self.prev_time.copy(), "_prev_time": self._all.copy()}
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        options = dict(options or {})
+        streams = options.pop("streams", None)
         if options:
-            raise ValueError(f"ListenerVectorEnv.reset takes no options (got {sorted(options)}); "
-                             f"pin a session's start with ListenerEnv.reset(options=...)")
-        if seed is not None:
-            self._np_random, self._np_random_seed = seeding.np_random(seed)
-        self._start(np.arange(self.num_envs))
+            raise ValueError(f"ListenerVectorEnv.reset takes only the option streams (got "
+                             f"{sorted(options)}); pin a session's start with ListenerEnv.reset(options=...)")
+        if streams is not None and seed is not None:
+            raise ValueError("pass seed or options['streams'], not both: the streams seed every session")
+        n = self.num_envs
+        self._streams, self._sessions = streams, 0
+        if streams is None and (seed is not None or not self._rngs):
+            if seed is None or isinstance(seed, (int, np.integer)):
+                seeds = [None if seed is None else int(seed) + i for i in range(n)]
+            else:
+                seeds = list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"seed must be an int or a list of {n} seeds (got {len(seeds)})")
+            self._rngs = [seeding.np_random(s)[0] for s in seeds]
+        self._start(np.arange(n))
         self._prev_done[:] = False
         self._started = True
         return self._obs(), self._info()
@@ -145,7 +172,7 @@ class ListenerVectorEnv(VectorEnv):
             self._played_artist[live, pos] = self._artist[a]
             self.n_played[live] += 1
             self.steps[live] += 1
-            drop = self.np_random.random(len(live)) >= sub_time
+            drop = self._draws[live, START - 1 + self.steps[live]] >= sub_time
             self.budget[live] -= drop
             rewards[live] = sub_time
             self.prev_track[live] = a

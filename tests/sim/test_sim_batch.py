@@ -7,6 +7,7 @@ import pytest
 from sim.batch import BatchDummy, play_batched
 from sim.config import load_config
 from sim.envs import ListenerEnv, ListenerVectorEnv
+from sim.run import play_sessions
 from sim.world import World
 
 
@@ -30,46 +31,34 @@ class Replayer:
     def recommend_next(self, user, prev_track, prev_time):
         return (prev_track + 1) % self.n
 
+    def end_session(self, user, last_track, last_time):
+        pass
+
     def end_sessions(self, users, last_tracks, last_times):
         self.ended += len(users)
 
 
-def test_batch_of_one_gives_the_env_rows(setup):
+@pytest.mark.parametrize("num_envs", [1, 64])
+def test_a_batch_plays_the_runners_sessions_row_for_row(setup, num_envs):
+    """The VectorEnv, seeded session by session, is the single env's twin: whatever the
+    batch size, the same recommender gets the rows the runner's hot loop gets."""
     cfg, w = setup
     agent = Replayer(w.n_tracks)
-    rows = play_batched(ListenerVectorEnv(w, cfg.session, 1), agent, 40, seed=5)
-    env = ListenerEnv(w, cfg.session)
-    obs, info = env.reset(seed=5)
-    expected = []
-    for e in range(40):
-        if e:
-            obs, info = env.reset()
-        user, track, t, total, steps, done = obs["user"], obs["prev_track"], 1.0, 0.0, 0, False
-        while not done:
-            track = agent.recommend_next(user, track, t)
-            obs, t, term, trunc, info = env.step(track)
-            total += t
-            steps += 1
-            done = term or trunc
-        expected.append((1, e, user, steps, round(total, 2), round(1 + round(total, 2), 2), int(trunc)))
-    assert rows == expected
-    assert agent.ended >= 40
+    rows = play_batched(ListenerVectorEnv(w, cfg.session, num_envs), agent, 150, seed=5, day=3)
+    assert rows == play_sessions(ListenerEnv(w, cfg.session), agent, seed=5, day=3, first_episode=0, n=150)
+    assert agent.ended >= 150
 
 
 def test_large_batches_keep_the_first_sessions_and_the_model_statistics(setup):
     cfg, w = setup
     rows = play_batched(ListenerVectorEnv(w, cfg.session, 256), BatchDummy(w.n_tracks, 0), 3000, seed=1)
-    assert [r[1] for r in rows] == list(range(3000))
-    steps = np.array([r[3] for r in rows])
-    reward = np.array([r[4] for r in rows])
+    assert [r.episode for r in rows] == list(range(3000))
+    steps = np.array([r.steps for r in rows])
+    reward = np.array([r.reward for r in rows])
     assert steps.min() >= 5 and (reward <= steps).all()
     # the same Random agent one session at a time: same distribution of rewards
     from sim.agents import DummyAgent
-    from sim.run import blocks, play_block
-    env = ListenerEnv(w, cfg.session)
-    single = []
-    for b, start, n in blocks(3000):
-        single.extend(play_block(env, DummyAgent(w.n_tracks), 1, 1, b, start, n))
-    r1 = np.array([r[4] for r in single])
+    single = play_sessions(ListenerEnv(w, cfg.session), DummyAgent(w.n_tracks), 1, 1, 0, 3000)
+    r1 = np.array([r.reward for r in single])
     se = np.sqrt(reward.var() / len(reward) + r1.var() / len(r1))
     assert abs(reward.mean() - r1.mean()) < 4 * se

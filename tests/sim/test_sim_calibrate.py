@@ -56,8 +56,11 @@ def test_calibrate_command_writes_every_figure_and_the_cap_sensitivity(small_wor
     data = json.loads(out.read_text())
     assert code == (1 if data["failures"] else 0)
     assert list(data["figures"]) == IDS
+    assert data["day"] == 1 and data["sessions"] is None
     for f in data["figures"].values():
-        assert {"reward", "reward_se", "time_per_session", "headroom_share", "truncated"} <= set(f)
+        assert {"reward", "reward_se", "time_per_session", "time_per_session_se", "headroom_share",
+                "truncated", "sessions", "users"} <= set(f)
+        assert f["sessions"] == 200 and f["users"] == data["figures"]["random"]["users"]
     f = data["figures"]
     assert f["oracle"]["headroom_share"] == pytest.approx(1.0)
     assert f["random"]["headroom_share"] == pytest.approx(0.0)
