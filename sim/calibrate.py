@@ -94,6 +94,9 @@ def agents(env: ListenerEnv, world: World, top: int) -> dict[str, tuple[str, Cal
     }
 
 
+REFERENCE_IDS = tuple(agents(None, None, 1))   # the factories are lazy: no agent is built
+
+
 def headroom(figures: dict[str, dict]) -> None:
     """Adds each figure's ``headroom_share``: (time/session - Random's) / (Oracle's - Random's)."""
     base = figures["random"]["time_per_session"]

@@ -8,12 +8,15 @@ A fast, in-process stand-in for the daily loop that always deploys the newest li
 is the cold start (Random, StickyArtist, TopPop); every later day the recipe is trained on
 the last `--window` days of logs, its i2i lists are served for a day (Random, Contextual and
 two SessionAware arms with `--explore`, in-process through the service's own recommenders),
-and the day's log joins the window. Each day prints SessionAware over that day's lists on
-the same `--eval-episodes` sessions (seed `--seed`, no exploration), with `listed_artists`
-same_genre and any, as a share of the Random->Oracle headroom (`sim.calibrate` on the same
-sessions), and how many of the lists' other-artist tracks are from the anchor's hidden
-scene. `--scene-lists` adds SessionAware over lists made from the hidden scenes themselves:
-what a learner that found every scene would serve.
+and the day's log joins the window. Study day d plays day d + 1 of `--seed` (the simulator's
+day rule). Each day prints SessionAware over that day's lists on the same `--eval-episodes`
+sessions (day 1 of `--eval-seed`, no exploration; the same sessions for every list, none of
+the traffic the learner's logs came from), with `listed_artists` same_genre and any, as a
+share of the Random->Oracle headroom (`sim.calibrate` on the same sessions) and as a paired
+difference from `--reference` on those sessions (`<figure>_vs_<reference>`: difference of
+headroom shares and its standard error over users), and how many of the lists' other-artist
+tracks are from the anchor's hidden scene. `--scene-lists` adds SessionAware over lists made
+from the hidden scenes themselves: what a learner that found every scene would serve.
 
 This is a judge, like `sim.calibrate`: it reads the world's hidden truth (the scenes, to
 score lists) and never gives it to the learner, which sees the public catalog and the logs.
@@ -31,9 +34,11 @@ import numpy as np
 import yaml
 
 from sim.agents import inprocess_agent
-from sim.calibrate import measure, play_all
+from sim.calibrate import REFERENCE_IDS, play_references
 from sim.config import load_config
 from sim.envs.listener import ListenerEnv
+from sim.judge import figures, judge, paired
+from sim.run import Session
 from sim.world import World, generate, write
 from training.learning.fit import fit, set_threads
 from training.learning.i2i import model_i2i
@@ -87,7 +92,7 @@ class Study:
         truth = generate(cfg.world)
         self.scene = np.asarray(truth["track_scene"])
         self.popularity = np.array([r["popularity"] for r in truth["catalog"]])
-        figs = play_all(self.world, cfg.session, args.eval_episodes, args.seed, 100)
+        figs, self.ref_rows = play_references(self.world, cfg.session, args.eval_episodes, args.eval_seed, 100)
         self.random = figs["random"]["time_per_session"]
         self.oracle = figs["oracle"]["time_per_session"]
         self.refs = {k: round(v["headroom_share"], 3) for k, v in figs.items()}
@@ -95,6 +100,13 @@ class Study:
 
     def share(self, time_per_session: float) -> float:
         return (time_per_session - self.random) / (self.oracle - self.random)
+
+    def judged(self, name: str, rows: list[Session]) -> dict:
+        """A judged figure: its share of the headroom and its paired difference from the reference."""
+        ref = self.args.reference
+        p = paired(self.ref_rows[ref], rows, self.random, self.oracle)
+        return {name: round(self.share(figures(rows)["time_per_session"]), 3),
+                f"{name}_vs_{ref}": [round(p["headroom_diff"], 3), round(p["headroom_diff_se"], 3)]}
 
     def service(self, name: str, recommenders: dict, arms: dict, log: Path | None) -> Path:
         cfg = {"catalog": str(self.world_dir / "public" / "tracks.json"), "seed": 42,
@@ -105,17 +117,24 @@ class Study:
         path.write_text(yaml.safe_dump(cfg))
         return path
 
-    def play(self, config: Path, episodes: int, seed: int) -> dict:
+    def play(self, config: Path, episodes: int, seed: int, day: int) -> list[Session]:
         agent = inprocess_agent("service.botify:load", [str(config)])
         try:
-            return measure(self.env, agent, episodes, seed)
+            return judge(self.env, agent, episodes, seed, day)
         finally:
             agent.close()
 
-    def served(self, lists: Path, listed: str) -> float:
+    def served(self, lists: Path, listed: str) -> list[Session]:
+        """SessionAware over ``lists`` on the judge's sessions, one row per session."""
         sa = {"kind": "session_aware", "i2i": str(lists), "listed_artists": listed, **self.policy}
         cfg = self.service(f"eval-{lists.stem}-{listed}", {"sa": sa}, {"C": "sa"}, None)
-        return self.share(self.play(cfg, self.args.eval_episodes, self.args.seed)["time_per_session"])
+        return self.play(cfg, self.args.eval_episodes, self.args.eval_seed, 1)
+
+    def judge_lists(self, lists: Path) -> dict:
+        out: dict = {}
+        for listed in ("same_genre", "any"):
+            out |= self.judged(f"served_{listed}", self.served(lists, listed))
+        return out
 
     def run(self) -> list[dict]:
         a = self.args
@@ -124,10 +143,9 @@ class Study:
             for tag in (False, True):
                 path = self.out / f"scene-lists{'-tag' if tag else ''}.npy"
                 np.save(path, scene_lists(self.world, self.scene, self.popularity, same_tag=tag))
-                rows.append({"day": "scene lists" + (" (anchor's tag)" if tag else ""),
-                             **{f"served_{x}": round(self.served(path, x), 3) for x in ("same_genre", "any")}})
+                rows.append({"day": "scene lists" + (" (anchor's tag)" if tag else ""), **self.judge_lists(path)})
                 print(json.dumps(rows[-1]), flush=True)
-        self.play(self.service("day0", *COLD_START, self.out / "day0"), a.episodes, a.seed)
+        self.play(self.service("day0", *COLD_START, self.out / "day0"), a.episodes, a.seed, 1)
         overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
         recipe = TrainConfig.from_yaml(a.recipe, **overrides)
         for day in range(1, a.days + 1):
@@ -146,12 +164,12 @@ class Study:
             recs = {"random": {"kind": "random"}, "contextual": {"kind": "contextual", "i2i": str(path)},
                     "sa": sa, "sa2": dict(sa)}
             self.play(self.service(f"day{day}", recs, {"C": "random", "T1": "contextual", "T2": "sa", "T3": "sa2"},
-                                   self.out / f"day{day}"), a.episodes, a.seed + day)
+                                   self.out / f"day{day}"), a.episodes, a.seed, day + 1)
             rows.append({"day": day, "pairs": len(data.pairs),
                          "duels": len(data.duels[0]) if data.duels is not None else 0,
                          "train_seconds": round(seconds, 1),
                          "scene_share": round(scene_share(lists, self.world.track_artist, self.scene), 3),
-                         **{f"served_{x}": round(self.served(path, x), 3) for x in ("same_genre", "any")}})
+                         **self.judge_lists(path)})
             print(json.dumps(rows[-1]), flush=True)
         return rows
 
@@ -171,13 +189,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", action="append", default=[], metavar="KEY=VALUE",
                     help="another SessionAware option, on the played days and in the judging (e.g. new_artists=session)")
     ap.add_argument("--k", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=424242)
+    ap.add_argument("--seed", type=int, default=424242, help="the simulator's seed of the played days")
+    ap.add_argument("--eval-seed", type=int, default=None,
+                    help="seed of the judged sessions (day 1 of it; default: --seed + 1)")
+    ap.add_argument("--reference", default="anchor_catalog",
+                    help="the sim.calibrate reference every judged figure is paired with (default anchor_catalog)")
     ap.add_argument("--scene-lists", action="store_true", help="also judge lists made from the hidden scenes")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     ap.add_argument("--workdir", type=Path, default=None, help="keep logs and lists here (default: a temp dir)")
     args = ap.parse_args(argv)
     if args.days < 1 or args.window < 1 or args.episodes < 1 or args.eval_episodes < 2:
         ap.error("--days, --window, --episodes must be >= 1 and --eval-episodes >= 2")
+    if args.reference not in REFERENCE_IDS:
+        ap.error(f"--reference must be one of {', '.join(REFERENCE_IDS)} (got {args.reference!r})")
+    args.eval_seed = args.seed + 1 if args.eval_seed is None else args.eval_seed
     set_threads(1)
     with tempfile.TemporaryDirectory(prefix="botify-study-") as tmp:
         out = args.workdir or Path(tmp)
