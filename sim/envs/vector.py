@@ -25,15 +25,13 @@ class ListenerVectorEnv(VectorEnv):
     session ends ignores that sub-environment's action and returns the new session's
     first observation with reward 0.
 
-    Each sub-environment is a ``ListenerEnv`` of its own random stream, drawing a
-    session's numbers as it does: ``reset(seed=s)`` seeds sub-environment ``i`` with
-    ``s + i`` (or ``s[i]`` for a list), as Gymnasium's vector envs do, and its later
-    sessions continue its stream, so it replays ``ListenerEnv.reset(seed=s + i)`` and
-    the unseeded resets after it. ``reset(options={"streams": SessionStreams(seed, day)})``
-    instead plays the runner's sessions of that day: sessions are numbered in the order
-    they start (sub-environments 0..n-1, then each step's restarts by index) and session
-    k draws from episode k's stream (``sim.seeds``). The tests hold both to the single
-    env's sessions.
+    A session's numbers are drawn as ``ListenerEnv.reset`` draws them, in the order
+    sessions start (sub-environments 0..n-1, then each step's restarts by index): after
+    ``reset(seed=s)`` from one generator for the batch, so with ``num_envs=1`` it replays
+    ``ListenerEnv.reset(seed=s)`` and the unseeded resets after it; after
+    ``reset(options={"streams": SessionStreams(seed, day)})`` the k-th session started
+    draws from episode k's stream (``sim.seeds``): the runner's sessions of that day, at
+    any batch size. The tests hold both to the single env's sessions.
 
     Example:
     >>> venv = ListenerVectorEnv(world, cfg.session, num_envs=1024)
@@ -78,23 +76,25 @@ class ListenerVectorEnv(VectorEnv):
         self._prev_done = np.zeros(n, dtype=bool)
         self._all = np.ones(n, dtype=bool)
         self._started = False
-        self._rngs: list[np.random.Generator | None] = []   # each sub-environment's stream
         self._streams: SessionStreams | None = None   # the runner's sessions, by start order
         self._sessions = 0
         self._draws = np.zeros((n, START + self._max_steps))   # each session's numbers
 
     def _start(self, idx: np.ndarray) -> None:
-        """Start new sessions in sub-environments ``idx``: each draws its session's numbers
-        from its own stream as ListenerEnv.reset does, then the starts are set as arrays."""
-        if len(idx) == 0:
+        """Start new sessions in sub-environments ``idx``: their numbers drawn as
+        ListenerEnv.reset draws them, then the starts set as arrays."""
+        k = len(idx)
+        if k == 0:
             return
         width = START + self._max_steps
-        for i in idx.tolist():
-            rng = self._rngs[i] if self._streams is None else self._streams.at(self._sessions)
-            self._draws[i] = rng.random(width)
-            self._sessions += 1
+        if self._streams is None:
+            u = self.np_random.random((k, width))
+        else:
+            at, first = self._streams.at, self._sessions
+            u = np.array([at(first + j).random(width) for j in range(k)])
+            self._sessions += k
+        self._draws[idx] = u
         w = self.world
-        u = self._draws[idx]
         users = (u[:, 0] * self.n_users).astype(np.int64)
         interests = (u[:, 1] * w.n_interests[users]).astype(np.int64)
         first = w.nearest[users, interests, (u[:, 2] * w.nearest.shape[2]).astype(np.int64)].astype(np.int64)
@@ -118,7 +118,7 @@ class ListenerVectorEnv(VectorEnv):
     def _info(self) -> dict:
         return {"prev_time": self.prev_time.copy(), "_prev_time": self._all.copy()}
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
         options = dict(options or {})
         streams = options.pop("streams", None)
         if options:
@@ -126,17 +126,10 @@ class ListenerVectorEnv(VectorEnv):
                              f"{sorted(options)}); pin a session's start with ListenerEnv.reset(options=...)")
         if streams is not None and seed is not None:
             raise ValueError("pass seed or options['streams'], not both: the streams seed every session")
-        n = self.num_envs
+        if seed is not None:
+            self._np_random, self._np_random_seed = seeding.np_random(seed)
         self._streams, self._sessions = streams, 0
-        if streams is None and (seed is not None or not self._rngs):
-            if seed is None or isinstance(seed, (int, np.integer)):
-                seeds = [None if seed is None else int(seed) + i for i in range(n)]
-            else:
-                seeds = list(seed)
-            if len(seeds) != n:
-                raise ValueError(f"seed must be an int or a list of {n} seeds (got {len(seeds)})")
-            self._rngs = [seeding.np_random(s)[0] for s in seeds]
-        self._start(np.arange(n))
+        self._start(np.arange(self.num_envs))
         self._prev_done[:] = False
         self._started = True
         return self._obs(), self._info()
