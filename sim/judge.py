@@ -3,8 +3,8 @@
 Every session's start and listener responses are named by (seed, day, episode)
 (``sim.seeds``), so any two recommenders judged on the same seed, day and episodes meet
 the same users on the same first tracks and the same response draws: their difference is
-paired, and its standard error is that of the per-session differences, far below what
-two independent samples give. A recommender comes in as an agent (``sim.agents``: an
+paired, and its standard error is that of the per-session differences, below (for close
+recommenders far below) what two independent samples give. A recommender comes in as an agent (``sim.agents``: an
 in-process one through its factory), never as the service's or training's code.
 
     rows_a = judge(env, agent_a, episodes=1000, seed=424242)
@@ -46,7 +46,7 @@ def per_user(rows: Sequence[Session], values: np.ndarray | None = None) -> np.nd
     ordered by user id: the A/B analysis's unit."""
     users = np.fromiter((r.user for r in rows), dtype=np.int64, count=len(rows))
     x = np.fromiter((r.time for r in rows), dtype=float, count=len(rows)) if values is None else values
-    ids, inverse = np.unique(users, return_inverse=True)
+    _, inverse = np.unique(users, return_inverse=True)
     return np.bincount(inverse, weights=x) / np.bincount(inverse)
 
 

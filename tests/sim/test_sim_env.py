@@ -170,3 +170,24 @@ def test_registered_env_passes_the_checker_through_gymnasium_make(small_world):
                               config="sim/config/small.yml")
     obs, _ = envs.reset(seed=0)
     assert obs["user"].shape == (3,)
+
+
+def test_pinning_the_start_does_not_shift_the_responses(small_world):
+    """The start's three numbers are drawn even when options pin it, so a pinned session
+    meets the same response draws as the drawn one."""
+    cfg = load_config("sim/config/small.yml")
+    w = World.from_config(cfg)
+    drawn, pinned = ListenerEnv(w, cfg.session), ListenerEnv(w, cfg.session)
+    uncertain = 0
+    for seed in range(8, 20):
+        obs, _ = drawn.reset(seed=seed)
+        pinned.reset(seed=seed, options={"user": drawn.user, "interest": drawn.interest,
+                                         "first_track": obs["prev_track"]})
+        ranked = np.argsort(-(w.embeddings64 @ drawn.session_embedding)).tolist()
+        ranked.remove(obs["prev_track"])
+        done, steps = False, 0
+        while not done:
+            got, want = pinned.step(ranked[steps]), drawn.step(ranked[steps])
+            assert got == want and pinned.budget == drawn.budget
+            done, steps, uncertain = got[2] or got[3], steps + 1, uncertain + (0 < got[1] < 1)
+    assert uncertain > 50   # steps whose budget draw decided something

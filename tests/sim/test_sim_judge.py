@@ -159,3 +159,16 @@ def test_the_judge_command_pairs_two_runs_with_the_references(small_world, tmp_p
     (tmp_path / "bad.csv").write_text("day,episode\n1,0\n")
     assert judge_cli([str(tmp_path / "a.csv"), str(tmp_path / "bad.csv")]) == 2
     assert "is not a simulator stats file" in capsys.readouterr().err
+
+
+def test_a_sessions_stream_depends_on_its_name_alone():
+    from sim.seeds import AGENT, SessionStreams
+    s = SessionStreams(7, 2)
+    first = s.at(5).random(40)
+    s.at(9).random(3)
+    assert (s.at(5).random(40) == first).all()                              # re-reachable, any order
+    assert (SessionStreams(7, 2).at(5).random(40) == first).all()
+    for other in (s.at(6), SessionStreams(7, 3).at(5), SessionStreams(8, 2).at(5), SessionStreams(7, 2, AGENT).at(5)):
+        assert not (other.random(40) == first).any()
+    with pytest.raises(ValueError, match="kind"):
+        SessionStreams(7, 2, kind=5)
