@@ -138,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                 same_sessions(a, rows)
                 refs[k] = figures(rows)["time_per_session"]
         out = paired(a, b, refs.get("random"), refs.get("oracle"))
-    except (OSError, JudgeError) as e:
+    except OSError as e:
+        print(f"error: cannot read {e.filename} ({e.strerror}): pass stats files written by "
+              f"`python -m sim.run --stats` or a `python -m sim.calibrate --sessions` folder", file=sys.stderr)
+        return 2
+    except JudgeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(out, indent=1))

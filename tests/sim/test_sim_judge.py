@@ -159,6 +159,8 @@ def test_the_judge_command_pairs_two_runs_with_the_references(small_world, tmp_p
     (tmp_path / "bad.csv").write_text("day,episode\n1,0\n")
     assert judge_cli([str(tmp_path / "a.csv"), str(tmp_path / "bad.csv")]) == 2
     assert "is not a simulator stats file" in capsys.readouterr().err
+    assert judge_cli([str(tmp_path / "a.csv"), str(tmp_path / "none.csv")]) == 2
+    assert "cannot read" in capsys.readouterr().err
 
 
 def test_a_sessions_stream_depends_on_its_name_alone():
