@@ -9,9 +9,14 @@ export MLFLOW_TRACKING_URI ?= sqlite:///mlruns/mlflow.db
 # no pickle is deserialized by the project's processes (training/__init__.py sets it too)
 export MLFLOW_ALLOW_PICKLE_DESERIALIZATION = false
 IMAGE ?= botify
+# the tracking server's folder (PostgreSQL's data, its password, the artifacts, the logs) and ports
+TRACKING_DIR ?= $(CURDIR)/tracking
+TRACKING_PORT ?= 5050
+TRACKING_PG_PORT ?= 5433
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup redis world world-small test experiment loop bench ui serve container container-test
+.PHONY: setup redis postgresql world world-small test experiment loop bench ui serve container container-test \
+	tracking-server tracking-server-stop
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -26,13 +31,32 @@ redis:
 	  echo "redis-server missing: installing it with apt-get (Debian package redis-server)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
+# PostgreSQL backs the tracking server; its tests start a real one. Installed like redis-server,
+# without starting the package's own cluster (a policy-rc.d that says no while apt-get runs).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "PostgreSQL missing: installing it with apt-get (Debian package postgresql)"; \
+	  p=/usr/sbin/policy-rc.d; added=; \
+	  [ -e $$p ] || { printf '#!/bin/sh\nexit 101\n' > $$p && chmod +x $$p && added=1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; rc=$$?; \
+	  [ -z "$$added" ] || rm -f $$p; exit $$rc; }
+
+# MLflow's tracking server on PostgreSQL, its data in $(TRACKING_DIR) (loopback only; the
+# password is generated into that folder and never printed); then export the URI it prints
+# and `make experiment` / `make loop` record there.
+tracking-server: setup postgresql
+	$(BIN)/python -m deploy.tracking_server start --dir $(TRACKING_DIR) --port $(TRACKING_PORT) --pg-port $(TRACKING_PG_PORT)
+
+tracking-server-stop: setup
+	$(BIN)/python -m deploy.tracking_server stop --dir $(TRACKING_DIR)
+
 world: setup
 	$(BIN)/python -m sim.world --config sim/config/env.yml
 
 world-small: setup
 	$(BIN)/python -m sim.world --config sim/config/small.yml
 
-test: setup redis world-small
+test: setup redis postgresql world-small
 	$(BIN)/python -m pytest -q tests
 
 # exec: `kill <make's pid>` reaches `mlflow run` (make passes SIGTERM to its child; a shell

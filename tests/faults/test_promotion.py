@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -216,5 +217,9 @@ def test_the_lock_lives_beside_the_tracking_store(tmp_path, monkeypatch):
     import mlflow
     monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: f"sqlite:///{tmp_path}/store/mlflow.db")
     assert promotion.lock_path() == tmp_path / "store" / promotion.LOCK_FILE
+    # a remote store: one lock per server URI in the machine's temp folder, never in the checkout
     monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://tracking:5000")
-    assert promotion.lock_path() == tracking.MLRUNS / promotion.LOCK_FILE
+    remote = promotion.lock_path()
+    assert remote.parent == Path(tempfile.gettempdir()) and remote.name.endswith(promotion.LOCK_FILE)
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://other:5000")
+    assert promotion.lock_path() != remote

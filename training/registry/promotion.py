@@ -151,7 +151,12 @@ def champion_version(name: str = tracking.MODEL_NAME) -> str | None:
 def lock_path() -> Path:
     """Beside the tracking store: the sqlite file's folder (`mlruns/` for the project's
     store), so every run that writes to one store takes the same lock. A remote store
-    (http://, postgresql://) gets this checkout's `mlruns/`: serialised on this machine only."""
+    (http://, postgresql://) gets a file in this machine's temp folder named after its URI:
+    every clone here that promotes to that server takes it (serialised on this machine only),
+    and no checkout's `mlruns/` is written."""
+    import hashlib
+    import tempfile
+
     import mlflow
     uri = mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///"):
@@ -160,7 +165,7 @@ def lock_path() -> Path:
         return Path(uri[len("file://"):]) / LOCK_FILE
     if "://" not in uri:
         return Path(uri) / LOCK_FILE
-    return tracking.MLRUNS / LOCK_FILE
+    return Path(tempfile.gettempdir()) / f"botify-{hashlib.sha256(uri.encode()).hexdigest()[:16]}-{LOCK_FILE}"
 
 
 @contextmanager
