@@ -101,16 +101,22 @@ def start_to_first_200(cmd: list[str], env: dict, url: str, stop: list[str] | No
             proc.wait()
 
 
+def bento_models() -> list[str]:
+    """The BentoML models the Bento packs (bentofile.yaml's `models`, tags without a version)."""
+    spec = yaml.safe_load((REPO / "bentofile.yaml").read_text())
+    return [str(m if isinstance(m, str) else m["tag"]).split(":")[0] for m in spec.get("models", [])]
+
+
 def make_models(root: Path, files: dict, env: dict) -> None:
-    """The two BentoML models service/config/experiments.yml names, holding the lists as
-    `i2i.npy` (what training.registry.export writes), in the benchmark's own BentoML home."""
+    """The BentoML models the Bento packs (service/config/experiments.yml serves them), holding the
+    lists as `i2i.npy` (what training.registry.export writes), in the benchmark's own BentoML home."""
     script = (
         "import sys, numpy as np, bentoml\n"
         "from service.artifacts import load_lists\n"
         "table = load_lists(__import__('pathlib').Path(sys.argv[2]), 'track', 50000, 50000, '')\n"
         "with bentoml.models.create(sys.argv[1], labels={'mlflow_version': '0'}) as m:\n"
         "    np.save(m.path_of('i2i.npy'), table)\n")
-    for name in ("botify-i2i-control", "botify-i2i-treatment"):
+    for name in bento_models():
         subprocess.run([sys.executable, "-c", script, name, files["i2i"]], check=True, cwd=REPO,
                        env={**os.environ, **env})
 
