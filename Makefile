@@ -13,10 +13,16 @@ IMAGE ?= botify
 TRACKING_DIR ?= $(CURDIR)/tracking
 TRACKING_PORT ?= 5050
 TRACKING_PG_PORT ?= 5433
+# the deployment (make deploy): its folder (configs, logs, Redis and tracking data), replicas, nginx's
+# port, and BOTIFY_CONFIG inside the image (empty: the image's own, e.g. service/config/experiments.yml)
+DEPLOY_DIR ?= $(CURDIR)/deployment
+REPLICAS ?= 2
+DEPLOY_PORT ?= 8080
+DEPLOY_CONFIG ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup redis postgresql world world-small test experiment loop bench ui serve container container-test \
-	tracking-server tracking-server-stop
+	tracking-server tracking-server-stop compose deploy deploy-down
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -80,19 +86,44 @@ serve: setup world
 # The packaged champion as a container image (needs root for the Docker engine, and a
 # promotion by `make experiment`, whose export put the champion's models in the BentoML store):
 # engine up if needed, the local base image (cached), `bentoml build`, then
-# `bentoml containerize` (BentoML's generated Dockerfile; the legacy builder, as this engine
-# has no buildx; RUN steps on the host's network to reach the package index).
+# `bentoml containerize` (BentoML's generated Dockerfile with bentofile.yaml's template: no
+# compiler, no git; the legacy builder, as this engine has no buildx; RUN steps on the host's
+# network to reach the package index). containerize runs from the temp folder: BentoML 1.4.40
+# refuses the Bento's template outside the working directory (BentoML issue 5566).
 container: setup world
 	container/engine.sh
 	container/base_image.sh
 	$(BIN)/bentoml build --output tag > .bento-build.log || { cat .bento-build.log; exit 1; }
 	tag=$$(tail -1 .bento-build.log | sed 's/__tag__://'); rm -f .bento-build.log; \
-	DOCKER_BUILDKIT=0 $(BIN)/bentoml containerize $$tag --backend docker --opt network=host \
-	  -t $(IMAGE):$${tag#*:} -t $(IMAGE):latest && \
-	echo "image $(IMAGE):latest ($$tag); run: docker run --network host $(IMAGE):latest serve --port 3000"
+	cd "$${TMPDIR:-/tmp}" && DOCKER_BUILDKIT=0 $(CURDIR)/$(BIN)/bentoml containerize $$tag --backend docker \
+	  --opt network=host -t $(IMAGE):$${tag#*:} -t $(IMAGE):latest && \
+	echo "image $(IMAGE):latest ($$tag, $$(docker image inspect -f '{{.Size}}' $(IMAGE):latest | awk '{printf "%.0f MB", $$1/1e6}')); run: docker run --network host $(IMAGE):latest serve --port 3000"
 
-# The container plays a day like the process-served Bento, and two replicas + Redis like one
-# (container/test.py; throwaway MLflow and BentoML stores). Not in `make test`: building an
-# image on this engine's vfs storage takes far longer than CI's budget (README: measured time).
-container-test: setup world redis
+# docker-compose (Debian's package) runs the deployment
+compose:
+	@command -v docker-compose >/dev/null || { \
+	  echo "docker-compose missing: installing it with apt-get (Debian package docker-compose)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+
+# The deployment (deploy/compose.py): $(REPLICAS) replicas of $(IMAGE):latest behind nginx at
+# 127.0.0.1:$(DEPLOY_PORT), Redis with append-only persistence, the tracking server; its folder
+# $(DEPLOY_DIR). The images of Redis, nginx and the tracking server are built from Debian's
+# packages (deploy/images.sh); the service's is `make container`'s.
+deploy: setup compose
+	container/engine.sh
+	deploy/images.sh
+	@docker image inspect $(IMAGE):latest >/dev/null 2>&1 || { \
+	  echo "deploy: no image $(IMAGE):latest: build it with make container"; exit 2; }
+	$(BIN)/python -m deploy.compose up --dir $(DEPLOY_DIR) --replicas $(REPLICAS) --image $(IMAGE):latest --port $(DEPLOY_PORT) \
+	  $(if $(DEPLOY_CONFIG),--config $(DEPLOY_CONFIG))
+
+# stops and removes every container of the deployment, and checks that none is left
+deploy-down: setup compose
+	$(BIN)/python -m deploy.compose down --dir $(DEPLOY_DIR)
+
+# The container plays a day like the process-served Bento, and the deployment (two replicas +
+# Redis behind nginx) like one container (container/test.py; throwaway MLflow and BentoML
+# stores); the image holds no compiler and no git and is at most 500 MB. Not in `make test`:
+# building images takes longer than CI's budget allows (README: measured time).
+container-test: setup world redis compose
 	$(BIN)/python -m container.test $(ARGS)

@@ -8,17 +8,20 @@ same Bento served by a process, and two containers sharing one Redis play it too
    promotion's export step (`training.registry.promotion.deploy`) into the BentoML models;
 3. `bentoml build` with the project's bentofile, `bentoml containerize` (BentoML's
    generated Dockerfile on the local base image) into an image;
-4. one day of the default world (`--episodes`, `--seed`) with service/config/experiments.yml's
+4. the image holds no compiler and no git, and is at most 500 MB;
+5. one day of the default world (`--episodes`, `--seed`) with service/config/experiments.yml's
    arms, played by the simulator over HTTP against (a) `bentoml serve <bento>` (a process),
-   (b) the image, (c) two containers of the image with one Redis behind a round-robin
-   balancer (each request to the next replica, both logging into one shared folder),
-   (d) the same with the simulator in `multi` mode (2 processes);
-5. checks: (b) plays the same sessions, logs the same lines (latency, timestamps and seqs aside)
+   (b) the image, (c) the deployment (deploy/compose.py: two replicas of the image sharing
+   one Redis with append-only persistence and one log folder, behind nginx, which sends each
+   request to the next replica; the tracking server beside them), (d) the same with the
+   simulator in `multi` mode (2 processes); the deployment is brought down after each day
+   and must leave no container;
+6. checks: (b) plays the same sessions, logs the same lines (latency, timestamps and seqs aside)
    and gives the same A/B table (latency rows aside) as (a); (c) the same sessions, lines
-   and table as (b); (d) the same sessions as (b) except for users the two simulator
-   processes played at once (only possible for a user with several sessions that day:
-   sim/run.py's documented caveat); GET / of the container names the champion's version
-   and run id.
+   and table as (b), each replica answering half the requests; (d) the same sessions as (b)
+   except for users the two simulator processes played at once (only possible for a user
+   with several sessions that day: sim/run.py's documented caveat); GET / of the container
+   names the champion's version and run id.
 
     python -m container.test [--episodes 1000] [--seed 424242] [--image IMAGE] [--keep]
 
@@ -47,8 +50,13 @@ def step(msg: str) -> float:
     return time.perf_counter()
 
 
-def run(cmd: list[str], **kw) -> str:
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, **kw)
+MAX_IMAGE_BYTES = 500 * 10**6
+# what a runtime image must not hold: a compiler or git (BentoML's default Debian setup adds both)
+BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "make", "git")
+
+
+def run(cmd: list[str], cwd: Path = REPO, **kw) -> str:
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
     if out.returncode != 0:
         raise SystemExit(f"command failed ({out.returncode}): {' '.join(cmd)}\n{(out.stdout + out.stderr)[-3000:]}")
     return out.stdout
@@ -71,6 +79,31 @@ def register_versions(world: Path) -> tuple[str, str]:
             versions.append(tracking.log_model(model, register=tracking.MODEL_NAME))
     mlflow.MlflowClient().set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, versions[1])
     return versions[0], versions[1]
+
+
+def image_problems(image: str) -> list[str]:
+    """What makes `image` more than a runtime: build tools on its PATH, a size over the cap."""
+    found = run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c",
+                 " ".join(f"command -v {t};" for t in BUILD_TOOLS) + " true"]).split()
+    size = int(run(["docker", "image", "inspect", "-f", "{{.Size}}", image]).strip())
+    out = [f"the image holds build tools: {found}"] if found else []
+    if size > MAX_IMAGE_BYTES:
+        out.append(f"the image is {size / 1e6:.0f} MB, over {MAX_IMAGE_BYTES / 1e6:.0f} MB")
+    print(f"  image {image}: {size / 1e6:.0f} MB, build tools: {found or 'none'}", flush=True)
+    return out
+
+
+def free_deployment(root: Path, image: str, name: str):
+    """A Deployment of two replicas in `root/name` on ports nothing listens on."""
+    from deploy.compose import Deployment
+    from service.launch import free_port, port_in_use
+    while True:
+        base = free_port()
+        if not any(port_in_use(base + i) for i in (1, 2)):
+            break
+    return Deployment(root / name, replicas=2, image=image, port=free_port(), replica_port=base,
+                      redis_port=free_port(), tracking_port=free_port(), pg_port=free_port(),
+                      config=CONFIG, project=f"botify-test-{os.getpid()}-{name}")
 
 
 def events(log_dir: Path):
@@ -106,13 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({"BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true",
                        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"})
     timings: dict[str, float] = {}
-    redis = balancer = None
     try:
-        t = step("docker engine and base image")
+        t = step("docker engine, base image, the deployment's images (Redis, nginx, tracking server)")
         run(["container/engine.sh"])
         run(["container/base_image.sh"])
+        run(["deploy/images.sh"])
         run([sys.executable, "-m", "sim.world", "--config", WORLD])
-        timings["engine_base_world_s"] = time.perf_counter() - t
+        timings["engine_images_world_s"] = time.perf_counter() - t
 
         t = step("registry: two versions, @champion, the promotion's export step into BentoML")
         import yaml
@@ -134,16 +167,19 @@ def main(argv: list[str] | None = None) -> int:
         if not image:
             t = step(f"bentoml containerize {bento} (BentoML's Dockerfile, base image from container/base_image.sh)")
             image = f"botify-test:{bento.split(':')[1]}"
+            # from the temp folder: BentoML 1.4.40 resolves the Bento's dockerfile_template, copied
+            # there, against the working directory and refuses it otherwise (BentoML issue 5566)
             run([bentoml, "containerize", bento, "--backend", "docker", "--opt", "network=host", "-t", image],
-                env={**os.environ, "DOCKER_BUILDKIT": "0"})
+                cwd=Path(tempfile.gettempdir()), env={**os.environ, "DOCKER_BUILDKIT": "0"})
             timings["containerize_s"] = time.perf_counter() - t
         print(f"  bento {bento}, image {image}", flush=True)
+        failures = image_problems(image)
 
         import pandas as pd
         import requests
 
         from service.container import ContainerService
-        from service.launch import ServiceProcess, free_port
+        from service.launch import ServiceProcess
         from training.ab.play import SimCommand, simulate
         from training.jobs.settings import load_settings
         cfg = load_settings("training/config/experiment.yml")
@@ -173,36 +209,26 @@ def main(argv: list[str] | None = None) -> int:
             stats_b = play(c.url, "container")
         timings["day_container_s"] = time.perf_counter() - t
 
-        t = step("days (c), (d): two containers + one Redis behind a round-robin balancer")
-        rport, lport = free_port(), free_port()
-        redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(rport),
-                                  "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                                 stdout=subprocess.DEVNULL)
-        renv = {**env, "BOTIFY_REDIS_URL": f"redis://127.0.0.1:{rport}/0"}
-        per_replica = {}
+        t = step("days (c), (d): the deployment: two replicas + Redis (append-only) behind nginx, the tracking server")
+        per_replica, left = {}, {}
         for day, processes in (("replicas", 1), ("replicas-multi", 2)):
-            # one log folder for both replicas, as a shared volume would be
-            with ContainerService(image, env=renv, volumes={logs(day): "/logs"}, name=f"botify-a-{rport}") as a, \
-                 ContainerService(image, env=renv, volumes={logs(day): "/logs"}, name=f"botify-b-{rport}") as b:
-                balancer = subprocess.Popen([sys.executable, "-m", "container.balancer", "--port", str(lport),
-                                             a.url, b.url], cwd=REPO)
-                time.sleep(1.0)
-                stats = play(f"http://127.0.0.1:{lport}", day, processes=processes)
-                balancer.terminate()
-                balancer.wait()
-                balancer = None
-            subprocess.run(["redis-cli", "-p", str(rport), "flushall"], capture_output=True)
-            per_replica[day] = sorted(sum(1 for _ in open(f)) for f in (root / day / "logs").glob("events-*"))
+            dep = free_deployment(root, image, day)
+            try:
+                dep.up()
+                stats = play(dep.url, day, processes=processes)
+            finally:
+                dep.down()
+            left[day] = dep.containers()
+            per_replica[day] = sorted(sum(1 for _ in open(f)) for f in dep.log_dir.glob("events-*"))
             if day == "replicas":
-                stats_c = stats
+                stats_c, replicas_log = stats, dep.log_dir
             else:
                 stats_d = stats
         timings["days_replicas_s"] = time.perf_counter() - t
 
         step("checks")
-        failures = []
         raw_a, raw_b = events(root / "process" / "logs"), events(root / "container" / "logs")
-        raw_c = events(root / "replicas" / "logs")
+        raw_c = events(replicas_log)
         ev_a, ev_b, ev_c = without_timing(raw_a), without_timing(raw_b), without_timing(raw_c)
         if not stats_a.equals(stats_b):
             failures.append("(b) container: sessions differ from the process-served day")
@@ -223,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         for day, counts in per_replica.items():
             if len(counts) != 2 or min(counts) == 0:
                 failures.append(f"({day}) the replicas did not both log: lines per log file {counts}")
+            if left[day]:
+                failures.append(f"({day}) containers of the deployment left after its down: {left[day]}")
+        # nginx's round-robin: one client's requests go to each replica in turn
+        counts = per_replica["replicas"]
+        if len(counts) == 2 and counts[1] - counts[0] > 0.02 * sum(counts) + 2:
+            failures.append(f"(c) nginx did not send each request to the next replica: lines per replica {counts}")
         # (d) the simulator's multi mode: the same sessions, except where two processes played the
         # same user at once (sim/run.py: the service then sees one interleaved session), which
         # only a user with more than one session that day can have; such a session, played
@@ -256,10 +288,6 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         return 1 if failures else 0
     finally:
-        for p in (balancer, redis):
-            if p is not None:
-                p.terminate()
-                p.wait()
         if args.keep:
             print(f"[container-test] kept {root}")
         else:
