@@ -27,6 +27,9 @@ def test_build_and_serve_bento(repo, tmp_path, bentoml_home):
     for part in ("service", "formats"):  # the service and the public formats it reads
         shutil.copytree(repo / part, ctx / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(repo / "bentofile.yaml", ctx)
+    docker = yaml.safe_load((repo / "bentofile.yaml").read_text())["docker"]
+    (ctx / docker["dockerfile_template"]).parent.mkdir(parents=True)
+    shutil.copy(repo / docker["dockerfile_template"], ctx / docker["dockerfile_template"])
     write_catalog(ctx / "data" / "world" / "public" / "tracks.json")
     (ctx / "notes.txt").write_text("not part of the Bento")
     # the models bentofile.yaml packs (the experiment's promotion exports them from the registry)
@@ -50,6 +53,9 @@ def test_build_and_serve_bento(repo, tmp_path, bentoml_home):
     assert not (src / "notes.txt").exists()
     dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
     assert "ENTRYPOINT" in dockerfile and "BOTIFY_CONFIG" in dockerfile
+    # the packages are installed in a build stage; no compiler or git is installed anywhere
+    assert "AS python-packages" in dockerfile and "COPY --from=python-packages" in dockerfile
+    assert not any(tool in dockerfile for tool in ("build-essential", " git", "gcc"))
     assert (bento / "env" / "python" / "requirements.txt").read_text().count("mmh3")
     assert yaml.safe_load((bento / "bento.yaml").read_text())["service"] == "service.service:Botify"
 
