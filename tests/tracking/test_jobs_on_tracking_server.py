@@ -12,7 +12,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from training import tracking
+from training.registry import tracking
 
 pytestmark = pytest.mark.slow
 
