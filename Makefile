@@ -77,7 +77,9 @@ loop: setup
 bench: setup world
 	$(BIN)/python -m benchmarks $(ARGS)
 
+# a tracking server (MLFLOW_TRACKING_URI=http://...) serves its own UI
 ui: setup
+	@case "$(MLFLOW_TRACKING_URI)" in http*) echo "the tracking server serves the UI: open $(MLFLOW_TRACKING_URI)"; exit 0;; esac; \
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
 serve: setup world
