@@ -253,7 +253,8 @@ def test_bento_built_after_a_promotion_holds_the_champion(two_versions, planted,
     targets = yaml.safe_load((repo / "training/config/experiment.yml").read_text())["promotion"]["deploy"]
     tags = deploy({"control": a.version, "treatment": tracking.CHAMPION}, targets, k=10)
     ctx = tmp_path / "ctx"
-    for part in ("service", "formats"):  # the service and the public formats it reads
+    # the service, the public formats it reads, the Dockerfile template bentofile.yaml names
+    for part in ("service", "formats", "container"):
         shutil.copytree(repo / part, ctx / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(repo / "bentofile.yaml", ctx)
     shutil.copytree(world / "public", ctx / "data" / "world" / "public")
