@@ -65,18 +65,9 @@ def describe(ref: str, root: Path, model_of: Callable = bentoml_model) -> dict:
             **{out: labels[key] for key, out in LINEAGE.items() if labels.get(key)}}
 
 
-def load_table(path: Path, key: str, n_tracks: int, n_keys: int | None, command: str) -> np.ndarray:
-    """An int32 [keys, k] table (`formats.lists`: -1 padding at the end of a row), memory-mapped,
-    read without pickle (an object array is refused, not run)."""
-    try:
-        return list_format.load_table(path, key, n_tracks, n_keys)
-    except FormatError as e:
-        raise ArtifactError(path, str(e), command) from None
-
-
 def load_lists(path: Path, key: str, n_tracks: int, n_keys: int | None, command: str) -> np.ndarray:
     """Lists as the int32 [keys, k] table, -1 padded (`formats.lists`): a `.npy` file is the
-    table already made (`load_table`), any other the JSON lines `{key: int, "recommendations":
+    table already made (memory-mapped, read without pickle), any other the JSON lines `{key: int, "recommendations":
     [int, ...]}`."""
     if not path.is_file():
         raise ArtifactError(path, "file not found", command)
@@ -88,10 +79,6 @@ def load_lists(path: Path, key: str, n_tracks: int, n_keys: int | None, command:
 
 def load_i2i(ref: str, root: Path, n_tracks: int) -> np.ndarray:
     return load_lists(resolve(ref, "i2i", root), "track", n_tracks, n_tracks, RECOMMEND_COMMAND)
-
-
-def load_user_lists(ref: str, root: Path, n_tracks: int) -> np.ndarray:
-    return load_lists(resolve(ref, "lists", root), "user", n_tracks, None, RECOMMEND_COMMAND)
 
 
 class Tables:
@@ -107,11 +94,11 @@ class Tables:
         self._loaded: dict[tuple[str, Path], np.ndarray] = {}
         self._models: dict[str, object] = {}  # each BentoML model looked up once (its model.yaml parsed)
 
-    def i2i(self, ref: str) -> np.ndarray:
-        return self._get(ref, "i2i", "track", self.n_tracks)
-
-    def user_lists(self, ref: str) -> np.ndarray:
-        return self._get(ref, "lists", "user", None)
+    def load(self, kind: str, ref: str) -> np.ndarray:
+        """What a recommender's artifact option names (`kind`: i2i, lists or log), loaded."""
+        if kind == "log":
+            return play_counts(ref, self.root, self.n_tracks)
+        return self._get(ref, kind, *{"i2i": ("track", self.n_tracks), "lists": ("user", None)}[kind])
 
     def describe(self, ref: str) -> dict:
         return describe(ref, self.root, self._model)

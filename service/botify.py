@@ -227,7 +227,8 @@ def load(config: str | Path | None = None, *, worker: str | None = None, root: s
 
     `worker` names this process's event log file; default: its pid.
     """
-    cfg = read_config(config_path(str(config) if config else None))
+    path = config_path(str(config) if config else None)
+    cfg = read_config(path)
     root = Path(root) if root else Path.cwd()
     cat_path = Path(cfg["catalog"])
     catalog = load_catalog(cat_path if cat_path.is_absolute() else root / cat_path)
@@ -238,7 +239,8 @@ def load(config: str | Path | None = None, *, worker: str | None = None, root: s
     used = {r for e in experiments for r in e.recommenders}
     # only what an experiment serves is loaded: an unused entry needs no artifact
     tables = artifacts.Tables(root, len(catalog))  # arms naming one model share its table
-    built = {name: recs.build(name, spec, catalog, root, tables) for name, spec in specs.items() if name in used}
+    built = {name: recs.build(name, spec, catalog, root, tables, config=path)
+             for name, spec in specs.items() if name in used}
     # each served model traced back to its registry version (GET /)
     models = {name: tables.describe(str(spec[key])) for name, spec in specs.items() if name in used
               for key in ARTIFACT_KEYS if key in spec}

@@ -208,7 +208,7 @@ def replay_snips(lists: np.ndarray, held: HeldOut, catalog, options: Mapping | N
     options.pop("i2i", None)
     options["explore"] = 0.0   # the target policy is the greedy rule
     table = np.asarray(lists, dtype=np.int32)
-    rec = recs.SessionAware(catalog, table, **options)
+    rec = recs.SessionAware(catalog, recs.SessionAware.Options(i2i=table, **options))
     rewards, target, logged = [], [], []
     for tracks, times, served, props in held.sessions:
         for i in range(len(tracks) - 1):
