@@ -2,7 +2,7 @@
 
 A recommender is a class built as `X(catalog, options)` once per worker and asked
 `recommend(ctx) -> track` once per request (`base.Context`: what it sees). Its options are
-`X.Options`, a frozen dataclass deriving from `options.Options` (none: the base itself),
+`X.Options`, a frozen dataclass deriving from `RecommenderOptions` (none: the base itself),
 which the config entry fills and checks. A config names it by `kind`: one of `KINDS`, or a
 plugin's import path `package.module:Class` with the same interface.
 """
@@ -17,7 +17,7 @@ from .. import artifacts
 from ..catalog import Catalog
 from .base import Context, Lists, Recommender, draw_from, top_tracks
 from .listed import Contextual, I2IHistory, Indexed
-from .options import OptionError, Options, option, read_options
+from .options import OptionError, RecommenderOptions, option, read_options
 from .popular import Random, StickyArtist, TopPop
 from .session_aware import SessionAware
 
@@ -50,10 +50,10 @@ def recommender_class(kind: Any) -> type:
             raise ValueError(f"kind {kind!r}: module {module_name!r} has no {qualname!r}")
     if not (isinstance(found, type) and callable(getattr(found, "recommend", None))):
         raise ValueError(f"kind {kind!r} is not a recommender: a class with `recommend(self, ctx) -> int`")
-    opts = getattr(found, "Options", Options)
-    if not (isinstance(opts, type) and issubclass(opts, Options) and dataclasses.is_dataclass(opts)):
+    opts = getattr(found, "Options", RecommenderOptions)
+    if not (isinstance(opts, type) and issubclass(opts, RecommenderOptions) and dataclasses.is_dataclass(opts)):
         raise ValueError(f"kind {kind!r}: its `Options` must be a dataclass deriving from "
-                         "service.recommenders.Options")
+                         "service.recommenders.RecommenderOptions")
     return found
 
 
@@ -72,11 +72,11 @@ def build(name: str, spec: Any, catalog: Catalog, root: Path, tables: artifacts.
     tables = tables if tables is not None else artifacts.Tables(root, len(catalog))
     options = {k: v for k, v in spec.items() if k != "kind"}
     try:
-        return cls(catalog, read_options(getattr(cls, "Options", Options), options, tables.load))
+        return cls(catalog, read_options(getattr(cls, "Options", RecommenderOptions), options, tables.load))
     except OptionError as e:
         raise OptionError(f"{where}recommender {name!r} ({spec['kind']}): {e}") from None
 
 
-__all__ = ["KINDS", "Context", "Contextual", "I2IHistory", "Indexed", "Lists", "OptionError", "Options",
+__all__ = ["KINDS", "Context", "Contextual", "I2IHistory", "Indexed", "Lists", "OptionError", "RecommenderOptions",
            "Random", "Recommender", "SessionAware", "StickyArtist", "TopPop", "build", "draw_from", "option",
            "read_options", "recommender_class", "top_tracks"]

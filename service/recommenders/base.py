@@ -59,8 +59,8 @@ class Recommender(Protocol):
 class Lists:
     """Rows of a -1-padded int table as Python lists, made on access.
 
-    The table's rows as Python lists would cost ~90 MB per recommender and worker on the
-    default world, and give the cyclic GC millions of objects to traverse."""
+    The table's rows as Python lists would cost memory per recommender and worker, and give
+    the cyclic GC millions of objects to traverse."""
 
     def __init__(self, table: np.ndarray) -> None:
         self.table = np.asarray(table)  # a memory map's rows read as a plain array's: no np.memmap wrapper per row

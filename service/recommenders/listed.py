@@ -7,38 +7,32 @@ import numpy as np
 
 from ..catalog import Catalog
 from .base import Context, Lists, draw_from
-from .options import Options, option
-
-
-@dataclass(frozen=True)
-class IndexedOptions(Options):
-    lists: np.ndarray = option(artifact="lists", doc="the user's list: row `user` of this table")
+from .options import RecommenderOptions, option
 
 
 class Indexed:
     """A random track from the user's precomputed list (collaborative models); Random if none."""
 
-    Options = IndexedOptions
+    @dataclass(frozen=True)
+    class Options(RecommenderOptions):
+        lists: np.ndarray = option(artifact="lists", doc="the user's list: row `user` of this table")
 
-    def __init__(self, catalog: Catalog, options: IndexedOptions) -> None:
-        self.lists = Lists(options.lists)
-        self.n = len(catalog)
+    def __init__(self, catalog: Catalog, options: Options) -> None:
+        self.lists, self.n = Lists(options.lists), len(catalog)
 
     def recommend(self, ctx: Context) -> int:
-        return draw_from(self.lists[ctx.user] if ctx.user < len(self.lists) else [], ctx, self.n)
-
-
-@dataclass(frozen=True)
-class ContextualOptions(Options):
-    i2i: np.ndarray = option(artifact="i2i", doc="the previous track's list: row `track` of this table")
+        user = ctx.user  # users the model never saw have no row
+        return draw_from(self.lists[user] if user < len(self.lists) else [], ctx, self.n)
 
 
 class Contextual:
     """A random track from the previous track's i2i list; Random if none (the course's control)."""
 
-    Options = ContextualOptions
+    @dataclass(frozen=True)
+    class Options(RecommenderOptions):
+        i2i: np.ndarray = option(artifact="i2i", doc="the previous track's list: row `track` of this table")
 
-    def __init__(self, catalog: Catalog, options: ContextualOptions) -> None:
+    def __init__(self, catalog: Catalog, options: Options) -> None:
         self.i2i = Lists(options.i2i)
         self.n = len(catalog)
 
@@ -46,19 +40,15 @@ class Contextual:
         return draw_from(self.i2i[ctx.prev], ctx, self.n)
 
 
-@dataclass(frozen=True)
-class I2IHistoryOptions(Options):
-    i2i: np.ndarray = option(artifact="i2i", doc="each anchor's list: row `track` of this table")
-    history: int = option(10, within=">= 1", doc="how many of the user's last listens may be the anchor")
-
-
 class I2IHistory:
     """The 2026 course's: an anchor drawn among the user's last `history` listens weighted by
     listened time, then the first track of its i2i list the user has not heard recently."""
 
-    Options = I2IHistoryOptions
+    @dataclass(frozen=True)
+    class Options(Contextual.Options):
+        history: int = option(10, within=">= 1", doc="how many of the user's last listens may be the anchor")
 
-    def __init__(self, catalog: Catalog, options: I2IHistoryOptions) -> None:
+    def __init__(self, catalog: Catalog, options: Options) -> None:
         self.i2i = Lists(options.i2i)
         self.n = len(catalog)
         self.history = options.history

@@ -1,4 +1,4 @@
-"""A recommender's options: one frozen dataclass per recommender, the only list of them.
+"""A recommender's options: one frozen dataclass per recommender (`X.Options`), the only list of them.
 
 The dataclass checks its values when made (from a config entry or in Python): an unknown
 key, a value of the wrong type or out of range is an `OptionError` naming the key and what
@@ -6,10 +6,11 @@ it allows. `read_options` makes it from a config entry, loading the artifacts it
 (fields declared with `artifact=`); `service.recommenders.docs` writes the documentation's
 tables from it.
 
-    @dataclass(frozen=True)
-    class Options(options.Options):
-        i2i: np.ndarray = option(artifact="i2i", doc="the i2i lists")
-        top: int = option(100, within=">= 1", doc="how many of the most played tracks")
+    class MyRecommender:
+        @dataclass(frozen=True)
+        class Options(RecommenderOptions):
+            i2i: np.ndarray = option(artifact="i2i", doc="the i2i lists")
+            top: int = option(100, within=">= 1", doc="how many of the most played tracks")
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import numpy as np
 ARTIFACTS = {
     "i2i": "i2i lists (a file, or `bentoml:NAME:VERSION`)",
     "lists": "per-user lists (a file, or `bentoml:NAME:VERSION`)",
-    "log": "an event log (a file or folder); the recommender gets its play counts per track",
+    "log": "an event log (a file or folder; the recommender gets its play counts)",
 }
 _INTERVAL = re.compile(r"^([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])$")
 _BOUND = re.compile(r"^(>=|>|<=|<)\s*(\S+)$")
@@ -49,7 +50,7 @@ def option(default: Any = MISSING, *, doc: str, within: str | None = None, artif
 
 
 @dataclass(frozen=True)
-class Options:
+class RecommenderOptions:
     """Base of every recommender's options; a recommender without options uses it as is."""
 
     def __post_init__(self) -> None:
@@ -59,7 +60,7 @@ class Options:
             object.__setattr__(self, f.name, value)
 
 
-def read_options(cls: type[Options], spec: dict, load: Callable[[str, str], Any]) -> Options:
+def read_options(cls: type[RecommenderOptions], spec: dict, load: Callable[[str, str], Any]) -> RecommenderOptions:
     """`cls` from a config entry's options (`kind` removed); `load(artifact, ref)` loads what
     an artifact field names."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -93,7 +94,7 @@ def allowed(meta: typing.Mapping, hint: Any) -> str:
     if typing.get_origin(base) is Literal:
         text = ", ".join(f"`{c}`" for c in typing.get_args(base))
     else:
-        text = {int: "integer", float: "number", bool: "true or false", str: "text"}.get(base, getattr(base, "__name__", str(base)))
+        text = {int: "integer", float: "number", bool: "true or false", str: "text"}.get(base, str(base))
         within = meta.get("within")
         if within:
             text += f" {'in ' if within[0] in '[(' else ''}{within}"
@@ -101,7 +102,7 @@ def allowed(meta: typing.Mapping, hint: Any) -> str:
 
 
 @lru_cache(maxsize=None)
-def hints(cls: type[Options]) -> dict[str, Any]:
+def hints(cls: type[RecommenderOptions]) -> dict[str, Any]:
     """The fields' types, resolved (the modules use `from __future__ import annotations`)."""
     return typing.get_type_hints(cls)
 

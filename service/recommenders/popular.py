@@ -7,15 +7,13 @@ import numpy as np
 
 from ..catalog import Catalog
 from .base import Context, top_tracks
-from .options import Options, option
+from .options import RecommenderOptions, option
 
 
 class Random:
     """A uniformly random catalog track: the course's control."""
 
-    Options = Options
-
-    def __init__(self, catalog: Catalog, options: Options = Options()) -> None:
+    def __init__(self, catalog: Catalog, options: RecommenderOptions = RecommenderOptions()) -> None:
         self.n = len(catalog)
 
     def recommend(self, ctx: Context) -> int:
@@ -23,19 +21,16 @@ class Random:
         return ctx.rng.randrange(self.n)
 
 
-@dataclass(frozen=True)
-class TopPopOptions(Options):
-    top: int = option(100, within=">= 1", doc="how many of the most played tracks to draw from")
-    log: np.ndarray | None = option(None, artifact="log",
-                                    doc="most played in this event log; default: the catalog's popularity")
-
-
 class TopPop:
     """A random track among the `top` most played in a log, or the catalog's most popular."""
 
-    Options = TopPopOptions
+    @dataclass(frozen=True)
+    class Options(RecommenderOptions):
+        top: int = option(100, within=">= 1", doc="how many of the most played tracks to draw from")
+        log: np.ndarray | None = option(None, artifact="log",
+                                        doc="draw from the most played in this log instead of the catalog's most popular")
 
-    def __init__(self, catalog: Catalog, options: TopPopOptions = TopPopOptions()) -> None:
+    def __init__(self, catalog: Catalog, options: Options = Options()) -> None:
         self.tracks = top_tracks(catalog, options.log, options.top)
 
     def recommend(self, ctx: Context) -> int:
@@ -46,9 +41,7 @@ class TopPop:
 class StickyArtist:
     """A random track by the previous track's artist."""
 
-    Options = Options
-
-    def __init__(self, catalog: Catalog, options: Options = Options()) -> None:
+    def __init__(self, catalog: Catalog, options: RecommenderOptions = RecommenderOptions()) -> None:
         self.artist = catalog.artist_list()
         self.by_artist = catalog.artist_track_lists
 

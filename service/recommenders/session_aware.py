@@ -33,35 +33,47 @@ import numpy as np
 
 from ..catalog import Catalog
 from .base import Context, top_tracks
-from .options import Options, option
-
-
-@dataclass(frozen=True)
-class SessionAwareOptions(Options):
-    i2i: np.ndarray = option(artifact="i2i", doc="the anchor's list: row `track` of this table")
-    top: int = option(100, within=">= 1", doc="the TopPop fallback's size")
-    log: np.ndarray | None = option(None, artifact="log",
-                                    doc="the fallback's tracks are the most played in this log; default: the catalog's popularity")
-    strategy: Literal["artists", "seed"] = option("artists", doc="`seed`: the anchor's list in order, then TopPop; `artists`: the bandit over artists")
-    first_artist_prior: float = option(0.9, within=">= 0", doc="the anchor's artist's estimate before any replay")
-    fresh_start: float = option(0.7, within=">= 0", doc="a new artist's estimate before the session has tried one")
-    discount: float = option(0.8, within="(0, 1]", doc="the listener's discount per replay of an artist")
-    genre_artists: int = option(300, within=">= 0", doc="new artists of the anchor's genre to try, by popularity, once the lists name none")
-    listed_artists: Literal["same_genre", "any"] = option("same_genre", doc="which listed artists are new artists: those of the anchor's genre tag, or any, in list order")
-    new_artists: Literal["anchor", "session"] = option("anchor", doc="new artists from the anchor's list, or from the lists of every track the session liked")
-    liked_time: float = option(0.5, within="[0, 1]", doc="`new_artists: session`: a track listened at least this long lends its list")
-    position_decay: float = option(20.0, within="> 0", doc="`new_artists: session`: a listed artist's score is the listen's time / (1 + position / this)")
-    explore: float = option(0.0, within="[0, 1)", doc="the share of uniform draws among `explore_from`'s candidates, logged with their propensity")
-    explore_from: Literal["list", "catalog"] = option("list", doc="exploration's candidates: the anchor's unheard list (the catalog when empty), or the catalog")
+from .options import RecommenderOptions, option
 
 
 class SessionAware:
-    """Anchor on the session's first track, never repeat a heard track, pick the artist the
-    session's listens say pays best (the module's docstring: the rule in full)."""
+    """The seed's: anchor on the session's first track, never repeat a heard track, pick the
+    artist the session's listens say pays best.
 
-    Options = SessionAwareOptions
+    The rule in full: this module's docstring."""
 
-    def __init__(self, catalog: Catalog, options: SessionAwareOptions) -> None:
+    @dataclass(frozen=True)
+    class Options(RecommenderOptions):
+        i2i: np.ndarray = option(artifact="i2i",
+            doc="the anchor's list: row `track` of this table")
+        top: int = option(100, within=">= 1",
+            doc="the TopPop fallback's size")
+        log: np.ndarray | None = option(None, artifact="log",
+            doc="the fallback's tracks: the most played in this log instead of the catalog's most popular")
+        strategy: Literal["artists", "seed"] = option("artists",
+            doc="`seed`: the anchor's list in order, then TopPop; `artists`: the bandit over artists")
+        first_artist_prior: float = option(0.9, within=">= 0",
+            doc="the anchor's artist's estimate before any replay")
+        fresh_start: float = option(0.7, within=">= 0",
+            doc="a new artist's estimate before the session has tried one")
+        discount: float = option(0.8, within="(0, 1]",
+            doc="the listener's discount per replay of an artist")
+        genre_artists: int = option(300, within=">= 0",
+            doc="new artists of the anchor's genre to try, by popularity, once the lists name none")
+        listed_artists: Literal["same_genre", "any"] = option("same_genre",
+            doc="which listed artists are new artists: those of the anchor's genre tag, or any, in list order")
+        new_artists: Literal["anchor", "session"] = option("anchor",
+            doc="new artists from the anchor's list, or from the lists of every track the session liked")
+        liked_time: float = option(0.5, within="[0, 1]",
+            doc="`new_artists: session`: a track listened at least this long lends its list")
+        position_decay: float = option(20.0, within="> 0",
+            doc="`new_artists: session`: a listed artist's score is the listen's time / (1 + position / this)")
+        explore: float = option(0.0, within="[0, 1)",
+            doc="the share of uniform draws among `explore_from`'s candidates, logged with their propensity")
+        explore_from: Literal["list", "catalog"] = option("list",
+            doc="exploration's candidates: the anchor's unheard list (the catalog when empty), or the catalog")
+
+    def __init__(self, catalog: Catalog, options: Options) -> None:
         o = options
         self.from_session = o.new_artists == "session"
         self.liked_time = o.liked_time

@@ -13,7 +13,7 @@ Every test ends with the same audit of what the faults left behind:
   another (the load), `read_events` gives them back in the order sent;
 - no stray process once the service is stopped.
 Each request is identified by (user, track, time): tracks cycle through the catalog, times
-are unique per user. The figures printed (`pytest -s`) are those in service/README.md.
+are unique per user. The figures printed (`pytest -s`) are those in docs/results.md.
 """
 from __future__ import annotations
 
