@@ -34,7 +34,7 @@ MAX_USER_DIGITS = 18  # fits an int64; the course's users are 0..U-1
 _WS = rb"[ \t\n\r]*"
 _EVENT = re.compile(_WS + rb"\{" + _WS + rb'"track"' + _WS + b":" + _WS + rb"(0|[1-9][0-9]{0,17})" + _WS + b"," + _WS
                     + rb'"time"' + _WS + b":" + _WS + rb"([01](?:\.[0-9]{1,20})?)" + _WS + rb"\}" + _WS)
-ASSIGNMENT_CACHE = 65_536  # users whose arms are kept (~10 MB at most)
+ASSIGNMENT_CACHE = 65_536  # users whose arms are kept: bounded, cleared when full
 ARTIFACT_KEYS = ("i2i", "lists")  # a recommender's option that names a model's artifact
 
 
@@ -138,7 +138,7 @@ class Botify:
         `seq`: drawn by the store with the state this request read (the reader orders by it)."""
         if self.log is None:
             return
-        # the fixed shape formatted directly: json.dumps of the dict cost ~20 us per request
+        # the fixed shape formatted directly: json.dumps of a dict is a visible share of a request
         self.log.write_line(
             EVENT_LINE % (
                 message, time.time() * 1000, user, seq, track, time_, time.perf_counter() - started,
@@ -154,7 +154,7 @@ class Botify:
         if not (track.isascii() and track.isdigit()) or len(track) > MAX_USER_DIGITS:
             return None
         t = int(track)
-        # made per request (~5 us): precomputing 50k of them cost ~0.5 s of every start-up
+        # made per request (a rare route): precomputing every track's slowed every start-up
         return json.dumps(self.catalog.record(t)).encode() if t < self.n_tracks else None
 
     def parse_user(self, user: str) -> int:

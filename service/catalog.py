@@ -49,8 +49,8 @@ def _read_chunks(data: bytes, starts: np.ndarray, ends: np.ndarray) -> Iterator[
     1,000 lines at a time, as `formats.jsonl.read_jsonl` reads them, faster.
 
     Lines are parsed 1,000 at a time as one JSON array (one call into the C parser instead
-    of one per line: start-up time of every worker); not all 50k at once, whose transient
-    dicts would leave ~20 MB of fragmented heap in every worker; no Python object per line
+    of one per line: start-up time of every worker); not all at once, whose transient dicts
+    would leave a fragmented heap in every worker; no Python object per line
     outlives its chunk, for the same reason. A chunk that does not parse as a whole (a blank
     or bad line in it) is read line by line, so a bad line is named exactly as `read_jsonl`
     names it.
@@ -79,8 +79,8 @@ class Catalog:
 
     Recommenders index these arrays per request, so nothing per request grows with
     the catalog. A track's record is kept as its JSON line in the file's bytes and parsed
-    when asked for (`GET /track`, rare): 50k dicts would cost each worker ~40 MB, 50k line
-    strings ~9 MB. What several recommenders derive from the catalog (plain-int codes,
+    when asked for (`GET /track`, rare): a dict or a string per track would cost every worker
+    memory for a rare route. What several recommenders derive from the catalog (plain-int codes,
     tracks by popularity per artist and genre) is made once, on first use, and shared.
     """
 

@@ -2,8 +2,8 @@
 
 Light on purpose (yaml only): BentoML's server process imports service.py to read the
 service's settings (the number of workers) before it starts any worker; loading the
-workers' logic there (numpy, the recommenders) cost every start ~0.1 s and the server
-~12 MB for nothing (issue 10).
+workers' logic there (numpy, the recommenders) would cost every start time and the server
+memory for nothing.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import yaml
 
 CONFIG_ENV = "BOTIFY_CONFIG"
 DEFAULT_CONFIG = "service/config/cold_start.yml"
-# LibYAML's safe loader where PyYAML has it (same objects; ~4 ms less per read, and a start reads
-# the config three times: the server's settings, the worker's, the worker's service)
+# LibYAML's safe loader where PyYAML has it (same objects, faster; a start reads the config three
+# times: the server's settings, the worker's, the worker's service)
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TOP_LEVEL = {"catalog", "seed", "event_log", "session_store", "recommenders", "experiments",
              "max_body_bytes", "workers"}

@@ -9,7 +9,7 @@ BentoML starts each worker in a session of its own, and a worker whose arbiter d
 re-parented away from us. Each service carries a marker in its environment
 (`BOTIFY_SERVICE=<id>`, inherited by its workers) that `stop` looks for; the arbiter dies
 with the process that started it (PR_SET_PDEATHSIG) and each worker with its arbiter
-(`service/service.py`), so nothing outlives a SIGKILLed job either. See `service.procs`.
+(`service/seam.py`), so nothing outlives a SIGKILLed job either. See `service.procs`.
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ class ServiceProcess:
     stopped on exit with every process it started (SIGTERM, SIGKILL after `stop_timeout`).
 
     Leaving the block normally waits up to `stop_timeout` for BentoML's orderly shutdown (a
-    healthy server takes well under a second, ~0.8 s measured); leaving it by an exception
+    healthy server takes well under a second); leaving it by an exception
     (a failed day, a cancelled job, which must be gone within seconds) waits `abort_timeout`."""
 
     def __init__(self, config: str, port: int | None = None, workers: int = 1, env: dict | None = None,
