@@ -35,6 +35,11 @@ from ..catalog import Catalog
 from .base import Context, top_tracks
 from .options import RecommenderOptions, option
 
+Strategy = Literal["artists", "seed"]
+ListedArtists = Literal["same_genre", "any"]
+NewArtists = Literal["anchor", "session"]
+ExploreFrom = Literal["list", "catalog"]
+
 
 class SessionAware:
     """The seed's: anchor on the session's first track, never repeat a heard track, pick the
@@ -44,34 +49,20 @@ class SessionAware:
 
     @dataclass(frozen=True)
     class Options(RecommenderOptions):
-        i2i: np.ndarray = option(artifact="i2i",
-            doc="the anchor's list: row `track` of this table")
-        top: int = option(100, within=">= 1",
-            doc="the TopPop fallback's size")
-        log: np.ndarray | None = option(None, artifact="log",
-            doc="the fallback's tracks: the most played in this log instead of the catalog's most popular")
-        strategy: Literal["artists", "seed"] = option("artists",
-            doc="`seed`: the anchor's list in order, then TopPop; `artists`: the bandit over artists")
-        first_artist_prior: float = option(0.9, within=">= 0",
-            doc="the anchor's artist's estimate before any replay")
-        fresh_start: float = option(0.7, within=">= 0",
-            doc="a new artist's estimate before the session has tried one")
-        discount: float = option(0.8, within="(0, 1]",
-            doc="the listener's discount per replay of an artist")
-        genre_artists: int = option(300, within=">= 0",
-            doc="new artists of the anchor's genre to try, by popularity, once the lists name none")
-        listed_artists: Literal["same_genre", "any"] = option("same_genre",
-            doc="which listed artists are new artists: those of the anchor's genre tag, or any, in list order")
-        new_artists: Literal["anchor", "session"] = option("anchor",
-            doc="new artists from the anchor's list, or from the lists of every track the session liked")
-        liked_time: float = option(0.5, within="[0, 1]",
-            doc="`new_artists: session`: a track listened at least this long lends its list")
-        position_decay: float = option(20.0, within="> 0",
-            doc="`new_artists: session`: a listed artist's score is the listen's time / (1 + position / this)")
-        explore: float = option(0.0, within="[0, 1)",
-            doc="the share of uniform draws among `explore_from`'s candidates, logged with their propensity")
-        explore_from: Literal["list", "catalog"] = option("list",
-            doc="exploration's candidates: the anchor's unheard list (the catalog when empty), or the catalog")
+        i2i: np.ndarray = option(artifact="i2i", doc="the anchor's list: row `track` of this table")
+        top: int = option(100, within=">= 1", doc="the TopPop fallback's size")
+        log: np.ndarray | None = option(None, artifact="log", doc="the fallback: this log's most played tracks")
+        strategy: Strategy = option("artists", doc="`seed`: the anchor's list in order; `artists`: the artists' bandit")
+        first_artist_prior: float = option(0.9, within=">= 0", doc="the anchor's artist's estimate before any replay")
+        fresh_start: float = option(0.7, within=">= 0", doc="a new artist's estimate before the session has tried one")
+        discount: float = option(0.8, within="(0, 1]", doc="the listener's discount per replay of an artist")
+        genre_artists: int = option(300, within=">= 0", doc="the anchor's genre's artists to try after the lists'")
+        listed_artists: ListedArtists = option("same_genre", doc="new artists from a list: its anchor genre's, or any")
+        new_artists: NewArtists = option("anchor", doc="new artists from the anchor's list, or all liked tracks'")
+        liked_time: float = option(0.5, within="[0, 1]", doc="`new_artists: session`: a liked listen's least share")
+        position_decay: float = option(20.0, within="> 0", doc="`session`: a listed artist weighs 1/(1+position/this)")
+        explore: float = option(0.0, within="[0, 1)", doc="the share of uniform draws (from `explore_from`)")
+        explore_from: ExploreFrom = option("list", doc="what exploration draws: the anchor's list, or any track")
 
     def __init__(self, catalog: Catalog, options: Options) -> None:
         o = options
