@@ -109,8 +109,11 @@ async def _client(host: str, port: int, prefix: str, until: float, lat: list, rn
         t0 = time.perf_counter()
         writer.write(req)
         head = await reader.readuntil(b"\r\n\r\n")
-        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
-        await reader.readexactly(length)
+        length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+        if length is not None:
+            await reader.readexactly(int(length.group(1)))
+        else:  # chunked (an ASGI app that names no length, as benchmarks.bare_http)
+            await reader.readuntil(b"\r\n0\r\n\r\n")
         lat.append(time.perf_counter() - t0)
         errors += not head.startswith(b"HTTP/1.1 200")
     writer.close()

@@ -14,7 +14,7 @@ import yaml
 
 from service.botify import load
 from service.launch import ServiceProcess
-from service.recommenders import docs
+from service.recommenders import KINDS, docs, recommender_class
 from svc_fixtures import make_world
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,6 +114,12 @@ def test_a_built_in_entry_is_checked_against_its_options(world: Path, spec: dict
     with pytest.raises(ValueError) as e:
         load(world, root=world.parent)
     assert message in str(e.value) and f"service config {world}: recommender 'session_aware'" in str(e.value)
+
+
+def test_a_built_in_kind_is_a_plugin_with_a_short_name() -> None:
+    # one mechanism: each built-in resolves by its import path too, to the same class
+    for kind, cls in KINDS.items():
+        assert recommender_class(f"{cls.__module__}:{cls.__qualname__}") is cls is recommender_class(kind)
 
 
 def test_the_docs_show_the_options_as_the_dataclasses_declare_them() -> None:
