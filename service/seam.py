@@ -27,6 +27,7 @@ import bisect
 import collections
 import functools
 import importlib.metadata
+import importlib.util
 import os
 import shutil
 import signal
@@ -51,6 +52,15 @@ class UnsupportedVersion(RuntimeError):
 
 
 def installed_version(distribution: str) -> str | None:
+    """The version of the `distribution` Python imports, from the dist-info beside its package;
+    `importlib.metadata.version` alone indexes every folder on sys.path first, a cost to every
+    process's start."""
+    package = distribution.replace("-", "_")
+    spec = importlib.util.find_spec(package)
+    if spec is not None and spec.origin:
+        found = list(Path(spec.origin).parents[1].glob(f"{package}-*.dist-info"))
+        if len(found) == 1:
+            return importlib.metadata.Distribution.at(found[0]).version
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:

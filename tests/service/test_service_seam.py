@@ -85,19 +85,18 @@ def test_an_unsupported_version_is_refused_with_the_fix(dist: str, version: str 
     assert f"pip install {dist}=={supported}" in message and "service/seam.py" in message
 
 
-FAKE_VERSION = '''
-import importlib.metadata as m
-_real = m.version
-m.version = lambda dist: "1.5.0" if dist == "bentoml" else _real(dist)
-'''
-
-
 @pytest.mark.slow
 def test_the_service_does_not_start_on_an_unsupported_bentoml(tmp_path: Path) -> None:
-    (tmp_path / "fake").mkdir()
-    (tmp_path / "fake" / "sitecustomize.py").write_text(FAKE_VERSION)
+    # another BentoML installed: its package found first on PYTHONPATH, its dist-info beside it
+    import bentoml
+
+    site = tmp_path / "site"
+    (site / "bentoml-1.5.0.dist-info").mkdir(parents=True)
+    (site / "bentoml-1.5.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: bentoml\nVersion: 1.5.0\n")
+    (site / "bentoml").symlink_to(Path(bentoml.__file__).parent)
+    assert seam.installed_version("bentoml") in seam.SUPPORTED["bentoml"]
     config = make_world(tmp_path / "world")
     with pytest.raises(ServiceStartError) as e:
-        with ServiceProcess(str(config), env={"PYTHONPATH": f"{tmp_path / 'fake'}:{REPO}"}, start_timeout=60):
+        with ServiceProcess(str(config), env={"PYTHONPATH": f"{site}:{REPO}"}, start_timeout=60):
             pass
     assert "installed: 1.5.0" in str(e.value) and "pip install bentoml==1.4.40" in str(e.value)
