@@ -64,6 +64,105 @@ def test_the_import_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     assert {"service", "training"} <= names
 
 
+#: The project's own packages: an import circle among their modules fails the test below.
+PACKAGES = ("formats", "sim", "service", "training", "studies", "benchmarks", "container")
+
+
+def module_imports(root: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
+    """module -> the project modules it imports (anywhere in the file: a function-level import
+    is a dependency too). `from pkg import name` names the module `pkg.name` when that is a
+    module, else `pkg` itself."""
+    def module_of(path: Path) -> str:
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    files = {module_of(p): p for pkg in packages if (root / pkg).is_dir() for p in sorted((root / pkg).rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for mod, path in files.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            else:
+                continue
+            for t in targets:
+                while t and t not in files:      # `import a.b.c` of a name: its deepest module
+                    t = t.rpartition(".")[0]
+                if t and t != mod:
+                    found.add(t)
+        graph[mod] = found
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of a graph: its strongly connected components of more than one module
+    (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                circles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_no_import_circle_among_the_projects_modules() -> None:
+    graph = module_imports(REPO)
+    assert len(graph) > 50, f"only {len(graph)} modules found: is the checker looking in the right place?"
+    circles = import_circles(graph)
+    assert not circles, "modules that import each other in a circle (break it by moving what both need " \
+                        f"into a module below them): {circles}"
+
+
+def test_the_circle_checker_sees_a_circle(tmp_path: Path) -> None:
+    """Guard the guard: a circle through a relative import, a function-level import and a
+    `from package import module` is found; a one-way chain is not a circle."""
+    pkg = tmp_path / "training"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from training.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from ..c import x\n")
+    (pkg / "c.py").write_text("import training.a\nx = 1\n")
+    (pkg / "d.py").write_text("from training import a\n")
+    graph = module_imports(tmp_path, ("training",))
+    assert graph["training.sub.b"] == {"training.c"} and graph["training.d"] == {"training.a"}
+    assert import_circles(graph) == [["training.a", "training.c", "training.sub.b"]]
+    (pkg / "c.py").write_text("x = 1\n")
+    assert import_circles(module_imports(tmp_path, ("training",))) == []
+
+
 GUARD = textwrap.dedent('''
     """Installed through PYTHONPATH by tests/test_boundaries.py: record any open() under hidden/."""
     import os, sys
