@@ -118,12 +118,12 @@ def without_timing(df):
     return out.reset_index(drop=True)
 
 
-def table(df, cfg: dict):
-    """The experiment's A/B table of a day's log (training.jobs.experiment.analyse), latency rows aside."""
-    from training.ab import analysis as A
-    from training.jobs.experiment import analyse
-    t = analyse(df, None, cfg).table
-    return t[~t["metric"].isin(list(A.LATENCY_METRICS))].reset_index(drop=True)
+def table(df, design):
+    """The experiment's A/B table of a day's log (training.ab.analysis.analyse_log), latency rows aside."""
+    from training.ab.analysis import analyse_log
+    from training.ab.users import LATENCY_METRICS
+    t = analyse_log(df, design).table
+    return t[~t["metric"].isin(list(LATENCY_METRICS))].reset_index(drop=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         from service.container import ContainerService
         from service.launch import ServiceProcess
         from training.ab.play import SimCommand, simulate
-        from training.jobs.settings import load_settings
-        cfg = load_settings("training/config/experiment.yml")
-        cfg["ab"]["name"] = yaml.safe_load((REPO / CONFIG).read_text())["experiments"][0]["name"]
+        from dataclasses import replace
+
+        from training.jobs.configs import load_experiment
+        cfg = replace(load_experiment().design, experiment=yaml.safe_load((REPO / CONFIG).read_text())["experiments"][0]["name"])
 
         def play(url: str, name: str, processes: int = 1) -> pd.DataFrame:
             stats = simulate(SimCommand(config=Path(WORLD), episodes=args.episodes, seed=args.seed,

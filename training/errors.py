@@ -13,7 +13,7 @@ class JobError(RuntimeError):
 def is_job_failure(e: BaseException) -> bool:
     """An error an entry point reports as one line and exit 2 (bad config, log, model
     reference, analysis): anything else is a bug and keeps its traceback."""
-    from training.ab.analysis import AnalysisError
+    from training.ab.stats import AnalysisError
     from training.data.events import EventLogError
     from training.registry.tracking import RegistryError
     return isinstance(e, (JobError, EventLogError, AnalysisError, RegistryError, FileNotFoundError, ValueError))

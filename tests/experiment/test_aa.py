@@ -33,7 +33,8 @@ import sys
 import pandas as pd
 import yaml
 
-from training.ab import analysis as A
+from training.ab import tables as T
+from training.ab import users as U
 from training.data.events import read_events
 
 N_EXPERIMENTS = 200
@@ -68,12 +69,12 @@ def test_aa_false_positive_rate_is_nominal(repo, tmp_path):
 
     events = read_events(logs)
     assert (events["message"] == "last").sum() == EPISODES
-    users = A.user_metrics(events)
+    users = U.user_metrics(events)
     metrics = ["mean_time_per_session", "time", "mean_tracks_per_session"]
     rows = []
     for name in names:
-        arms = A.assign_arms(events, name)
-        rows.append(A.effects_table(users, arms, experiment=name, metrics=metrics))
+        arms = U.assign_arms(events, name)
+        rows.append(T.effects_table(users, arms, experiment=name, metrics=metrics))
     table = pd.concat(rows, ignore_index=True)
 
     primary = table[table["metric"] == "mean_time_per_session"]

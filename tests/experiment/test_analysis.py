@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from training.ab import analysis as A
+from training.ab import stats as S
+from training.ab import tables as T
+from training.ab import users as U
+from training.ab.references import headroom_share
 
 
 def ev(user, message, track, time, ts, latency=0.01, exps=None):
@@ -24,7 +27,7 @@ def test_welch_matches_hand_computation():
     # control [2,4,6,8,10]: mean 6, var (16+4+0+4+16)/4 = 10, n 5 -> b = 2
     # se = sqrt(5/12 + 2) = sqrt(29/12) = 1.554563
     # dof = (29/12)^2 / ((5/12)^2/3 + 2^2/4) = 5.840278 / 1.057870 = 5.520788
-    w = A.welch_samples([1, 2, 3, 4], [2, 4, 6, 8, 10])
+    w = S.welch_samples([1, 2, 3, 4], [2, 4, 6, 8, 10])
     assert w.diff == pytest.approx(-3.5)
     assert w.se == pytest.approx(math.sqrt(29 / 12))
     assert w.dof == pytest.approx((29 / 12) ** 2 / ((5 / 12) ** 2 / 3 + 1.0), rel=1e-12)
@@ -40,15 +43,15 @@ def test_welch_matches_hand_computation():
 
 
 def test_welch_significance_is_ci_excluding_zero():
-    far = A.welch_samples([10, 11, 12, 13], [1, 2, 3, 4])
+    far = S.welch_samples([10, 11, 12, 13], [1, 2, 3, 4])
     assert far.significant and far.lower > 0 and far.p_value < 0.05
-    near = A.welch_samples([1, 2, 3, 4.5], [1, 2, 3, 4])
+    near = S.welch_samples([1, 2, 3, 4.5], [1, 2, 3, 4])
     assert not near.significant and near.lower < 0 < near.upper and near.p_value > 0.05
 
 
 def test_welch_degenerate_inputs():
-    assert math.isnan(A.welch_samples([1.0], [1.0, 2.0]).p_value)      # one user: no variance
-    same = A.welch_samples([2, 2, 2], [2, 2])
+    assert math.isnan(S.welch_samples([1.0], [1.0, 2.0]).p_value)      # one user: no variance
+    same = S.welch_samples([2, 2, 2], [2, 2])
     assert same.p_value == 1.0 and not same.significant
 
 
@@ -56,12 +59,12 @@ def test_welch_degenerate_inputs():
 
 def test_holm_hand_computed():
     # sorted: .005*4 = .02, .01*3 = .03, .03*2 = .06, .04*1 = .04 -> monotone .06
-    adj = A.holm([0.01, 0.04, 0.03, 0.005])
+    adj = S.holm([0.01, 0.04, 0.03, 0.005])
     np.testing.assert_allclose(adj, [0.03, 0.06, 0.06, 0.02])
 
 
 def test_holm_caps_at_one_and_skips_nan():
-    adj = A.holm([0.5, float("nan"), 0.9])
+    adj = S.holm([0.5, float("nan"), 0.9])
     # family of 2: .5*2 = 1.0, .9*1 -> max(1.0, .9) = 1.0
     assert adj[0] == 1.0 and math.isnan(adj[1]) and adj[2] == 1.0
 
@@ -69,13 +72,13 @@ def test_holm_caps_at_one_and_skips_nan():
 # -------------------------------------------------------------------------------- SRM
 
 def test_srm_hand_computed():
-    assert A.srm_test({"C": 500, "T1": 500}) == (0.0, 1.0)
-    chi2, p = A.srm_test({"C": 550, "T1": 450})        # 2 * 50^2/500 = 10, 1 dof
+    assert S.srm_test({"C": 500, "T1": 500}) == (0.0, 1.0)
+    chi2, p = S.srm_test({"C": 550, "T1": 450})        # 2 * 50^2/500 = 10, 1 dof
     assert chi2 == pytest.approx(10.0) and p == pytest.approx(0.0015654, rel=1e-4)
-    chi2, p = A.srm_test({"C": 100, "T1": 100, "T2": 130})  # expected 110: (100+100+400)/110
+    chi2, p = S.srm_test({"C": 100, "T1": 100, "T2": 130})  # expected 110: (100+100+400)/110
     assert chi2 == pytest.approx(600 / 110)
     assert p == pytest.approx(math.exp(-chi2 / 2))          # chi-square with 2 dof
-    chi2, p = A.srm_test({"C": 300, "T1": 100}, weights={"C": 3, "T1": 1})
+    chi2, p = S.srm_test({"C": 300, "T1": 100}, weights={"C": 3, "T1": 1})
     assert chi2 == pytest.approx(0.0)
 
 
@@ -85,7 +88,7 @@ def test_cuped_removes_a_planted_covariate_exactly():
     # y = 2x exactly -> theta = 2, y - 2(x - 2.5) = 5 for every user
     x = pd.Series([1.0, 2.0, 3.0, 4.0], index=[10, 11, 12, 13])
     y = 2 * x
-    adj, theta = A.cuped(y, x)
+    adj, theta = S.cuped(y, x)
     assert theta == pytest.approx(2.0)
     np.testing.assert_allclose(adj.to_numpy(), [5.0, 5.0, 5.0, 5.0])
 
@@ -101,7 +104,7 @@ def test_cuped_keeps_users_without_covariate_and_reduces_variance():
     y = 3 + 2 * x + rng.normal(0, 0.5, n) + 0.1 * (treat == "T1")
     metrics = pd.DataFrame({"mean_time_per_session": y})
     cov = pd.DataFrame({"mean_time_per_session": x})
-    t = A.effects_table(metrics, treat, metrics=["mean_time_per_session"], covariates=cov)
+    t = T.effects_table(metrics, treat, metrics=["mean_time_per_session"], covariates=cov)
     row = t.iloc[0]
     assert row["variance_reduction"] == pytest.approx(0.941, abs=0.02)
     assert row["cuped_covered"] == 1.0
@@ -111,10 +114,10 @@ def test_cuped_keeps_users_without_covariate_and_reduces_variance():
     assert row["cuped_significant"] and not row["significant"]
     # half the users without history: they keep their raw value, reduction is smaller
     cov_half = cov.iloc[: n // 2]
-    adj, theta = A.cuped(metrics["mean_time_per_session"], cov_half["mean_time_per_session"])
+    adj, theta = S.cuped(metrics["mean_time_per_session"], cov_half["mean_time_per_session"])
     assert theta == pytest.approx(2.0, abs=0.05)
     pd.testing.assert_series_equal(adj.iloc[n // 2:], y.iloc[n // 2:].astype(float), check_names=False)
-    t2 = A.effects_table(metrics, treat, metrics=["mean_time_per_session"], covariates=cov_half)
+    t2 = T.effects_table(metrics, treat, metrics=["mean_time_per_session"], covariates=cov_half)
     assert 0.3 < t2.iloc[0]["variance_reduction"] < row["variance_reduction"]
     assert t2.iloc[0]["cuped_covered"] == pytest.approx(0.5)
 
@@ -130,7 +133,7 @@ def test_user_metrics_of_a_hand_written_log():
         # user 1, session 1: chosen 20, recommended 21 (0.8)
         ev(1, "next", 20, 1.0, 1005, 0.02), ev(1, "last", 21, 0.8, 1006, 0.04),
     ]
-    u = A.user_metrics(pd.DataFrame(rows))
+    u = U.user_metrics(pd.DataFrame(rows))
     one = u.loc[1]
     assert one["sessions"] == 2 and one["tracks"] == 5
     assert one["time"] == pytest.approx(3.6) and one["rec_time"] == pytest.approx(1.6)
@@ -143,20 +146,19 @@ def test_user_metrics_of_a_hand_written_log():
 
 
 def test_empty_log_is_a_clear_error():
-    with pytest.raises(A.AnalysisError, match="empty"):
-        A.user_metrics(pd.DataFrame(columns=["message", "timestamp", "user", "track", "time", "latency"]))
+    with pytest.raises(S.AnalysisError, match="empty"):
+        U.user_metrics(pd.DataFrame(columns=["message", "timestamp", "user", "track", "time", "latency"]))
 
 
 def test_assign_arms_reads_the_logged_map_and_rejects_a_user_in_two_arms():
     rows = [ev(1, "next", 1, 1.0, 1, exps={"AB": "C", "AA": "T1"}), ev(2, "next", 1, 1.0, 2, exps={"AB": "T1"})]
-    arms = A.assign_arms(pd.DataFrame(rows), "AB")
+    arms = U.assign_arms(pd.DataFrame(rows), "AB")
     assert arms.to_dict() == {1: "C", 2: "T1"}
-    assert A.experiments_in(pd.DataFrame(rows)) == ["AB", "AA"]
-    with pytest.raises(A.AnalysisError, match="no event carries"):
-        A.assign_arms(pd.DataFrame(rows), "NOPE")
+    with pytest.raises(S.AnalysisError, match="no event carries"):
+        U.assign_arms(pd.DataFrame(rows), "NOPE")
     rows.append(ev(1, "last", 1, 0.5, 3, exps={"AB": "T1"}))
-    with pytest.raises(A.AnalysisError, match="more than one arm"):
-        A.assign_arms(pd.DataFrame(rows), "AB")
+    with pytest.raises(S.AnalysisError, match="more than one arm"):
+        U.assign_arms(pd.DataFrame(rows), "AB")
 
 
 # ------------------------------------------------------------------------ the table
@@ -174,22 +176,22 @@ def _synthetic(n_per_arm: dict[str, int], means: dict[str, float], seed=0):
 
 def test_effects_table_structure_effect_in_percent_and_contrasts():
     users, arms = _synthetic({"C": 300, "T1": 300, "T2": 300}, {"C": 2.0, "T1": 3.0, "T2": 2.0})
-    t = A.effects_table(users, arms, experiment="AB", metrics=["time", "mean_time_per_session"],
+    t = T.effects_table(users, arms, experiment="AB", metrics=["time", "mean_time_per_session"],
                         labels={"C": "random", "T1": "sticky", "T2": "toppop"}, contrasts=[("T1", "T2")])
-    assert list(t.columns) == list(A.TABLE_COLUMNS)
+    assert list(t.columns) == list(T.TABLE_COLUMNS)
     assert list(zip(t["treatment"], t["control"])) == [("T1", "C")] * 2 + [("T2", "C")] * 2 + [("T1", "T2")] * 2
     r = t[(t.treatment == "T1") & (t.control == "C") & (t.metric == "mean_time_per_session")].iloc[0]
     yc = users.loc[arms == "C", "mean_time_per_session"]
     yt = users.loc[arms == "T1", "mean_time_per_session"]
     assert r["control_mean"] == pytest.approx(yc.mean()) and r["treatment_mean"] == pytest.approx(yt.mean())
     assert r["effect"] == pytest.approx(100 * (yt.mean() - yc.mean()) / yc.mean())
-    w = A.welch_samples(yt, yc)
+    w = S.welch_samples(yt, yc)
     assert r["lower"] == pytest.approx(100 * w.lower / yc.mean()) and r["upper"] == pytest.approx(100 * w.upper / yc.mean())
     assert r["significant"] and r["significant_holm"] and r["treatment_name"] == "sticky"
     t2 = t[(t.treatment == "T2") & (t.control == "C")]
     assert not t2["significant_holm"].any()
     # Holm over the whole table, never smaller than the raw p-value
-    np.testing.assert_allclose(t["p_holm"], A.holm(t["p_value"]))       # no twin metric here
+    np.testing.assert_allclose(t["p_holm"], S.holm(t["p_value"]))       # no twin metric here
     assert (t["p_holm"] >= t["p_value"]).all()
     assert t["valid"].all() and t["srm_ok"].all()
     assert t["cuped_effect"].isna().all()          # no covariates given
@@ -197,37 +199,38 @@ def test_effects_table_structure_effect_in_percent_and_contrasts():
 
 def test_srm_failure_marks_every_row_invalid():
     users, arms = _synthetic({"C": 500, "T1": 380}, {"C": 2.0, "T1": 2.5})
-    t = A.effects_table(users, arms, metrics=["mean_time_per_session"])
+    t = T.effects_table(users, arms, metrics=["mean_time_per_session"])
     assert t["srm_p_value"].iloc[0] < 0.001
     assert not t["valid"].any() and not t["srm_ok"].any()
     # an arm that lost every user is a mismatch too, not a silently missing row
     users, arms = _synthetic({"C": 200, "T1": 200}, {"C": 2.0, "T1": 2.0})
-    t = A.effects_table(users, arms, metrics=["time"], expected_arms=["C", "T1", "T2"])
+    t = T.effects_table(users, arms, metrics=["time"], expected_arms=["C", "T1", "T2"])
     assert not t["valid"].any()
 
 
 def test_missing_control_or_unknown_contrast_arm_is_an_error():
     users, arms = _synthetic({"T1": 50, "T2": 50}, {"T1": 1.0, "T2": 1.0})
-    with pytest.raises(A.AnalysisError, match="control arm 'C'"):
-        A.effects_table(users, arms, metrics=["time"])
+    with pytest.raises(S.AnalysisError, match="control arm 'C'"):
+        T.effects_table(users, arms, metrics=["time"])
     users, arms = _synthetic({"C": 50, "T1": 50}, {"C": 1.0, "T1": 1.0})
-    with pytest.raises(A.AnalysisError, match="'T7'"):
-        A.effects_table(users, arms, metrics=["time"], contrasts=[("T7", "C")])
+    with pytest.raises(S.AnalysisError, match="'T7'"):
+        T.effects_table(users, arms, metrics=["time"], contrasts=[("T7", "C")])
 
 
-def test_headroom():
-    h = A.headroom({"random": 2.0, "good": 5.0, "oracle": 8.0}, control=2.0, oracle=8.0)
-    assert h == {"random": 0.0, "good": 0.5, "oracle": 1.0}
+def test_headroom_share_of_numbers_and_columns():
+    assert [headroom_share(v, 2.0, 8.0) for v in (2.0, 5.0, 8.0)] == [0.0, 0.5, 1.0]
+    assert list(headroom_share(pd.Series([2.0, 5.0]), 2.0, 8.0)) == [0.0, 0.5]
+    assert math.isnan(headroom_share(3.0, 2.0, 2.0))          # no gap: no share
 
 
 def test_holm_counts_a_shifted_twin_metric_once():
     # mean_rec_time_per_session = mean_time_per_session - 1 per user: the same test, one family member
     users, arms = _synthetic({"C": 200, "T1": 200}, {"C": 2.0, "T1": 2.3})
     users["mean_rec_time_per_session"] = users["mean_time_per_session"] - 1
-    t = A.effects_table(users, arms, metrics=["time", "mean_time_per_session", "mean_rec_time_per_session"])
+    t = T.effects_table(users, arms, metrics=["time", "mean_time_per_session", "mean_rec_time_per_session"])
     by = t.set_index("metric")
     assert by.loc["mean_rec_time_per_session", "p_value"] == pytest.approx(by.loc["mean_time_per_session", "p_value"])
-    family = A.holm(by.loc[["time", "mean_time_per_session"], "p_value"])     # a family of two, not three
+    family = S.holm(by.loc[["time", "mean_time_per_session"], "p_value"])     # a family of two, not three
     assert by.loc["mean_time_per_session", "p_holm"] == pytest.approx(family[1])
     assert by.loc["mean_rec_time_per_session", "p_holm"] == pytest.approx(family[1])
 
@@ -235,7 +238,7 @@ def test_holm_counts_a_shifted_twin_metric_once():
 def test_latency_rows_are_their_own_holm_family():
     users, arms = _synthetic({"C": 200, "T1": 200}, {"C": 2.0, "T1": 2.3})
     users["mean_request_latency"] = np.random.default_rng(1).exponential(0.01, len(users))
-    t = A.effects_table(users, arms, metrics=["time", "mean_time_per_session", "mean_request_latency"]).set_index("metric")
-    outcome = A.holm(t.loc[["time", "mean_time_per_session"], "p_value"])
+    t = T.effects_table(users, arms, metrics=["time", "mean_time_per_session", "mean_request_latency"]).set_index("metric")
+    outcome = S.holm(t.loc[["time", "mean_time_per_session"], "p_value"])
     np.testing.assert_allclose(t.loc[["time", "mean_time_per_session"], "p_holm"], outcome)
     assert t.loc["mean_request_latency", "p_holm"] == pytest.approx(t.loc["mean_request_latency", "p_value"])

@@ -21,11 +21,13 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from training.ab import analysis as A
+from training.ab import tables as T
+from training.ab import users as U
 from training.jobs import experiment as E
 from training.ab import play
+from training.ab.day import DaySpec, Service, play_day
 from training.registry import promotion
-from training.jobs import settings
+from training.jobs import configs
 from training.registry import tracking
 from training.errors import JobError
 
@@ -73,7 +75,7 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path, experiment_conf
 
     # params: config, seeds, counts
     p = parent.data.params
-    assert p["quick_mode"] == "True" and p["transport"] == "http" and p["seed_day1"] == "424242"
+    assert p["quick_mode"] == "True" and p["transport"] == "http" and p["day1.simulator"] == "--seed 424242 --day 1"
     assert p["arm.T6"] == "session_aware" and p["arm.T5"] == "session_aware_control" and p["arm.C"] == "random"
 
     # artifacts
@@ -87,11 +89,11 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path, experiment_conf
 
     local = Path(mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="report", tracking_uri=uri))
     table = pd.read_csv(local / "effects.csv")
-    assert list(table.columns) == list(A.TABLE_COLUMNS)
+    assert list(table.columns) == list(T.TABLE_COLUMNS)
     arms = ["T1", "T2", "T3", "T4", "T5", "T6"]
     vs_c = table[table["control"] == "C"]
     assert sorted(vs_c["treatment"].unique()) == arms
-    assert len(vs_c) == len(arms) * len(A.METRICS) and set(vs_c["metric"]) == set(A.METRICS)
+    assert len(vs_c) == len(arms) * len(U.METRICS) and set(vs_c["metric"]) == set(U.METRICS)
     contrasts = table[table["control"] != "C"]
     assert set(zip(contrasts["treatment"], contrasts["control"])) == {("T6", "T3")}     # the seed's headline
     # SRM: one test per experiment, on every row; Holm: beside the raw p-value, never below it
@@ -104,7 +106,7 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path, experiment_conf
     assert ((table["lower_ratio"] <= table["effect"] + 1e-9) & (table["effect"] <= table["upper_ratio"] + 1e-9)).all()
     # the 2x2: model effect per policy, policy effect per list level, interaction, headline, per metric
     factorial = pd.read_csv(local / "factorial.csv")
-    assert list(factorial.columns) == list(A.FACTORIAL_COLUMNS)
+    assert list(factorial.columns) == list(T.FACTORIAL_COLUMNS)
     prim = factorial[factorial["metric"] == "mean_time_per_session"]
     assert list(zip(prim["family"], prim["given"].fillna(""))) == [
         ("model", "Contextual"), ("model", "SessionAware"), ("policy", "control"), ("policy", "treatment"),
@@ -142,17 +144,17 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path, experiment_conf
     assert m["reference.anchor_catalog.headroom"] < m["reference.anchor_ideal.headroom"] < 1.0
 
     # promotion: what the table implies, and nothing else
-    cfg = settings.load_settings(settings.DEFAULT_CONFIG, quick=True)
-    should, reason = promotion.decide(factorial, cfg["promotion"])
+    cfg = configs.load_experiment(quick=True)
+    should, reason = promotion.decide(factorial, cfg.promotion.rule())
     treatment_version = p["model.treatment.version"]
     assert parent.data.tags["promotion"] == ("promoted" if should else "not promoted")
-    small_model = settings.registered_name(cfg)
+    small_model = cfg.register
     assert small_model != tracking.MODEL_NAME and p["model.registered_name"] == small_model
     assert _champion(client, small_model) == (treatment_version if should else None)
     assert _champion(client) is None, "a quick run must never move the default world's champion"
     assert reason in parent.data.tags["promotion_reason"]
     assert "decided by the model effect (treatment vs control lists under SessionAware)" in reason
-    assert parent.data.tags["promotion_rule"] == promotion.rule(cfg["promotion"])
+    assert parent.data.tags["promotion_rule"] == promotion.rule(cfg.promotion.rule())
 
     # the same experiment in-process: the same table, up to the latency rows and columns
     proc = subprocess.run([sys.executable, "-m", "training.jobs.experiment", "--quick", "--in-process", "--arms", str(arms_yml)],
@@ -163,20 +165,20 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path, experiment_conf
     assert inproc.data.params["transport"] == "in-process"
     other = pd.read_csv(Path(mlflow.artifacts.download_artifacts(
         run_id=inproc.info.run_id, artifact_path="report/effects.csv", tracking_uri=uri)))
-    keep = ~table["metric"].isin(A.LATENCY_METRICS)
+    keep = ~table["metric"].isin(U.LATENCY_METRICS)
     pd.testing.assert_frame_equal(table[keep].reset_index(drop=True),
-                                  other[~other["metric"].isin(A.LATENCY_METRICS)].reset_index(drop=True))
+                                  other[~other["metric"].isin(U.LATENCY_METRICS)].reset_index(drop=True))
     other_f = pd.read_csv(Path(mlflow.artifacts.download_artifacts(
         run_id=inproc.info.run_id, artifact_path="report/factorial.csv", tracking_uri=uri)))
-    keep_f = ~factorial["metric"].isin(A.LATENCY_METRICS)
+    keep_f = ~factorial["metric"].isin(U.LATENCY_METRICS)
     pd.testing.assert_frame_equal(factorial[keep_f].reset_index(drop=True),
-                                  other_f[~other_f["metric"].isin(A.LATENCY_METRICS)].reset_index(drop=True))
+                                  other_f[~other_f["metric"].isin(U.LATENCY_METRICS)].reset_index(drop=True))
 
 
 def test_missing_model_alias_fails_clearly_and_promotes_nothing(small_world, repo, tmp_path, experiment_config):
     env, uri = _env(tmp_path)
     _experiment(uri, tmp_path, E.EXPERIMENT)
-    models = yaml.safe_load((repo / settings.DEFAULT_CONFIG).read_text())["models"]
+    models = yaml.safe_load((repo / configs.EXPERIMENT_CONFIG).read_text())["models"]
     bad = experiment_config(models={**models, "control": {"ref": "no-such-alias"}})
     proc = subprocess.run([sys.executable, "-m", "training.jobs.experiment", "--arms", str(bad), "--quick",
                            "--in-process"], cwd=repo, env=env, capture_output=True, text=True)
@@ -187,20 +189,19 @@ def test_missing_model_alias_fails_clearly_and_promotes_nothing(small_world, rep
               if "mlflow.parentRunId" not in r.data.tags]
     assert run.info.status == "FAILED" and run.data.tags["promotion"] == "not promoted"
     assert "no-such-alias" in run.data.tags["promotion_reason"]
-    assert _champion(client) is None and _champion(client, settings.registered_name(settings.load_settings(bad, quick=True))) is None
+    assert _champion(client) is None and _champion(client, configs.load_experiment(bad, quick=True).register) is None
 
 
 def test_port_taken_is_a_clear_error_and_leaves_no_service(small_world, repo, tmp_path):
-    cfg = play.write_service_config(tmp_path / "service.yml", catalog=small_world / "public" / "tracks.json",
-                                 log_dir=tmp_path / "logs", seed=1, recommenders={"random": {"kind": "random"}},
-                                 experiments=[{"name": "X", "arms": {"C": "random"}}])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        with pytest.raises(JobError, match=f"port {port} is already in use"):
-            play.play_day(cfg, repo / "sim" / "config" / "small.yml", 5, 1, tmp_path / "day", in_process=False,
-                       port=port)
+        spec = DaySpec("day 2", tmp_path / "day", "sim/config/small.yml", 1, 1, 5,
+                       Service({"random": {"kind": "random"}}, [{"name": "X", "arms": {"C": "random"}}], 1), port=port)
+        with pytest.raises(JobError, match=f"day 2 failed: .*port {port} is already in use"):
+            play_day(spec)
+    cfg = tmp_path / "day" / "service.yml"
     # nothing was started: no process carries this service config
     mine = []
     for env_file in Path("/proc").glob("[0-9]*/environ"):

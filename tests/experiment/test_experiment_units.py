@@ -5,24 +5,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.ab import analysis as A
+from training.ab import stats as S
+from training.ab import tables as T
+from training.ab import users as U
 from training.ab import play
 from training.registry import promotion
-from training.jobs import settings
+from training.jobs import configs
 from training.errors import JobError
 
 
 def test_settings_quick_and_overrides():
-    cfg = settings.load_settings(settings.DEFAULT_CONFIG)
-    assert cfg["ab"]["arms"]["C"] == "random" and not cfg["quick"]
-    quick = settings.load_settings(settings.DEFAULT_CONFIG, quick=True, episodes=123, seed=5)
-    assert quick["quick"] and quick["world"] == "sim/config/small.yml"
-    assert quick["days"]["collect"]["episodes"] == quick["days"]["ab"]["episodes"] == 123
-    assert quick["seed"] == 5
+    cfg = configs.load_experiment()
+    assert cfg.arms["C"] == "random" and not cfg.quick
+    quick = configs.load_experiment(quick=True, episodes=123, seed=5)
+    assert quick.quick and quick.world == "sim/config/small.yml"
+    assert quick.collect_episodes == quick.ab_episodes == 123
+    assert quick.seed == 5
     # quick keeps what it does not override, and never deploys small-world lists
-    assert quick["models"]["control"]["config"] == cfg["models"]["control"]["config"]
-    assert cfg["promotion"]["deploy"]["treatment"] == "botify-i2i-treatment"
-    assert quick["promotion"]["deploy"] is None and quick["promotion"]["metric"] == cfg["promotion"]["metric"]
+    assert quick.models["control"].config == cfg.models["control"].config
+    assert cfg.promotion.deploy["treatment"] == "botify-i2i-treatment"
+    assert quick.promotion.deploy is None and quick.promotion.metric == cfg.promotion.metric
+    # priority: a -P value over the quick overlay over the YAML
+    assert configs.load_experiment(quick=True).ab_episodes == 900
+    assert configs.load_experiment(world="sim/config/env.yml", quick=True).world == "sim/config/env.yml"
 
 
 def test_deploy_names_bentoml_models_and_refuses_an_unknown_role_before_exporting(tmp_path, monkeypatch):
@@ -36,37 +41,44 @@ def test_deploy_names_bentoml_models_and_refuses_an_unknown_role_before_exportin
 
 def _bad(tmp_path, edit) -> dict:
     import yaml
-    cfg = yaml.safe_load(open(settings.REPO / settings.DEFAULT_CONFIG))
+    cfg = yaml.safe_load(open(configs.repo_path(configs.EXPERIMENT_CONFIG)))
     edit(cfg)
     p = tmp_path / "bad.yml"
     p.write_text(yaml.safe_dump(cfg))
     return p
 
 
-def test_settings_reject_bad_arms(tmp_path):
+def test_settings_reject_bad_arms_naming_the_file_and_the_key(tmp_path):
     cases = [
-        (lambda c: c["promotion"].update(policy="Greedy"), "promotion.policy 'Greedy' is not a policy"),
-        (lambda c: c["promotion"].update(effect="headline"), "promotion.effect must be 'model'"),
-        (lambda c: c["ab"]["factorial"]["SessionAware"].update(treatment="T9"), "SessionAware.treatment = T9"),
+        (lambda c: c["promotion"].update(policy="Greedy"), "promotion.policy must be one of ['Contextual', "
+                                                           "'SessionAware'], got 'Greedy'"),
+        (lambda c: c["promotion"].update(effect="headline"), "promotion.effect must be one of ['model']"),
+        (lambda c: c["promotion"].update(correction="bonferroni"), "promotion.correction must be one of"),
+        (lambda c: c["ab"]["factorial"]["SessionAware"].update(treatment="T9"), "ab.factorial.SessionAware.treatment"),
         (lambda c: c["ab"]["factorial"].pop("Contextual"), "exactly two policies"),
         (lambda c: c["ab"]["factorial"]["Contextual"].update(treatment="T6"), "four different arms"),
         (lambda c: c["ab"].update(factorial={"A": {"old": "T3", "new": "T4"}, "B": {"old": "T5", "new": "T6"}}),
-         r"\[control, treatment\]"),
+         "[control, treatment]"),
         (lambda c: c["ab"].pop("factorial"), "ab.factorial"),
-        (lambda c: c["ab"].update(headline=["T6", "T8"]), "contrast T6 vs T8"),
+        (lambda c: c["ab"].update(headline=["T6", "T8"]), "ab.headline/contrasts must be pairs of arms"),
+        (lambda c: c["ab"]["arms"].update(T7="nope"), "ab.arms.T7 must be a recommender of ab.recommenders"),
+        (lambda c: c["days"]["ab"].update(episodes=0), "days.ab.episodes must be an integer >= 10, got 0"),
+        (lambda c: c["models"].update(control={"config": "training/config/nope.yml"}), "nope.yml"),
+        (lambda c: c["analysis"].update(alpha=2), "analysis.alpha must be a number in"),
     ]
     for edit, message in cases:
-        with pytest.raises(JobError, match=message):
-            settings.load_settings(_bad(tmp_path, edit))
+        with pytest.raises(JobError) as err:
+            configs.load_experiment(_bad(tmp_path, edit))
+        assert message in str(err.value)
+        assert str(err.value).startswith(f"experiment config {tmp_path / 'bad.yml'}: ")
     with pytest.raises(JobError, match="not found"):
-        settings.load_settings(tmp_path / "missing.yml")
+        configs.load_experiment(tmp_path / "missing.yml")
 
 
 def test_default_settings_are_the_2x2_beside_the_references():
-    cfg = settings.load_settings(settings.DEFAULT_CONFIG)
-    ab = cfg["ab"]
-    rec = {a: ab["recommenders"][r] for a, r in ab["arms"].items()}
-    design = ab["factorial"]
+    cfg = configs.load_experiment()
+    rec = {a: cfg.recommenders[r] for a, r in cfg.arms.items()}
+    design = cfg.design.factorial
     # the four cells: each policy over each model's lists, nothing else different
     for policy, kind in (("Contextual", "contextual"), ("SessionAware", "session_aware")):
         for lists in ("control", "treatment"):
@@ -76,8 +88,8 @@ def test_default_settings_are_the_2x2_beside_the_references():
         a.pop("i2i"), b.pop("i2i")
         assert a == b
     assert {rec[a]["kind"] for a in ("C", "T1", "T2")} == {"random", "sticky_artist", "toppop"}
-    assert ab["headline"] == [design["SessionAware"]["treatment"], design["Contextual"]["control"]]
-    assert cfg["promotion"]["policy"] == "SessionAware" and cfg["promotion"]["effect"] == "model"
+    assert cfg.design.headline == (design["SessionAware"]["treatment"], design["Contextual"]["control"])
+    assert cfg.promotion.policy == "SessionAware"
 
 
 def _log(n_sessions: int, steps: int):
@@ -100,12 +112,6 @@ def test_check_log_catches_truncation(tmp_path):
         play.check_log(_log(2, 3), stats, tmp_path)                   # a whole session lost
 
 
-def test_user_level_means_average_users_not_episodes():
-    # user 0 has two episodes (time 2 and 4 -> mean 3), user 1 one (time 9): (3 + 9) / 2 = 6
-    stats = pd.DataFrame({"user": [0, 0, 1], "reward": [1.0, 3.0, 8.0], "time": [2.0, 4.0, 9.0]})
-    assert play.user_level_means(stats) == {"mean_time_per_session": 6.0, "mean_rec_time_per_session": 5.0}
-
-
 DESIGN = {"Contextual": {"control": "T3", "treatment": "T4"}, "SessionAware": {"control": "T5", "treatment": "T6"}}
 LABELS = {"T3": "Contextual-control", "T4": "Contextual-treatment", "T5": "SessionAware-control",
           "T6": "SessionAware-treatment"}
@@ -124,7 +130,7 @@ def _factorial(model_effect_sa: float, policy_effect: float = 3.0, n=400, srm_br
         y += list(rng.normal(m, 1.0, k))
     idx = pd.Index(range(len(y)), name="user")
     users = pd.DataFrame({"mean_time_per_session": y}, index=idx)
-    return A.factorial_table(users, pd.Series(arms, index=idx), DESIGN, metrics=["mean_time_per_session"],
+    return T.factorial_table(users, pd.Series(arms, index=idx), DESIGN, metrics=["mean_time_per_session"],
                              labels=LABELS, headline=("T6", "T3"))
 
 
@@ -159,7 +165,7 @@ def test_decide_uses_holm_across_the_model_effect_family():
     f = _factorial(0.0, seed=1)
     r = f[(f.family == "model") & (f.given == "SessionAware")].iloc[0].copy()
     fam = f[f.family == "model"]
-    assert r["p_holm"] == pytest.approx(max(A.holm(fam["p_value"].to_numpy())[fam["given"] == "SessionAware"]))
+    assert r["p_holm"] == pytest.approx(max(S.holm(fam["p_value"].to_numpy())[fam["given"] == "SessionAware"]))
     g = f.copy()
     sa = (g.family == "model") & (g.given == "SessionAware")
     g.loc[sa, ["p_value", "p_holm", "effect"]] = [0.03, 0.06, 10.0]
@@ -209,7 +215,7 @@ def test_decide_on_a_named_pair_of_arms():
     n = 400
     arms = pd.Series(np.repeat(["C", "T3", "T4"], n), index=pd.Index(range(3 * n), name="user"))
     y = np.concatenate([rng.normal(2, 1, n), rng.normal(2, 1, n), rng.normal(3, 1, n)])
-    table = A.effects_table(pd.DataFrame({"mean_time_per_session": y}, index=arms.index), arms,
+    table = T.effects_table(pd.DataFrame({"mean_time_per_session": y}, index=arms.index), arms,
                             metrics=["mean_time_per_session"], contrasts=[("T4", "T3")],
                             labels={"T3": "SA × champion", "T4": "SA × challenger"})
     pair = {"treatment": "T4", "baseline": "T3", "metric": "mean_time_per_session", "correction": "holm"}
@@ -224,17 +230,16 @@ def test_the_container_checks_table_is_the_experiments_table_without_latency():
     of a day served by a process and by a container: its table helper must keep calling
     the experiment's analysis as it is (it once unpacked a tuple the analysis no longer returns)."""
     from container.test import table
-    cfg = settings.load_settings(settings.DEFAULT_CONFIG)
-    ab = cfg["ab"]
+    design = configs.load_experiment().design
     rng = np.random.default_rng(0)
     rows, ts = [], 0
     for user in range(280):
-        arm = sorted(ab["arms"])[user % len(ab["arms"])]
+        arm = sorted(design.arms)[user % len(design.arms)]
         for i in range(3):
             ts += 1
             rows.append({"message": "next" if i < 2 else "last", "timestamp": ts, "user": user, "track": i,
                          "time": float(rng.random()), "latency": 0.001, "recommendation": i + 1 if i < 2 else None,
-                         "experiments": {ab["name"]: arm}})
-    t = table(pd.DataFrame(rows), cfg)
-    assert len(t) and not set(t["metric"]) & set(A.LATENCY_METRICS)
+                         "experiments": {design.experiment: arm}})
+    t = table(pd.DataFrame(rows), design)
+    assert len(t) and not set(t["metric"]) & set(U.LATENCY_METRICS)
     assert "mean_time_per_session" in set(t["metric"])

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from training.ab import analysis as A
+from training.ab import stats as S
+from training.ab import tables as T
 
 # ------------------------------------------------------------------ Fieller (by hand)
 
@@ -20,7 +21,7 @@ def test_fieller_hand_computed_and_wider_than_the_course_interval():
     # Fieller: (4 - 2r)^2 <= q^2 (1/3 + r^2/3)
     #   A = 4 - q^2/3 = 1.430450, half = sqrt(q^2 (a A + b 16)) = 6.692416
     #   r = (8 -+ 6.692416) / 1.430450 = 0.914106, 10.271...; effect r - 1
-    r = A.fieller_samples([3, 4, 5], [1, 2, 3])
+    r = S.fieller_samples([3, 4, 5], [1, 2, 3])
     q2 = stats.t.ppf(0.975, 4) ** 2
     qa = 4 - q2 / 3
     half = math.sqrt(q2 * (qa / 3 + 16 / 3))
@@ -31,7 +32,7 @@ def test_fieller_hand_computed_and_wider_than_the_course_interval():
     for bound in (r.lower + 1, r.upper + 1):
         assert (4 - 2 * bound) ** 2 == pytest.approx(q2 * (1 / 3 + bound ** 2 / 3))
     # the course's: (2 -+ q sqrt(2/3)) / 2 = [-13.3%, +213.3%]: narrower, and symmetric
-    w = A.welch_samples([3, 4, 5], [1, 2, 3])
+    w = S.welch_samples([3, 4, 5], [1, 2, 3])
     assert w.lower / 2 == pytest.approx((2 - math.sqrt(q2 * 2 / 3)) / 2)
     assert r.upper - r.lower > (w.upper - w.lower) / 2
     assert not r.significant and not w.significant
@@ -41,9 +42,9 @@ def test_fieller_verdict_is_welchs_and_unbounded_when_control_is_noise():
     rng = np.random.default_rng(5)
     for shift in (0.0, 0.05, 0.1, 0.2, 0.5):
         t, c = rng.gamma(2.0, 1.0 + shift, 300), rng.gamma(2.0, 1.0, 300)
-        assert A.fieller_samples(t, c).significant == A.welch_samples(t, c).significant
+        assert S.fieller_samples(t, c).significant == S.welch_samples(t, c).significant
     # control mean 0.1 with sd 1 over 10 users: not distinguishable from 0 -> no finite interval
-    r = A.fieller_samples([1.0, 2.0, 3.0], [0.1 + d for d in np.linspace(-1.5, 1.5, 10)])
+    r = S.fieller_samples([1.0, 2.0, 3.0], [0.1 + d for d in np.linspace(-1.5, 1.5, 10)])
     assert r.lower == -math.inf and r.upper == math.inf and not r.significant
 
 
@@ -52,8 +53,8 @@ def _coverage(n_draws: int, seed: int, gen_t, gen_c, true: float) -> tuple[float
     hit_fieller = hit_course = 0
     for _ in range(n_draws):
         t, c = gen_t(rng), gen_c(rng)
-        r = A.fieller_samples(t, c)
-        w = A.welch_samples(t, c)
+        r = S.fieller_samples(t, c)
+        w = S.welch_samples(t, c)
         hit_fieller += r.lower <= true <= r.upper
         hit_course += w.lower / c.mean() <= true <= w.upper / c.mean()
     return hit_fieller / n_draws, hit_course / n_draws
@@ -96,8 +97,8 @@ def _cells():
 
 def test_factorial_table_hand_computed():
     users, arms = _cells()
-    t = A.factorial_table(users, arms, DESIGN, metrics=["mean_time_per_session"], labels=LABELS, headline=("T6", "T3"))
-    assert list(t.columns) == list(A.FACTORIAL_COLUMNS)
+    t = T.factorial_table(users, arms, DESIGN, metrics=["mean_time_per_session"], labels=LABELS, headline=("T6", "T3"))
+    assert list(t.columns) == list(T.FACTORIAL_COLUMNS)
     by = {(r.family, r.given): r for r in t.itertuples()}
     assert list(zip(t["family"], t["given"])) == [("model", "Contextual"), ("model", "SessionAware"),
                                                   ("policy", "control"), ("policy", "treatment"),
@@ -111,7 +112,7 @@ def test_factorial_table_hand_computed():
     assert by["policy", "treatment"].effect == pytest.approx(200.0)
     assert by["headline", ""].effect == pytest.approx(500.0)          # 12/2 - 1
     # the model effect under Contextual: the hand-computed Fieller interval above
-    assert by["model", "Contextual"].lower_ratio == pytest.approx(100 * A.fieller_samples([3, 4, 5], [1, 2, 3]).lower)
+    assert by["model", "Contextual"].lower_ratio == pytest.approx(100 * S.fieller_samples([3, 4, 5], [1, 2, 3]).lower)
     # SessionAware: Welch on [8,12,16] vs [2,4,6]: diff 8, se sqrt(16/3 + 4/3) = sqrt(20/3)
     w = stats.ttest_ind([8, 12, 16], [2, 4, 6], equal_var=False)
     assert by["model", "SessionAware"].p_value == pytest.approx(w.pvalue)
@@ -148,7 +149,7 @@ def test_interaction_is_zero_when_the_effects_multiply():
     arms = pd.Series(np.repeat(list(means), n), index=pd.Index(range(n * len(means)), name="user"))
     y = np.concatenate([rng.gamma(2.0, m / 2.0, n) for m in means.values()])
     users = pd.DataFrame({"mean_time_per_session": y}, index=arms.index)
-    t = A.factorial_table(users, arms, DESIGN, metrics=["mean_time_per_session"]).set_index("family")
+    t = T.factorial_table(users, arms, DESIGN, metrics=["mean_time_per_session"]).set_index("family")
     assert abs(t.loc["interaction", "effect"]) < 20 and not t.loc["interaction", "significant_ratio"]
     assert t.loc["interaction", "lower_ratio"] < 0 < t.loc["interaction", "upper_ratio"]
     assert (t.loc["model", "significant_holm"]).all()
@@ -160,23 +161,23 @@ def test_interaction_interval_covers_95_percent():
     true, hits, draws = 0.5, 0, 600
     for _ in range(draws):
         cells = [rng.gamma(1.5, m / 1.5, n) for m, n in ((9.0, 300), (3.0, 300), (4.0, 250), (2.0, 350))]
-        i = A.ratio_interaction(*[(c.mean(), c.var(ddof=1), len(c)) for c in cells])
+        i = S.ratio_interaction(*[(c.mean(), c.var(ddof=1), len(c)) for c in cells])
         hits += i.lower <= true <= i.upper
     assert 0.93 <= hits / draws <= 0.97, hits / draws
 
 
 def test_design_that_is_not_a_2x2_is_a_clear_error():
     users, arms = _cells()
-    with pytest.raises(A.AnalysisError, match="two policies"):
-        A.factorial_table(users, arms, {"Contextual": DESIGN["Contextual"]}, metrics=["mean_time_per_session"])
-    with pytest.raises(A.AnalysisError, match="same two list levels"):
-        A.factorial_table(users, arms, {**DESIGN, "SessionAware": {"control": "T5", "new": "T6"}},
+    with pytest.raises(S.AnalysisError, match="two policies"):
+        T.factorial_table(users, arms, {"Contextual": DESIGN["Contextual"]}, metrics=["mean_time_per_session"])
+    with pytest.raises(S.AnalysisError, match="same two list levels"):
+        T.factorial_table(users, arms, {**DESIGN, "SessionAware": {"control": "T5", "new": "T6"}},
                           metrics=["mean_time_per_session"])
-    with pytest.raises(A.AnalysisError, match="four different arms"):
-        A.factorial_table(users, arms, {**DESIGN, "SessionAware": {"control": "T3", "treatment": "T6"}},
+    with pytest.raises(S.AnalysisError, match="four different arms"):
+        T.factorial_table(users, arms, {**DESIGN, "SessionAware": {"control": "T3", "treatment": "T6"}},
                           metrics=["mean_time_per_session"])
-    with pytest.raises(A.AnalysisError, match="T9"):
-        A.factorial_table(users, arms, {**DESIGN, "SessionAware": {"control": "T5", "treatment": "T9"}},
+    with pytest.raises(S.AnalysisError, match="T9"):
+        T.factorial_table(users, arms, {**DESIGN, "SessionAware": {"control": "T5", "treatment": "T9"}},
                           metrics=["mean_time_per_session"])
 
 
@@ -185,10 +186,10 @@ def test_factorial_srm_failure_marks_rows_invalid():
     # 3 users in each of C, T3..T6 and none in the configured T7: 15 users, 2.5 expected per arm,
     # chi2 = 5 (0.5^2 / 2.5) + 2.5 = 3.0 with 5 dof, p = 0.70; a mismatch at srm_alpha 0.8, not at 0.001
     kw = dict(metrics=["mean_time_per_session"], expected_arms=["C", "T3", "T4", "T5", "T6", "T7"])
-    t = A.factorial_table(users, arms, DESIGN, srm_alpha=0.8, **kw)
+    t = T.factorial_table(users, arms, DESIGN, srm_alpha=0.8, **kw)
     assert t["srm_p_value"].iloc[0] == pytest.approx(stats.chi2.sf(3.0, 5))
     assert not t["valid"].any() and not t["srm_ok"].any()
-    assert A.factorial_table(users, arms, DESIGN, **kw)["valid"].all()
+    assert T.factorial_table(users, arms, DESIGN, **kw)["valid"].all()
 
 
 def test_effects_table_carries_the_ratio_interval():
@@ -196,8 +197,8 @@ def test_effects_table_carries_the_ratio_interval():
     arms = pd.Series(np.repeat(["C", "T1"], 300), index=pd.Index(range(600), name="user"))
     y = np.concatenate([rng.gamma(1.0, 2.0, 300), rng.gamma(1.0, 16.0, 300)])
     users = pd.DataFrame({"mean_time_per_session": y}, index=arms.index)
-    row = A.effects_table(users, arms, metrics=["mean_time_per_session"]).iloc[0]
-    r = A.fieller_samples(y[300:], y[:300])
+    row = T.effects_table(users, arms, metrics=["mean_time_per_session"]).iloc[0]
+    r = S.fieller_samples(y[300:], y[:300])
     assert row["lower_ratio"] == pytest.approx(100 * r.lower) and row["upper_ratio"] == pytest.approx(100 * r.upper)
     assert row["significant_ratio"] == row["significant"]
     # wider than the course's, and shifted up: the effect is far from 0
@@ -211,11 +212,11 @@ def test_capped_shares_join_episodes_to_arms_by_user():
     # user 1 (C) plays 3 episodes, 1 capped; user 2 (T1) 2 episodes, both capped; user 3 (C) 1, capped
     stats_ = pd.DataFrame({"user": [1, 2, 1, 3, 2, 1], "truncated": [0, 1, 1, 1, 1, 0]})
     arms = pd.Series({1: "C", 2: "T1", 3: "C", 4: "T2"})
-    out = A.capped_shares(stats_, arms, {"C": "Random", "T1": "Sticky"})
+    out = T.capped_shares(stats_, arms, {"C": "Random", "T1": "Sticky"})
     assert list(out.index) == ["C", "T1"] and list(out["name"]) == ["Random", "Sticky"]
     assert out.loc["C", "episodes"] == 4 and out.loc["C", "capped"] == 2 and out.loc["C", "capped_share"] == 0.5
     assert out.loc["T1", "capped_share"] == 1.0
-    with pytest.raises(A.AnalysisError, match="no arm"):
-        A.capped_shares(pd.DataFrame({"user": [9], "truncated": [0]}), arms)
-    with pytest.raises(A.AnalysisError, match="truncated"):
-        A.capped_shares(pd.DataFrame({"user": [1]}), arms)
+    with pytest.raises(S.AnalysisError, match="no arm"):
+        T.capped_shares(pd.DataFrame({"user": [9], "truncated": [0]}), arms)
+    with pytest.raises(S.AnalysisError, match="truncated"):
+        T.capped_shares(pd.DataFrame({"user": [1]}), arms)

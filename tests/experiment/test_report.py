@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training.ab import analysis as A
+from training.ab import tables as T
 from training.reports import report as R
 
 
@@ -15,7 +15,7 @@ def _table():
     shift = arms.map({"C": 0.0, "T1": 1.0, "T2": 0.05})
     y = pd.Series(rng.normal(2, 1, 3 * n), index=arms.index) + shift
     users = pd.DataFrame({"mean_time_per_session": y, "time": 2 * y})
-    return A.effects_table(users, arms, metrics=["mean_time_per_session", "time"],
+    return T.effects_table(users, arms, metrics=["mean_time_per_session", "time"],
                            labels={"C": "Random", "T1": "SessionAware", "T2": "Contextual"},
                            contrasts=[("T1", "T2")])
 
@@ -63,7 +63,7 @@ def _factorial():
               "T5": "SessionAware-control", "T6": "SessionAware-treatment"}
     design = {"Contextual": {"control": "T3", "treatment": "T4"},
               "SessionAware": {"control": "T5", "treatment": "T6"}}
-    return A.factorial_table(users, arms, design, metrics=["mean_time_per_session", "time"], labels=labels,
+    return T.factorial_table(users, arms, design, metrics=["mean_time_per_session", "time"], labels=labels,
                              headline=("T6", "T3"))
 
 
@@ -71,7 +71,7 @@ def test_factorial_files_grid_and_plot(tmp_path):
     f = _factorial()
     csv, md = R.write_factorial(f, tmp_path)
     back = pd.read_csv(csv)
-    assert list(back.columns) == list(A.FACTORIAL_COLUMNS) and len(back) == len(f) == 12
+    assert list(back.columns) == list(T.FACTORIAL_COLUMNS) and len(back) == len(f) == 12
     assert "interaction: model effect under SessionAware vs under Contextual" in md.read_text()
     grid = R.factorial_grid(f, "mean_time_per_session").splitlines()
     assert grid[0].startswith("| policy / lists | control model's lists | treatment model's lists | model effect")

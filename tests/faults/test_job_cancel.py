@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from service import procs
 from service.launch import port_in_use
-from training.jobs import settings
+from training.jobs import configs
 from training.registry import tracking
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not procs.PROC.is_dir(), reason="needs Linux /proc")]
@@ -39,7 +39,7 @@ class Job:
         self.work = tmp_path / "experiments"
         client = MlflowClient(self.uri, self.uri)
         client.create_experiment("botify-experiment", artifact_location=(tmp_path / "artifacts").as_uri())
-        self.model = settings.registered_name(settings.load_settings(arms, quick=True))
+        self.model = configs.load_experiment(arms, quick=True).register
         client.create_registered_model(self.model)      # the champion a finished run would replace
         client.create_model_version(self.model, source=str(tmp_path / "v1"))
         client.set_registered_model_alias(self.model, tracking.CHAMPION, "1")
@@ -61,7 +61,7 @@ class Job:
 
     def wait_for_serving(self, day: int, timeout: float = 240.0) -> int:
         """Block until day `day`'s service is up and has logged requests; returns its port."""
-        pattern = {1: "*/day1/*/events/events-*.jsonl", 2: "*/day2/logs/events-*.jsonl"}[day]
+        pattern = {1: "*/day1/*/logs/events-*.jsonl", 2: "*/day2/logs/events-*.jsonl"}[day]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"the job ended early ({self.proc.returncode}):\n{self.output()[-3000:]}"

@@ -25,7 +25,8 @@ from mlflow.exceptions import MlflowException
 
 from training.jobs import loop as L
 from training.registry import tracking
-from training.jobs.loop_config import DEFAULT_CONFIG, load_loop_config
+from training.jobs.configs import LOOP_CONFIG as DEFAULT_CONFIG
+from training.jobs.configs import load_loop as load_loop_config
 
 pytestmark = pytest.mark.slow
 
@@ -265,6 +266,6 @@ def test_a_failed_day_never_moves_the_champion(first_loop, store, repo):
 def test_the_quick_config_is_the_loop_the_tests_ran():
     """The quick settings are what the test above relies on (a change there must show here)."""
     cfg = load_loop_config(quick=True, days=2)
-    assert cfg.register == MODEL and cfg.deploy is None and cfg.world.endswith("small.yml")
+    assert cfg.register == MODEL and cfg.promotion.deploy is None and cfg.world.endswith("small.yml")
     assert [s.name for s in cfg.challengers] == ["seed", "contrast"] and cfg.bootstrap.name == "course"
-    assert cfg.policy_names == ["Contextual", "SessionAware"] and cfg.promotion_policy == "SessionAware"
+    assert cfg.policy_names == ["Contextual", "SessionAware"] and cfg.promotion.policy == "SessionAware"

@@ -11,11 +11,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from training.jobs import loop as L
-from training.reports import trend as TR
+from training.ab.analysis import analyse_log
+from training.ab.references import Reference, ReferencesError, load_references
 from training.errors import JobError
-from training.jobs.loop_config import DEFAULT_CONFIG, load_loop_config
-from training.ab.references import ReferencesError, load_references
+from training.jobs import challengers as C
+from training.jobs import loop_steps as L
+from training.jobs.configs import LOOP_CONFIG as DEFAULT_CONFIG
+from training.jobs.configs import load_loop as load_loop_config
+from training.registry.promotion import decide
+from training.reports import trend as TR
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,40 +40,44 @@ def _config(tmp_path: Path, **changes) -> Path:
 def test_default_and_quick_configs_load():
     cfg = load_loop_config()
     assert cfg.days == 7 and cfg.window == 3 and cfg.register == "botify-embeddings"
-    assert cfg.deploy == {"champion": "botify-i2i-treatment"}
+    assert cfg.promotion.deploy == {"champion": "botify-i2i-treatment"}
     quick = load_loop_config(quick=True, days=2, window=1, episodes=100, seed=7)
     assert (quick.days, quick.window, quick.episodes, quick.cold_start_episodes, quick.seed) == (2, 1, 100, 100, 7)
-    assert quick.register == "botify-embeddings-small" and quick.deploy is None
+    assert quick.register == "botify-embeddings-small" and quick.promotion.deploy is None
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"days": 0}, "days must be an integer >= 1"),
+    ({"days": 0}, "days must be an integer >= 1, got 0"),
     ({"challengers": []}, "challengers must be a non-empty list"),
     ({"challengers": [{"name": "x", "config": "training/config/nope.yml"}]}, "nope.yml not found"),
     ({"challengers": [{"name": "x", "config": "training/config/seed.yml", "overrides": {"embedding_dims": 3}}]},
      "embedding_dims"),
-    ({"challengers": [{"name": "x", "config": "training/config/seed.yml"}] * 2}, "names must be unique"),
-    ({"service.policies": {"SessionAware": {"kind": "session_aware"}}}, "exactly two policies"),
-    ({"service.policies.Contextual": {"kind": "random"}}, "kind must be one of"),
-    ({"service.policies.Contextual": {"kind": "contextual", "i2i": "x.jsonl"}}, "leave out `i2i`"),
-    ({"promotion.policy": "Nope"}, "promotion.policy must be one of"),
-    ({"promotion.correction": "bonferroni"}, "holm or none"),
+    ({"challengers": [{"name": "x", "config": "training/config/seed.yml"}] * 2}, "unique names"),
+    ({"service.policies": {"SessionAware": {"kind": "session_aware"}}}, "service.policies must be two policies"),
+    ({"service.policies.Contextual": {"kind": "random"}}, "service.policies.Contextual must be a recommender of kind"),
+    ({"service.policies.Contextual": {"kind": "contextual", "i2i": "x.jsonl"}}, "without `i2i`"),
+    ({"promotion.policy": "Nope"}, "promotion.policy must be one of ['Contextual', 'SessionAware'], got 'Nope'"),
+    ({"promotion.correction": "bonferroni"}, "promotion.correction must be one of ['holm', 'none']"),
     ({"promotion.test": "bayes"}, "promotion.test must be one of"),
     ({"promotion.margin": 0}, "promotion.margin must be a percentage"),
     ({"promotion.margin": "ten"}, "promotion.margin must be a percentage"),
-    ({"select.mode": "best"}, "select needs"),
-    ({"select.holdout": 1.5}, "select.holdout must be a share"),
+    ({"select.mode": "best"}, "select.mode must be one of ['max', 'min']"),
+    ({"select.holdout": 1.5}, "select.holdout must be a number in [0, 1)"),
     ({"promotion.deploy": {"champion": "data/i2i/treatment.jsonl", "control": "x"}}, "BENTOML_MODEL_NAME"),
-    ({"world": "sim/config/nope.yml"}, "world config sim/config/nope.yml not found"),
+    ({"world": "sim/config/nope.yml"}, "world must be an existing file (e.g. sim/config/env.yml), "
+                                       "got 'sim/config/nope.yml'"),
+    ({"references.episodes": 1}, "references.episodes must be an integer >= 2"),
 ])
-def test_bad_configs_fail_naming_the_key(tmp_path, changes, message):
-    with pytest.raises(JobError, match="loop config") as err:
-        load_loop_config(_config(tmp_path, **changes))
-    assert message in str(err.value)
+def test_bad_configs_fail_naming_the_file_and_the_key(tmp_path, changes, message):
+    path = _config(tmp_path, **changes)
+    with pytest.raises(JobError) as err:
+        load_loop_config(path)
+    assert message in str(err.value) and str(err.value).startswith(f"loop config {path}: ")
 
 
-def test_overrides_are_checked():
-    with pytest.raises(JobError, match="window must be at least 1"):
+def test_overrides_win_over_quick_over_the_yaml_and_are_checked():
+    assert load_loop_config(quick=True).days == 3 and load_loop_config(quick=True, days=5).days == 5
+    with pytest.raises(JobError, match="window must be an integer >= 1, got -2"):
         load_loop_config(window=-2)
     with pytest.raises(JobError, match="not found"):
         load_loop_config("training/config/missing.yml")
@@ -87,8 +95,8 @@ def test_the_day_is_a_2x2_of_policy_by_lists_plus_random():
         ("T3", "SessionAware × champion", "3"), ("T4", "SessionAware × challenger", "5")]
     assert recs["sessionaware_challenger"] == {**cfg.policies["SessionAware"], "i2i": "/lists/v5.jsonl"}
     assert recs["contextual_champion"]["i2i"] == "/lists/v3.jsonl"
-    assert L.design(arms, cfg) == {"Contextual": {"champion": "T1", "challenger": "T2"},
-                                   "SessionAware": {"champion": "T3", "challenger": "T4"}}
+    assert L.design(arms, cfg, "LOOP_DAY1").factorial == {"Contextual": {"champion": "T1", "challenger": "T2"},
+                                                          "SessionAware": {"champion": "T3", "challenger": "T4"}}
 
 
 def _day_log(arm_means: dict[str, float], experiment: str, users_per_arm: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -106,13 +114,24 @@ def _day_log(arm_means: dict[str, float], experiment: str, users_per_arm: int = 
     return pd.DataFrame(rows)
 
 
+class _Day:
+    """What the loop reads of a day's analysis: the 2x2's model effects, the decision, the arms."""
+
+    def __init__(self, events: pd.DataFrame, arms: list, cfg, experiment: str, oracle: float) -> None:
+        ref = Reference("oracle", oracle, 0.0, oracle, 1.0)
+        an = analyse_log(events, L.design(arms, cfg, experiment), references={"oracle": ref})
+        self.table, self.arms = an.factorial, an.per_arm
+        self.model_effects = {p: an.model_effect(p) for p in cfg.policy_names}
+        self.promote, self.reason = decide(an.factorial, cfg.promotion.rule())
+
+
 def test_analysis_promotes_by_the_model_effect_under_the_product_policy_only(tmp_path):
     cfg = load_loop_config(quick=True)
-    assert cfg.promotion == {"policy": "SessionAware", "metric": "mean_time_per_session", "correction": "holm",
+    assert cfg.promotion.rule() == {"policy": "SessionAware", "metric": "mean_time_per_session", "correction": "holm",
                              "test": "non_inferiority", "margin": 10.0}
     arms, _ = L.ab_layout(cfg, _served("3"), _served("5"))
     win = _day_log({"C": 2, "T1": 3, "T2": 3, "T3": 6, "T4": 12}, "LOOP_DAY1")
-    an = L.analyse_day(win, arms, cfg, "LOOP_DAY1", oracle=20.0)
+    an = _Day(win, arms, cfg, "LOOP_DAY1", oracle=20.0)
     assert an.promote and "SessionAware × challenger (T4) vs SessionAware × champion (T3)" in an.reason
     assert an.model_effects["SessionAware"]["lower"] > 0
     assert set(an.arms.index) == {"C", "T1", "T2", "T3", "T4"}
@@ -121,31 +140,32 @@ def test_analysis_promotes_by_the_model_effect_under_the_product_policy_only(tmp
         (an.arms.loc["T4", "mean"] - an.arms.loc["C", "mean"]) / (20.0 - an.arms.loc["C", "mean"]))
     # behind the champion: kept, whatever the rule
     behind = _day_log({"C": 2, "T1": 3, "T2": 3, "T3": 8, "T4": 6}, "LOOP_DAY1", seed=1)
-    an = L.analyse_day(behind, arms, cfg, "LOOP_DAY1", oracle=20.0)
+    an = _Day(behind, arms, cfg, "LOOP_DAY1", oracle=20.0)
     assert not an.promote and an.reason.startswith("not promoted") and "not ahead" in an.reason
     # a large Contextual model effect does not decide: under SessionAware the challenger is behind
     ctx = _day_log({"C": 2, "T1": 2, "T2": 9, "T3": 8, "T4": 7}, "LOOP_DAY1", seed=2)
-    an = L.analyse_day(ctx, arms, cfg, "LOOP_DAY1", oracle=20.0)
+    an = _Day(ctx, arms, cfg, "LOOP_DAY1", oracle=20.0)
     assert an.model_effects["Contextual"]["lower"] > 0 and not an.promote
     # ahead by a little on a noisy day: non-inferiority promotes it, superiority would not
     close = _day_log({"C": 2, "T1": 3, "T2": 3, "T3": 8, "T4": 8.3}, "LOOP_DAY1", users_per_arm=100, seed=4)
-    an = L.analyse_day(close, arms, cfg, "LOOP_DAY1", oracle=20.0)
+    an = _Day(close, arms, cfg, "LOOP_DAY1", oracle=20.0)
     e = an.model_effects["SessionAware"]
     assert e["effect"] > 0 and -10 < e["lower"] < 0 and an.promote and "non-inferiority" in an.reason
     strict = load_loop_config(_config(tmp_path, **{"promotion.test": "superiority"}), quick=True)
-    assert not L.analyse_day(close, arms, strict, "LOOP_DAY1", oracle=20.0).promote
+    assert not _Day(close, arms, strict, "LOOP_DAY1", oracle=20.0).promote
 
 
 def test_selection_uses_the_configured_figure():
     cfg = load_loop_config(quick=True)
-    assert cfg.select_holdout > 0 and L.select_key(cfg) == f"heldout.{cfg.select_metric}"
-    key = L.select_key(cfg)
-    a = L.Candidate("a", "1", "r1", {key: 0.2, "test_mse": 0.1}, (0,))
-    b = L.Candidate("b", "2", "r2", {key: 0.3, "test_mse": 0.2}, (0,))
-    nan = L.Candidate("n", "4", "r4", {key: float("nan")}, (0,))
-    assert L.select([a, b], cfg) is b and L.select([nan, a], cfg) is a
-    with pytest.raises(JobError, match=f"select.metric '{cfg.select_metric}' is not a figure of candidate `c`"):
-        L.select([L.Candidate("c", "3", "r3", {"test_mse": 0.1}, (0,))], cfg)
+    sel = cfg.select
+    assert sel.holdout > 0 and sel.key == f"heldout.{sel.metric}"
+    key = sel.key
+    a = C.Candidate("a", "1", "r1", {key: 0.2, "test_mse": 0.1}, (0,))
+    b = C.Candidate("b", "2", "r2", {key: 0.3, "test_mse": 0.2}, (0,))
+    nan = C.Candidate("n", "4", "r4", {key: float("nan")}, (0,))
+    assert C.select([a, b], sel, cfg.path) is b and C.select([nan, a], sel, cfg.path) is a
+    with pytest.raises(JobError, match=f"select.metric '{sel.metric}' is not a figure of candidate `c`"):
+        C.select([C.Candidate("c", "3", "r3", {"test_mse": 0.1}, (0,))], sel, cfg.path)
 
 
 def test_split_by_user_keeps_every_line_once(tmp_path):
@@ -155,7 +175,7 @@ def test_split_by_user_keeps_every_line_once(tmp_path):
                     for i in range(300)] for k, name in enumerate(["events-w1-1.jsonl", "events-w2-2.jsonl.1"])}
     for name, ls in lines.items():
         (src / name).write_text("\n".join(ls) + "\n")
-    train, held = L.split_by_user(src, tmp_path / "train", tmp_path / "held", 0.2, seed=5)
+    train, held = C.split_by_user(src, tmp_path / "train", tmp_path / "held", 0.2, seed=5)
     for name, ls in lines.items():
         t = (train / name).read_text().splitlines()
         h = (held / name).read_text().splitlines()
@@ -164,10 +184,10 @@ def test_split_by_user_keeps_every_line_once(tmp_path):
         assert not {json.loads(x)["user"] for x in t} & {json.loads(x)["user"] for x in h}
     held_users = {json.loads(x)["user"] for n in lines for x in (held / n).read_text().splitlines()}
     assert 3 <= len(held_users) <= 20                              # ~20% of 50 users
-    again, held2 = L.split_by_user(src, tmp_path / "t2", tmp_path / "h2", 0.2, seed=5)
+    again, held2 = C.split_by_user(src, tmp_path / "t2", tmp_path / "h2", 0.2, seed=5)
     assert all((held / n).read_text() == (held2 / n).read_text() for n in lines)   # seeded: the same split
     with pytest.raises(JobError, match="too small"):
-        L.split_by_user(src, tmp_path / "t3", tmp_path / "h3", 0.0001, seed=5)
+        C.split_by_user(src, tmp_path / "t3", tmp_path / "h3", 0.0001, seed=5)
 
 
 def test_offline_agreement_orders_figures_by_how_they_track_served_reward():
@@ -215,10 +235,14 @@ def test_trend_plot_table_and_goal(tmp_path):
         "oracle": {**fig, "time_per_session": 20.0, "headroom_share": 1.0},
         "anchor_catalog": {**fig, "time_per_session": 11.0, "headroom_share": 0.5},
         "anchor_ideal": {**fig, "time_per_session": 17.0, "headroom_share": 0.83}}}))
-    refs = load_references(path)
+    refs = {d: load_references(path) for d in (0, 1, 2)}
     g = TR.goal_check(trend, refs, "SessionAware × champion", 0.25)
-    assert g == {"label": "SessionAware × champion", "target": 0.75, "value": 0.8, "day": 2, "met": True}
+    assert g == {"label": "SessionAware × champion", "target": 0.75, "value": 0.8, "mean": pytest.approx(16.4),
+                 "day": 2, "met": True, "anchor_catalog": 0.5}
     assert not TR.goal_check(trend[trend["day"] < 2], refs, "SessionAware × champion", 0.25)["met"]
+    # each day is read against its own references: a higher anchor_catalog on day 2 raises its goal
+    higher = {**refs, 2: {**refs[2], "anchor_catalog": Reference("anchor_catalog", 1.0, 0.1, 16.0, 0.6)}}
+    assert TR.goal_check(trend, higher, "SessionAware × champion", 0.25)["target"] == pytest.approx(0.85)
     png = TR.plot_trend(trend, refs, tmp_path / "trend.png", goal=g["target"])
     assert png.stat().st_size > 10_000
     md = TR.trend_markdown(trend)
@@ -228,10 +252,10 @@ def test_trend_plot_table_and_goal(tmp_path):
 
 def test_one_play_a_day_path():
     """Only training/ab/play.py builds the simulator's command line (`python -m sim.*`): collect,
-    the experiment, the loop and the oracle all go through it."""
+    the experiment, the loop and the references all go through it."""
     offenders = []
-    for f in sorted((REPO / "training").glob("*.py")):
-        if f.name == "play.py":
+    for f in sorted((REPO / "training").rglob("*.py")):
+        if f == REPO / "training" / "ab" / "play.py":
             continue
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
@@ -245,10 +269,10 @@ def test_the_decision_family_is_the_model_effects():
     policy), not over every arm and metric of the table."""
     cfg = load_loop_config(quick=True)
     arms, _ = L.ab_layout(cfg, _served("3"), _served("5"))
-    an = L.analyse_day(_day_log({"C": 2, "T1": 3, "T2": 4, "T3": 6, "T4": 8}, "LOOP_DAY1", seed=3), arms, cfg,
+    an = _Day(_day_log({"C": 2, "T1": 3, "T2": 4, "T3": 6, "T4": 8}, "LOOP_DAY1", seed=3), arms, cfg,
                        "LOOP_DAY1", oracle=20.0)
     t = an.table
-    fam = t[t["treatment"].isin(["T2", "T4"]) & t["control"].isin(["T1", "T3"]) & (t["metric"] == cfg.primary_metric)]
+    fam = t[t["treatment"].isin(["T2", "T4"]) & t["control"].isin(["T1", "T3"]) & (t["metric"] == cfg.analysis.primary_metric)]
     assert len(fam) == 2
     p = np.sort(fam["p_value"].to_numpy())
     assert np.allclose(np.sort(fam["p_holm"].to_numpy()), [min(1, 2 * p[0]), min(1, max(2 * p[0], p[1]))])

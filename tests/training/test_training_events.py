@@ -98,8 +98,8 @@ def test_a_jobs_own_missing_log_names_the_jobs_command(tmp_path):
     """The experiment's day-2 log gone (deleted mid-run): the fix is running the experiment
     again, not `-e collect`, which the message used to suggest."""
     from training.jobs import experiment
-    from training.jobs import settings
-    cfg = settings.load_settings(settings.DEFAULT_CONFIG, quick=True)
+    from training.jobs.configs import load_experiment
+    cfg = load_experiment(quick=True)
     rerun = experiment.rerun_command(cfg, in_process=False)
     assert rerun == "`mlflow run . -e experiment --env-manager local -P quick=true`"
     remedy = f"day 2's service wrote it there; run the experiment again: {rerun}"

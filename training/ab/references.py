@@ -22,6 +22,15 @@ LEGACY_NAMES = {
 LINES = {"anchor_catalog": "anchor, catalog-only lists", "anchor_ideal": "anchor, ideal lists"}
 
 
+def headroom_share(value, floor, ceiling):
+    """The share of the floor -> ceiling gap a figure captures: (value - floor) / (ceiling - floor).
+
+    Floor and ceiling are Random's and the Oracle's on the same sessions, so the share says how
+    far from perfect an arm is, whatever the day's users; works on numbers and arrays alike."""
+    gap = ceiling - floor
+    return (value - floor) / gap if gap else value * float("nan")
+
+
 class ReferencesError(ValueError):
     """The calibration JSON lacks what the loop needs."""
 

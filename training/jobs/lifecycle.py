@@ -174,6 +174,20 @@ def stop_pending() -> bool:
     return _current is not None and _current.cancelled is not None
 
 
+def one_line_failure(what: str, work: Callable[[], object]) -> int:
+    """Run a job's work; a job failure (bad config, log, model reference, analysis) is one line
+    on stderr, `what: why`, and exit 2. Anything else is a bug and keeps its traceback."""
+    from training.errors import is_job_failure
+    try:
+        work()
+    except Exception as e:
+        if not is_job_failure(e):
+            raise
+        print(f"{what}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def run_entry_point(name: str, main: Callable[[], int]) -> int:
     """Run an entry point's `main` as a cancellable job: SIGTERM/SIGINT/SIGHUP (or its
     launcher's death) stop it with every process it started, its runs are marked KILLED,

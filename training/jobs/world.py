@@ -13,6 +13,7 @@ import time
 
 from service import procs
 from training.registry import tracking
+from training.runlog import log_params, mark_model_training
 from training.ab.simconfig import REPO, world_dir
 
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import mlflow
     tracking.setup("botify-world")
-    with mlflow.start_run(run_name="world"):
+    with mlflow.start_run(run_name="world") as run:
+        mark_model_training(run.info.experiment_id)
         try:
             info = ensure_world(args.config, args.force)
         except (RuntimeError, FileNotFoundError) as e:
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         seconds = info.pop("_seconds")
         mlflow.set_tag("botify.entry", "world")
-        tracking.log_params({"config": args.config, "world_dir": str(world_dir(args.config)),
+        log_params({"config": args.config, "world_dir": str(world_dir(args.config)),
                            **{k: info[k] for k in ("name", "seed", "tracks", "users") if k in info}})
         mlflow.log_metric("seconds", seconds)
         mlflow.log_dict(info, "world.json")

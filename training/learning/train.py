@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from training.registry import tracking
+from training.runlog import log_params
 from training.data.catalog import CatalogError, load_catalog
 from training.data.events import EventLogError, log_digest, read_events, sessionize
 from training.learning.fit import FitConfig, fit, set_threads
@@ -185,7 +186,7 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
 
     tracking.setup(EXPERIMENT)
     with tracking.step_run(run_name or "train", entry="train") as run:
-        tracking.log_params({**dataclasses.asdict(cfg), "logs": ",".join(logs),
+        log_params({**dataclasses.asdict(cfg), "logs": ",".join(logs),
                            "world": str(world), "catalog_tracks": catalog.size,
                            "register": register or ""})
         mlflow.set_tags({"dataset_digest": digest, "botify.entry": "train"})

@@ -16,6 +16,7 @@ from formats import lists as list_format
 from training.learning.fit import set_threads
 from training.learning.i2i import model_i2i
 from training.registry import tracking
+from training.runlog import log_params
 
 EXPERIMENT = "botify-training"
 
@@ -57,7 +58,7 @@ def export(ref: str, output: str | Path, k: int = 50, name: str = tracking.MODEL
     if log:
         with tracking.step_run(f"recommend {name}@{ref}", entry="recommend"):
             mlflow.set_tags({"botify.entry": "recommend", "source_run_id": mv.run_id})
-            tracking.log_params({"model_name": name, "model": ref, "version": mv.version, "k": k,
+            log_params({"model_name": name, "model": ref, "version": mv.version, "k": k,
                                "output": str(output), "max_per_artist": cap})
             mlflow.log_metrics({"i2i_tracks": len(lists), "i2i_coverage": coverage,
                                 "topk_seconds": compute, "export_seconds": seconds})

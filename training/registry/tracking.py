@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from training.paths import REPO
+from training.runlog import EXPERIMENT_KIND_TAG, MODEL_TRAINING
 
 MLRUNS = REPO / "mlruns"
 DEFAULT_TRACKING_URI = f"sqlite:///{MLRUNS / 'mlflow.db'}"
@@ -58,7 +59,8 @@ def setup(experiment: str | None = None) -> str:
             artifacts = None
             if uri.startswith("sqlite:///"):
                 artifacts = (db.resolve().parent / "artifacts").as_uri()
-            mlflow.create_experiment(experiment, artifact_location=artifacts)
+            mlflow.create_experiment(experiment, artifact_location=artifacts,
+                                     tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
         mlflow.set_experiment(experiment)
     return uri
 
@@ -140,26 +142,6 @@ def load_model(ref: str, name: str = MODEL_NAME):
     mv = resolve_version(ref, name)
     path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri(mv.version, name))
     return mv, load_dir(path)
-
-
-def log_params(params: dict) -> None:
-    """Log params on the active run, living with what `mlflow run` already logged.
-
-    `mlflow run` logs the entry point's -P values first (e.g. `embedding_dim=0`, "the
-    config's"); MLflow forbids changing a logged param, so a resolved value that differs
-    is logged beside it as `<key>_resolved`.
-    """
-    run = mlflow.active_run()
-    have = MlflowClient().get_run(run.info.run_id).data.params if run else {}
-    out = {}
-    for k, v in params.items():
-        v = str(v)
-        if k not in have:
-            out[k] = v
-        elif have[k] != v:
-            out[f"{k}_resolved"] = v
-    if out:
-        mlflow.log_params(out)
 
 
 def flag(value: str) -> bool:

@@ -16,6 +16,10 @@ matplotlib.use("Agg")  # files only; no display on a server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from training.ab.analysis import Analysis  # noqa: E402
+from training.ab.references import Reference, headroom_share  # noqa: E402
+from training.ab.users import METRICS  # noqa: E402
+
 #: The course's table, then the careful analyst's columns.
 MD_COLUMNS: tuple[str, ...] = (
     "treatment_name", "control_name", "metric", "effect", "lower", "upper", "control_mean",
@@ -45,6 +49,7 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 def _fmt(v: object) -> str:
+    v = v.item() if hasattr(v, "item") and not isinstance(v, str) else v   # numpy scalars as Python's
     if isinstance(v, bool):
         return "yes" if v else "no"
     if v is None:
@@ -62,8 +67,8 @@ def markdown_table(df: pd.DataFrame, columns: Sequence[str] | None = None) -> st
     """A GitHub-flavoured Markdown table (no `tabulate` dependency)."""
     cols = [c for c in (columns or df.columns) if c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, r in df[cols].iterrows():
-        lines.append("| " + " | ".join(_fmt(r[c]).replace("|", "\\|") for c in cols) + " |")
+    for r in df[cols].itertuples(index=False):   # (row by row keeps each column's type: an int stays one)
+        lines.append("| " + " | ".join(_fmt(v).replace("|", "\\|") for v in r) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -321,3 +326,42 @@ def write_report(path: str | Path, *, table: pd.DataFrame, plot: str | Path, arm
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+#: The simulator's reference recommenders the report sets beside the arms (sim.calibrate ids).
+REFERENCE_LABELS = {"anchor_catalog": "anchor_catalog (anchor policy, catalog-only lists)",
+                    "anchor_ideal": "anchor_ideal (anchor policy, hidden-truth lists)",
+                    "contextual_ideal": "contextual_ideal (previous track, hidden-truth lists)"}
+
+
+def reference_rows(an: Analysis, refs: Mapping[str, Reference]) -> dict[str, tuple[float, float, float]]:
+    """label -> (mean, headroom share, capped share) of each reference, its share read on the
+    day's own Random arm and Oracle, as the arms' are."""
+    floor = float(an.per_arm.loc[an.design.control, "mean"])
+    return {label: (r.time_per_session, float(headroom_share(r.time_per_session, floor, an.oracle)), r.capped)
+            for rid, label in REFERENCE_LABELS.items() if rid in refs for r in [refs[rid]]}
+
+
+def write_experiment(out: Path, an: Analysis, refs: Mapping[str, Reference], *, decision: str, details: Sequence[str],
+                     idea: str | None, promotion_rule: str, max_steps: int | None) -> list[Path]:
+    """Every file of the experiment's report: the tables (CSV, Markdown), their plots, the users
+    and capped sessions per arm, and `report.md` (the last of the list)."""
+    d, metric = an.design, an.design.metric
+    csv, md = write_table(an.table, out)
+    fcsv, fmd = write_factorial(an.factorial, out)
+    plot = plot_effects(an.table, out / "effects.png", metrics=list(METRICS),
+                        title=f"{d.experiment}: effects vs control and contrasts (95% CI)")
+    fplot = plot_factorial(an.factorial, out / "factorial.png", metric,
+                           title=f"{d.experiment}: the 2x2 (policy x lists) on {metric}")
+    an.users.assign(arm=an.arms.reindex(an.users.index)).to_csv(out / "users.csv")
+    an.capped.to_csv(out / "capped.csv")
+    t = an.table
+    rep = write_report(out / "report.md", table=t, plot=plot, arms=dict(d.arms), primary_metric=metric,
+                       headroom=an.headroom(), means=dict(zip(an.per_arm["label"], an.per_arm["mean"])),
+                       oracle_mean=an.oracle, decision=decision, details=details, srm=an.srm,
+                       headline=t[(t["control"] != d.control) & (t["metric"] == metric)], idea=idea,
+                       factorial=an.factorial, factorial_plot=fplot, promotion_rule=promotion_rule,
+                       capped=dict(zip(an.capped["name"], an.capped["capped_share"])),
+                       oracle_capped=refs["oracle"].capped if "oracle" in refs else None, max_steps=max_steps,
+                       references=reference_rows(an, refs))
+    return [csv, md, plot, fcsv, fmd, fplot, out / "users.csv", out / "capped.csv", rep]

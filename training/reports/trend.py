@@ -1,14 +1,13 @@
 """The loop's human-readable outputs: the trend table, the trend plot and the report.
 
 The trend is one row per (day, arm): what that arm served (mean time per session, user
-level, with its 95% CI) and the share of the Random -> Oracle headroom it captured, beside
-the simulator's references (`anchor_catalog`, `anchor_ideal`) drawn as lines, so a rise is
-read against what a metadata-only rule and the ideal lists reach on the same world.
+level, with its 95% CI) and the share of the day's Random -> Oracle headroom it captured,
+beside each day's references (`anchor_catalog`, `anchor_ideal`, on the day's own sessions),
+so a rise is read against what a metadata-only rule and the ideal lists reach that day.
 Knows nothing of MLflow: it writes files; the loop logs them.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -32,35 +31,14 @@ DAY_COLUMNS: tuple[str, ...] = ("day", "champion", "challenger", "candidate", "t
                                 "seconds")
 
 
-def arm_means(values: pd.Series, arms: pd.Series, alpha: float = 0.05) -> pd.DataFrame:
-    """Per arm: users, mean and its t interval (user-level values, as the A/B analysis)."""
-    rows = []
-    for arm, y in values.groupby(arms.reindex(values.index)):
-        y = y.astype(float)
-        n = len(y)
-        m = float(y.mean())
-        half = float(stats.t.ppf(1 - alpha / 2, n - 1) * y.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-        rows.append({"arm": arm, "users": n, "mean": m, "lower": m - half, "upper": m + half})
-    return pd.DataFrame(rows).set_index("arm")
-
-
-def with_headroom(rows: pd.DataFrame, floor: float, oracle: float) -> pd.DataFrame:
-    """Adds the share of the floor -> oracle gap captured by each mean and its CI bounds."""
-    gap = oracle - floor
-    out = rows.copy()
-    for col, src in (("headroom", "mean"), ("headroom_lower", "lower"), ("headroom_upper", "upper")):
-        out[col] = (out[src] - floor) / gap if gap else float("nan")
-    return out
-
-
 def _series(trend: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(trend.sort_values(["day", "arm"])["label"]))
 
 
-def plot_trend(trend: pd.DataFrame, refs: Mapping[str, Reference], path: str | Path, *,
+def plot_trend(trend: pd.DataFrame, refs: Mapping[int, Mapping[str, Reference]], path: str | Path, *,
                goal: float | None = None, title: str = "") -> Path:
     """Served reward (mean time per session, 95% CI) and headroom share by day, one line per
-    arm, with the references as horizontal lines (and the goal on the headroom panel)."""
+    arm, with each day's references as dashed lines (and the goal on the headroom panel)."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8.5), sharex=True)
     cmap = plt.get_cmap("tab10")
     labels = _series(trend)
@@ -72,17 +50,19 @@ def plot_trend(trend: pd.DataFrame, refs: Mapping[str, Reference], path: str | P
         top.errorbar(s["day"], s["mean"], yerr=[s["mean"] - s["lower"], s["upper"] - s["mean"]], label=label, **style)
         bottom.errorbar(s["day"], s["headroom"], yerr=[s["headroom"] - s["headroom_lower"],
                                                        s["headroom_upper"] - s["headroom"]], label=label, **style)
-    for rid, name in (("oracle", "Oracle"), *LINES.items(), ("random", "Random (calibration)")):
-        if rid not in refs:
+    days = sorted(refs)
+    for rid, name in (("oracle", "Oracle"), *LINES.items()):
+        have = [d for d in days if rid in refs[d]]
+        if not have:
             continue
-        ls = {"oracle": ":", "random": ":"}.get(rid, "--")
-        top.axhline(refs[rid].time_per_session, color="gray" if ls == ":" else "black", ls=ls, lw=0.9)
-        top.annotate(f"{name} {refs[rid].time_per_session:.2f}", (1.0, refs[rid].time_per_session),
-                     xycoords=("axes fraction", "data"), fontsize=7, ha="right", va="bottom")
+        style = dict(color="gray" if rid == "oracle" else "black", ls=":" if rid == "oracle" else "--", lw=0.9)
+        top.plot(have, [refs[d][rid].time_per_session for d in have], **style)
+        top.annotate(f"{name} {refs[have[-1]][rid].time_per_session:.2f}", (have[-1], refs[have[-1]][rid].time_per_session),
+                     fontsize=7, ha="right", va="bottom")
         if rid in LINES:
-            bottom.axhline(refs[rid].headroom_share, color="black", ls=ls, lw=0.9)
-            bottom.annotate(f"{name} {refs[rid].headroom_share:.2f}", (1.0, refs[rid].headroom_share),
-                            xycoords=("axes fraction", "data"), fontsize=7, ha="right", va="bottom")
+            bottom.plot(have, [refs[d][rid].headroom_share for d in have], **style)
+            bottom.annotate(f"{name} {refs[have[-1]][rid].headroom_share:.2f}",
+                            (have[-1], refs[have[-1]][rid].headroom_share), fontsize=7, ha="right", va="bottom")
     if goal is not None and np.isfinite(goal):
         bottom.axhline(goal, color="tab:green", ls="-.", lw=1.0)
         bottom.annotate(f"goal {goal:.2f}", (0.0, goal), xycoords=("axes fraction", "data"), fontsize=7,
@@ -116,14 +96,18 @@ def trend_markdown(trend: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def goal_check(trend: pd.DataFrame, refs: Mapping[str, Reference], label: str, over: float) -> dict:
-    """The issue's goal: on the last day, `label` captures >= anchor_catalog + `over` of the headroom."""
+def goal_check(trend: pd.DataFrame, refs: Mapping[int, Mapping[str, Reference]], label: str, over: float) -> dict:
+    """The goal: on the last day, `label` captures >= that day's anchor_catalog + `over` of the headroom."""
     last = trend[trend["label"] == label].sort_values("day")
-    target = refs["anchor_catalog"].headroom_share + over if "anchor_catalog" in refs else float("nan")
+    out = {"label": label, "target": float("nan"), "value": float("nan"), "mean": float("nan"), "met": False,
+           "day": None, "anchor_catalog": None}
     if last.empty:
-        return {"label": label, "target": target, "value": float("nan"), "met": False, "day": None}
+        return out
     r = last.iloc[-1]
-    return {"label": label, "target": target, "value": float(r["headroom"]), "day": int(r["day"]),
+    anchor = (refs.get(int(r["day"])) or {}).get("anchor_catalog")
+    target = anchor.headroom_share + over if anchor is not None else float("nan")
+    return {**out, "target": target, "value": float(r["headroom"]), "mean": float(r["mean"]), "day": int(r["day"]),
+            "anchor_catalog": anchor.headroom_share if anchor is not None else None,
             "met": bool(np.isfinite(target) and r["headroom"] >= target)}
 
 
@@ -157,11 +141,13 @@ def offline_agreement(served: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_loop_report(path: str | Path, *, headline: str, idea: str, details: Sequence[str],
-                      trend: pd.DataFrame, days: pd.DataFrame, refs: Mapping[str, Reference], plot: str | Path,
-                      goal: Mapping, offline: pd.DataFrame | None, selection: str, failure: str | None = None,
-                      agreement: pd.DataFrame | None = None) -> Path:
-    """The loop's one-page report: headline, idea, details, trend (plot + table), references,
-    the goal, every day's decision, the challengers' offline figures."""
+                      trend: pd.DataFrame, days: pd.DataFrame, refs: Mapping[int, Mapping[str, Reference]],
+                      plot: str | Path, goal: Mapping, offline: pd.DataFrame | None, selection: str,
+                      failure: str | None = None, agreement: pd.DataFrame | None = None,
+                      times: pd.DataFrame | None = None) -> Path:
+    """The loop's one-page report: headline, idea, details, trend (plot + table), each day's
+    references, the goal, every day's decision, the challengers' offline figures, the time
+    each step of each day took."""
     path = Path(path)
     lines = ["# Botify loop report", "", f"**{headline}**", ""]
     if failure:
@@ -169,13 +155,15 @@ def write_loop_report(path: str | Path, *, headline: str, idea: str, details: Se
     lines += ["### i. The idea", idea or "", "", "### ii. Details", *[f"- {d}" for d in details], "",
               "### iii. The trend", "", f"![trend]({Path(plot).name})", "",
               "Served reward per arm (mean time per session, user level, [95% CI]) · share of the "
-              "Random → Oracle headroom (floor: the day's Random arm; ceiling: the calibration's Oracle); "
+              "Random → Oracle headroom (floor: the day's Random arm; ceiling: the day's own Oracle); "
               "vN: the model version whose lists the arm served:", "", trend_markdown(trend)]
-    lines += ["References (`python -m sim.calibrate` on this world and the loop's seed; the simulator's "
-              "own policies, never served):", "", "| reference | time per session | headroom share |",
-              "|---|---|---|"]
-    for rid, r in refs.items():
-        lines.append(f"| {rid} | {r.time_per_session:.2f} | {r.headroom_share:.2f} |")
+    ids = list(dict.fromkeys(rid for d in sorted(refs) for rid in refs[d]))
+    lines += ["References (`python -m sim.calibrate` on each day's first sessions; the simulator's own "
+              "policies, never served): time per session · headroom share", "",
+              "| day | " + " | ".join(ids) + " |", "|---|" + "---|" * len(ids)]
+    for d in sorted(refs):
+        lines.append(f"| {d} | " + " | ".join(f"{refs[d][i].time_per_session:.2f} · {refs[d][i].headroom_share:.2f}"
+                                            if i in refs[d] else "" for i in ids) + " |")
     tgt = goal.get("target", float("nan"))
     lines += ["", f"Goal: {goal['label']} captures at least anchor_catalog + margin = {_fmt(float(tgt))} of the "
               f"headroom on the last day: day {goal.get('day')} {_fmt(float(goal['value']))} → "
@@ -193,6 +181,12 @@ def write_loop_report(path: str | Path, *, headline: str, idea: str, details: Se
                   "(neither was trained on it) beside what they served under the promotion policy. `spearman`: rank "
                   "correlation over every (day, lists) point; `same_order`: share of days on which the figure "
                   "orders challenger and champion as served reward does.", "", markdown_table(agreement)]
+    if times is not None and not times.empty:
+        lines += ["### vii. A day's time, step by step", "",
+                  "Seconds per step (`seconds.<step>` in each day's metrics): play (the service and the simulator), "
+                  "references (waiting for them after the play), analyse, score (the served lists offline), "
+                  "train, export, select, report, promote; `total` the day's wall time.", "",
+                  markdown_table(times.astype({"day": int}))]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
