@@ -95,6 +95,11 @@ class Clock:
             if self._open:
                 self._open[-1][1] = end
 
+    def reassign(self, seconds: float, source: str, to: str) -> None:
+        """Count `seconds` that `source` spent waiting on `to` as `to`'s."""
+        self.seconds[source] -= seconds
+        self.seconds[to] += seconds
+
     def total(self) -> float:
         return time.perf_counter() - self.started
 

@@ -9,15 +9,13 @@ meet the same listeners on the same day.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pandas as pd
 import yaml
 
-from training.ab.play import SimCommand, calibration, check_log, serve_and_play, write_service_config
+from training.ab.play import Calibration, SimCommand, check_log, serve_and_play, write_service_config
 from training.ab.references import Reference, ReferencesError, load_references
 from training.ab.simconfig import world_dir
 from training.data.events import read_events
@@ -98,11 +96,39 @@ class DayLog:
     seconds: dict[str, float] = field(default_factory=dict)   # play, references (waited for)
 
 
-def play_day(spec: DaySpec) -> DayLog:
+class References:
+    """The simulator's references on a day's first sessions, started now in a process of their
+    own and read when needed: a job starts a day's references beside whatever it does before
+    it needs them (the day's play, the previous day's training)."""
+
+    def __init__(self, world: str, sim: SimDay, episodes: int, folder: Path, name: str) -> None:
+        self.name, self.sim, self.episodes = name, sim, episodes
+        self._run = Calibration(world, episodes, sim.seed, sim.day, folder / "references")
+        self._figures: dict[str, Reference] | None = None
+
+    @classmethod
+    def of(cls, spec: "DaySpec") -> "References":
+        """The references `spec` asks for: its first `spec.references` sessions."""
+        return cls(spec.world, spec.sim, min(spec.references, spec.episodes), spec.folder, spec.name)
+
+    def figures(self) -> dict[str, Reference]:
+        """The figures, waiting for the simulator if it is still playing."""
+        if self._figures is None:
+            try:
+                self._figures = load_references(self._run.wait())
+            except ReferencesError as e:
+                raise JobError(f"{self.name}: {e}") from None
+        return self._figures
+
+    def stop(self) -> None:
+        self._run.stop()
+
+
+def play_day(spec: DaySpec, references: References | None = None) -> DayLog:
     """Serve the day's config, play its sessions, read and check its log.
 
-    The references (when asked) play the same day's first sessions in a process of their own,
-    beside the day rather than after it."""
+    The day's references (`spec.references` episodes) play the same day's first sessions in a
+    process of their own beside the play; `references` hands in ones started earlier."""
     catalog = world_dir(repo_path(spec.world)) / "public" / "tracks.json"
     if not catalog.exists():
         raise FileNotFoundError(f"no world at {catalog.parent.parent}: run `mlflow run . -e world` "
@@ -113,36 +139,22 @@ def play_day(spec: DaySpec) -> DayLog:
     sim = spec.sim
     cmd = SimCommand(config=Path(spec.world), episodes=spec.episodes, seed=sim.seed, day=sim.day, days=spec.days,
                      stats=spec.folder / "episodes.csv", recommender="remote")
+    refs = references or (References.of(spec) if spec.references else None)
     t0 = time.perf_counter()
-    refs: dict[str, Reference] = {}
-    with _references(spec, sim) as wait_for_references:
+    try:
         try:
             stats = serve_and_play(svc, cmd, spec.name, spec.in_process, spec.port, workers=spec.workers,
                                    log=None if spec.stream else spec.folder / "sim.log")
         except JobError as e:
             raise JobError(f"{spec.name} failed: {e}") from None
-        played = time.perf_counter() - t0
         remedy = f"{spec.name}'s service wrote it there; was it deleted while the job ran? " + (
             f"run it again: {spec.rerun}" if spec.rerun else "run the job again")
         events = read_events(logs, remedy=remedy)
         check_log(events, stats, logs)
-        if spec.references:
-            refs = wait_for_references()
-    seconds = {"play": played, "references_wait": time.perf_counter() - t0 - played}
-    return DayLog(spec, svc, logs, stats, events, refs, seconds)
-
-
-@contextmanager
-def _references(spec: DaySpec, sim: SimDay) -> Iterator[Callable[[], dict[str, Reference]]]:
-    """The day's references, started now; yields the function that waits for them."""
-    if not spec.references:
-        yield dict
-        return
-    with calibration(spec.world, min(spec.references, spec.episodes), sim.seed, sim.day,
-                     spec.folder / "references") as wait:
-        def figures() -> dict[str, Reference]:
-            try:
-                return load_references(wait())
-            except ReferencesError as e:
-                raise JobError(f"{spec.name}: {e}") from None
-        yield figures
+        played = time.perf_counter() - t0
+        figures = refs.figures() if refs is not None else {}
+    finally:
+        if refs is not None:
+            refs.stop()
+    return DayLog(spec, svc, logs, stats, events, figures,
+                  {"play": played, "references_wait": time.perf_counter() - t0 - played})

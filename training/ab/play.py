@@ -7,12 +7,11 @@ caller passes the same flags the same way and a failure reads the same everywher
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pandas as pd
 import yaml
@@ -166,35 +165,42 @@ class CalibrateCommand:
         return cmd + (["--max-steps", str(self.max_steps)] if self.max_steps else [])
 
 
-@contextmanager
-def calibration(sim_config: str | Path, episodes: int, seed: int, day: int, out_dir: Path
-                ) -> Iterator[Callable[[], Path]]:
-    """Start `sim.calibrate` (Random, Oracle, anchor_catalog, anchor_ideal, ... on this day's
-    sessions) in the background; yields the function that waits for its JSON. It runs beside
-    whatever the caller does meanwhile, and is killed if the block is left first.
+class Calibration:
+    """`sim.calibrate` (Random, Oracle, anchor_catalog, anchor_ideal, ... on one day's sessions)
+    running in the background at a lower priority, so it takes the cores the job leaves idle
+    (training runs on one thread) rather than the job's own; `wait` for its JSON, `stop` it.
 
     A figure outside the calibration's ranges (exit 1, the JSON written) is reported there,
     not fatal: the references are still what this world gives."""
-    from training.ab.simconfig import session_cap
-    # the world's own cap only: the days are played with it (a second cap would double the cost)
-    cmd = CalibrateCommand(Path(sim_config), episodes, seed, out_dir / "calibration.json", day,
-                           max_steps=session_cap(repo_path(sim_config)))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = out_dir / "calibrate.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd.argv(), cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
-                                preexec_fn=procs.child_preexec())
 
-    def wait() -> Path:
-        code = proc.wait()
-        if code not in (0, 1) or not cmd.json.is_file():
+    NICE = 10
+
+    def __init__(self, sim_config: str | Path, episodes: int, seed: int, day: int, out_dir: Path) -> None:
+        from training.ab.simconfig import session_cap
+        # the world's own cap only: the days are played with it (a second cap would double the cost)
+        self.cmd = CalibrateCommand(Path(sim_config), episodes, seed, out_dir / "calibration.json", day,
+                                    max_steps=session_cap(repo_path(sim_config)))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.log = out_dir / "calibrate.log"
+        die_with_us = procs.child_preexec()
+
+        def lower_priority() -> None:
+            if die_with_us is not None:
+                die_with_us()
+            os.nice(self.NICE)
+
+        with open(self.log, "w") as fh:
+            self.proc = subprocess.Popen(self.cmd.argv(), cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
+                                         preexec_fn=lower_priority)
+
+    def wait(self) -> Path:
+        code = self.proc.wait()
+        if code not in (0, 1) or not self.cmd.json.is_file():
             raise JobError(f"the simulator's calibration failed (exit {code}); command: "
-                           f"{' '.join(cmd.argv())}\n{_tail(log)}")
-        return cmd.json
+                           f"{' '.join(self.cmd.argv())}\n{_tail(self.log)}")
+        return self.cmd.json
 
-    try:
-        yield wait
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from training.ab.day import DayLog, DaySpec, Service, play_day
+from training.ab.day import DayLog, DaySpec, References, Service, play_day
 from training.data.events import EventLogError, log_digest, sessionize
 from training.errors import JobError
 from training.paths import REPO, repo_path
@@ -30,7 +30,7 @@ EXPERIMENT = "botify-collect"
 DEFAULTS = REPO / "training" / "config" / "collect.yml"
 
 
-def collect(spec: DaySpec, run_name: str = "collect") -> tuple[DayLog, dict]:
+def collect(spec: DaySpec, run_name: str = "collect", references: References | None = None) -> tuple[DayLog, dict]:
     """Play the day and log its event log as a step run's dataset; returns the day and a summary.
 
     The run is a step run (`tracking.step_run`): the child of a job's run, or a run of its own
@@ -47,7 +47,7 @@ def collect(spec: DaySpec, run_name: str = "collect") -> tuple[DayLog, dict]:
                     "simulator_seed": spec.sim.seed, "simulator_day": spec.sim.day,
                     "in_process": str(spec.in_process).lower(), "workers": spec.workers,
                     "log_dir": str(spec.folder / "logs")})
-        day = play_day(spec)
+        day = play_day(spec, references)
         digest = log_digest(day.logs)
         events = day.events
         ds_df = events.assign(experiments=[json.dumps(e, sort_keys=True) for e in events["experiments"]])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from training.ab.analysis import Analysis, analyse
-from training.ab.day import DayLog, DaySpec, Service, play_day, simulator_day
+from training.ab.day import DayLog, DaySpec, References, Service, play_day, simulator_day
 from training.ab.simconfig import session_cap, world_dir
 from training.ab.users import user_metrics
 from training.errors import JobError
@@ -119,22 +119,26 @@ def _pipeline(cfg: ExperimentConfig, run_id: str, *, in_process: bool, port: int
                                   rerun=f"the experiment, {rerun}"), run_name="collect-day1")
     print(f"[day1] {len(day1.events)} events from {cfg.collect_episodes} episodes", flush=True)
 
-    with clock.step("train"):
-        models = {role: train_model(role, cfg.models[role], [day1.logs], wdir, work, cfg) for role in cfg.models}
-    log_params({f"model.{m.role}.version": m.version for m in models.values()}
-               | {f"model.{m.role}.run_id": m.run_id for m in models.values()})
-    log_path(models["treatment"].i2i, "i2i")
-    print(f"[models] control v{models['control'].version}, treatment v{models['treatment'].version}", flush=True)
-
-    fill = {"control_i2i": str(models["control"].i2i), "treatment_i2i": str(models["treatment"].i2i),
-            "collect_log": str(day1.logs)}
-    recs = {name: {k: (v.format(**fill) if isinstance(v, str) else v) for k, v in spec.items()}
-            for name, spec in cfg.recommenders.items()}
-    with clock.step("day2"):   # the A/B day, its references on the same sessions beside it
-        day2 = play_day(DaySpec("day 2", work / "day2", cfg.world, cfg.seed, 2, cfg.ab_episodes,
-                                Service(recs, [{"name": cfg.design.experiment, "arms": dict(cfg.arms)}],
-                                        cfg.service_seed), in_process=in_process, port=port,
-                                references=cfg.ab_episodes, rerun=f"the experiment, {rerun}"))
+    spec2 = DaySpec("day 2", work / "day2", cfg.world, cfg.seed, 2, cfg.ab_episodes, Service({}, []),
+                    in_process=in_process, port=port, references=cfg.ab_episodes, rerun=f"the experiment, {rerun}")
+    refs2 = References.of(spec2)   # day 2's references on its sessions, beside the training and the day
+    try:
+        with clock.step("train"):
+            models = {role: train_model(role, cfg.models[role], [day1.logs], wdir, work, cfg) for role in cfg.models}
+        log_params({f"model.{m.role}.version": m.version for m in models.values()}
+                   | {f"model.{m.role}.run_id": m.run_id for m in models.values()})
+        log_path(models["treatment"].i2i, "i2i")
+        print(f"[models] control v{models['control'].version}, treatment v{models['treatment'].version}", flush=True)
+        fill = {"control_i2i": str(models["control"].i2i), "treatment_i2i": str(models["treatment"].i2i),
+                "collect_log": str(day1.logs)}
+        recs = {name: {k: (v.format(**fill) if isinstance(v, str) else v) for k, v in spec.items()}
+                for name, spec in cfg.recommenders.items()}
+        with clock.step("day2"):   # the A/B day
+            day2 = play_day(replace(spec2, service=Service(recs, [{"name": cfg.design.experiment,
+                                                                  "arms": dict(cfg.arms)}], cfg.service_seed)), refs2)
+        clock.reassign(day2.seconds["references_wait"], "day2", "references")
+    finally:
+        refs2.stop()
     print(f"[day2] {len(day2.events)} events from {cfg.ab_episodes} episodes; "
           f"oracle {day2.references['oracle'].time_per_session:.3f}", flush=True)
 

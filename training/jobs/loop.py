@@ -29,7 +29,7 @@ import yaml
 from mlflow import MlflowClient
 
 from training.ab.analysis import analyse
-from training.ab.day import Service, simulator_day
+from training.ab.day import References, Service, simulator_day
 from training.ab.simconfig import world_dir
 from training.errors import JobError
 from training.jobs import lifecycle
@@ -56,8 +56,8 @@ def run(cfg: LoopConfig, *, port: int = 0) -> dict:
     name = f"loop {cfg.days}d seed {cfg.seed}" + (" quick" if cfg.quick else "")
     with mlflow.start_run(run_name=name, tags={"botify.entry": "loop"}) as parent:
         mark_model_training(parent.info.experiment_id)
-        st = LoopState(cfg, parent.info.run_id, repo_path(cfg.workdir) / parent.info.run_id,
-                       world_dir(repo_path(cfg.world)), port)
+        world = world_dir(repo_path(cfg.world))
+        st = LoopState(cfg, parent.info.run_id, repo_path(cfg.workdir) / parent.info.run_id, world, port=port)
         st.work.mkdir(parents=True, exist_ok=True)
         start(st)
         failure = None
@@ -70,6 +70,8 @@ def run(cfg: LoopConfig, *, port: int = 0) -> dict:
             mlflow.set_tags({"loop_status": "failed", "loop_failure": str(e)[:4000]})
             raise
         finally:
+            if st.next_references is not None:
+                st.next_references.stop()
             finish(st, failure)
         mlflow.set_tag("loop_status", "finished")
         return {"run_id": st.run_id, "workdir": str(st.work), "champion": st.champion.version,
@@ -96,6 +98,7 @@ def start(st: LoopState) -> None:
     except RuntimeError as e:
         raise JobError(f"world generation failed: {e}") from None
     log_params({f"world.{k}": v for k, v in info.items() if not k.startswith("_")})
+    st.n_tracks = int(info["tracks"])
 
 
 def cold_start(st: LoopState) -> None:
@@ -111,6 +114,8 @@ def cold_start(st: LoopState) -> None:
                 log, _ = collect(day_spec(st, 0, service, cfg.cold_start_episodes), run_name="collect day 0")
             except (JobError, FileNotFoundError, ValueError) as e:
                 raise JobError(f"day 0 (cold start) failed: {e}") from None
+        st.clock.reassign(log.seconds["references_wait"], "play", "references")
+        st.next_references = References.of(day_spec(st, 1, service, cfg.episodes)) if cfg.days else None
         st.window.append((0, log.logs))
         arms, des = cold_start_layout(service)
         with st.clock.step("analyse"):
@@ -121,7 +126,7 @@ def cold_start(st: LoopState) -> None:
         print(f"[day 0] cold start: {len(log.events)} events from {cfg.cold_start_episodes} episodes", flush=True)
 
         # the first champion: the registry's if it fits this world, else the bootstrap recipe
-        adopted, why = adoptable_champion(cfg.register, sum(1 for _ in open(st.world / "public" / "tracks.json")))
+        adopted, why = adoptable_champion(cfg.register, st.n_tracks)
         bootstrap = None
         if adopted:
             tags = MlflowClient().get_model_version(cfg.register, adopted).tags

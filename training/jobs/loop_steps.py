@@ -16,7 +16,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from training.ab.analysis import Analysis, Design
-from training.ab.day import DayLog, DaySpec, Service, play_day
+from training.ab.day import DayLog, DaySpec, References, Service, play_day
 from training.ab.references import Reference
 from training.errors import JobError
 from training.jobs.challengers import (Candidate, score_heldout, select, split_by_user, tag_version,
@@ -63,6 +63,7 @@ class LoopState:
     work: Path
     world: Path                                   # the world's folder
     port: int = 0
+    n_tracks: int = 0                             # the world's catalog (known once the world is)
     champion: Served | None = None
     challenger: Served | None = None
     window: list[tuple[int, Path]] = field(default_factory=list)
@@ -76,6 +77,7 @@ class LoopState:
     start_note: str = ""
     promotions: int = 0
     clock: Clock = field(default_factory=Clock)                # the current day's
+    next_references: References | None = None                 # tomorrow's, started beside today
     started: float = field(default_factory=time.perf_counter)
 
     def trend_table(self) -> pd.DataFrame:
@@ -123,13 +125,16 @@ def day_spec(st: LoopState, day: int, service: Service, episodes: int) -> DaySpe
 
 
 def play(st: LoopState, day: int, arms: list[Arm], recs: dict[str, dict]) -> DayLog:
-    """Serve the day's arms and play it (a fresh experiment name re-randomises the users)."""
+    """Serve the day's arms and play it (a fresh experiment name re-randomises the users); then
+    start tomorrow's references, to run beside today's training."""
     service = Service(recs, [{"name": f"LOOP_DAY{day}", "arms": {a.arm: a.recommender for a in arms}}],
                       st.cfg.service_seed)
     with st.clock.step("play"):
-        log = play_day(day_spec(st, day, service, st.cfg.episodes))
-    st.clock.seconds["references"] += log.seconds["references_wait"]
-    st.clock.seconds["play"] -= log.seconds["references_wait"]
+        log = play_day(day_spec(st, day, service, st.cfg.episodes), st.next_references)
+        st.next_references = None
+    st.clock.reassign(log.seconds["references_wait"], "play", "references")
+    if day < st.cfg.days:
+        st.next_references = References.of(day_spec(st, day + 1, Service({}, []), st.cfg.episodes))
     return log
 
 
@@ -144,12 +149,17 @@ def rerun_command(cfg: LoopConfig) -> str:
 # ------------------------------------------------------------------- lists and champions
 
 def lists_of(st: LoopState, version: str) -> Path:
-    """The i2i lists of a version (exported once per loop, a `recommend` child run)."""
+    """The i2i lists of a version, exported once per loop (a `recommend` child run) and kept as
+    the int32 table (`formats.lists`): the day's service, the offline scoring and the
+    promotion's deploy read it memory-mapped instead of parsing 50,000 JSON lines each."""
     if version not in st.lists:
+        from formats import lists as list_format
         from training.registry.export import export
         with st.clock.step("export"):
-            out = export(version, st.work / "lists" / f"v{version}.jsonl", k=st.cfg.k, name=st.cfg.register)
-        st.lists[version] = Path(out["output"])
+            out = Path(export(version, st.work / "lists" / f"v{version}.jsonl", k=st.cfg.k,
+                              name=st.cfg.register)["output"])
+            table = list_format.read_lists(out, "track", st.n_tracks, st.n_tracks)
+            st.lists[version] = list_format.write_table(out.with_suffix(".npy"), table, st.n_tracks)
     return st.lists[version]
 
 
