@@ -85,6 +85,8 @@ def first_loop(store, repo):
 def test_one_parent_run_and_a_child_run_per_day(first_loop):
     client, parent, runs = first_loop
     assert parent.info.status == "FINISHED"
+    # `mlflow ui` opens the loop's experiment on runs and models, not on GenAI traces
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert parent.info.run_name == "loop 2d seed 424242 quick"
     assert parent.data.tags["loop_status"] == "finished"
     days = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
