@@ -108,13 +108,14 @@ def fieller(mean_t: float, var_t: float, n_t: int, mean_c: float, var_c: float, 
     return Ratio(effect, float(lo - 1), float(hi - 1))
 
 
-def fieller_samples(treatment: Sequence[float], control: Sequence[float], alpha: float = 0.05) -> Ratio:
+def fieller_samples(treatment: Sequence[float], control: Sequence[float], alpha: float = 0.05,
+                    dof: float | None = None) -> Ratio:
     """Fieller's interval of two samples (sample variances, ddof=1)."""
     t, c = np.asarray(treatment, float), np.asarray(control, float)
     if len(t) < 2 or len(c) < 2:
         nan = float("nan")
         return Ratio(t.mean() / c.mean() - 1 if len(t) and len(c) and c.mean() else nan, nan, nan)
-    return fieller(t.mean(), t.var(ddof=1), len(t), c.mean(), c.var(ddof=1), len(c), alpha)
+    return fieller(t.mean(), t.var(ddof=1), len(t), c.mean(), c.var(ddof=1), len(c), alpha, dof)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from training.ab.stats import (AnalysisError, Ratio, cuped, fieller, holm, ratio_interaction, srm_test,
+from training.ab.stats import (AnalysisError, cuped, fieller_samples, holm, ratio_interaction, srm_test,
                                welch_samples)
 from training.ab.users import LATENCY_METRICS, METRICS, TWINS
 
@@ -32,8 +32,7 @@ def _compare(yt: pd.Series, yc: pd.Series, alpha: float) -> dict:
     w = welch_samples(yt, yc, alpha)
     cm = float(yc.mean())
     pct = (lambda v: 100.0 * v / cm) if cm != 0 else (lambda v: float("nan"))
-    r = fieller(float(yt.mean()), float(yt.var(ddof=1)), len(yt), cm, float(yc.var(ddof=1)), len(yc), alpha,
-                dof=w.dof) if len(yt) > 1 and len(yc) > 1 else Ratio(float("nan"), float("nan"), float("nan"))
+    r = fieller_samples(yt, yc, alpha, dof=w.dof)
     return {
         "effect": pct(w.diff), "lower": pct(w.lower), "upper": pct(w.upper),
         "control_mean": cm, "treatment_mean": float(yt.mean()), "significant": w.significant,
@@ -156,9 +155,6 @@ FACTORIAL_COLUMNS: tuple[str, ...] = (
     "effect", "lower", "upper", "significant", "lower_ratio", "upper_ratio", "significant_ratio",
     "p_value", "p_holm", "significant_holm", "srm_p_value", "srm_ok", "valid",
 )
-
-#: The families of the factorial table; Holm adjusts within a family and a metric.
-FAMILIES: tuple[str, ...] = ("model", "policy", "interaction", "headline")
 
 
 def check_design(design: Mapping[str, Mapping[str, str]]) -> tuple[list[str], list[str]]:

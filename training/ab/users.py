@@ -89,17 +89,6 @@ def assign_arms(events: pd.DataFrame, experiment: str) -> pd.Series:
     return out
 
 
-def experiments_in(events: pd.DataFrame) -> list[str]:
-    """Experiment names in the log, in the order the service logged them."""
-    names: dict[str, None] = {}
-    for m in events["experiments"]:
-        if isinstance(m, Mapping):
-            for k in m:
-                names.setdefault(k, None)
-    return list(names)
-
-
-
 def arm_means(values: pd.Series, arms: pd.Series, alpha: float = 0.05) -> pd.DataFrame:
     """Per arm: users, mean and its t interval (user-level values)."""
     rows = []

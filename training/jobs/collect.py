@@ -20,8 +20,8 @@ from pathlib import Path
 import yaml
 
 from training.ab.day import DayLog, DaySpec, References, Service, play_day
-from training.data.events import EventLogError, log_digest, sessionize
-from training.errors import JobError
+from training.data.events import log_digest, sessionize
+from training.jobs import lifecycle
 from training.paths import REPO, repo_path
 from training.registry import tracking
 from training.runlog import log_params
@@ -83,18 +83,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="true: play through the in-process agent")
     ap.add_argument("--out", default="logs/collect", help="folder for the runs' logs")
     args = ap.parse_args(argv)
-    try:
+
+    def work() -> None:
         spec = DaySpec("collect", repo_path(args.out), args.sim_config, args.seed, 1, args.episodes,
                        Service.from_config(args.service_config), in_process=args.in_process, workers=args.workers,
                        days=args.days, stream=True, rerun="`mlflow run . -e collect`")
-        _, summary = collect(spec)
-    except (FileNotFoundError, ValueError, JobError, EventLogError) as e:
-        print(f"collect: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary))
-    return 0
+        print(json.dumps(collect(spec)[1]))
+    return lifecycle.one_line_failure("collect", work)
 
 
 if __name__ == "__main__":
-    from training.jobs.lifecycle import run_entry_point
-    sys.exit(run_entry_point("collect", main))  # cancellable: see training/jobs/lifecycle.py
+    sys.exit(lifecycle.run_entry_point("collect", main))  # cancellable: see training/jobs/lifecycle.py

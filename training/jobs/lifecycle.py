@@ -174,10 +174,19 @@ def stop_pending() -> bool:
     return _current is not None and _current.cancelled is not None
 
 
+def is_job_failure(e: BaseException) -> bool:
+    """An error an entry point reports as one line and exit 2 (bad config, log, model
+    reference, analysis): anything else is a bug and keeps its traceback."""
+    from training.ab.stats import AnalysisError
+    from training.data.events import EventLogError
+    from training.errors import JobError
+    from training.registry.tracking import RegistryError
+    return isinstance(e, (JobError, EventLogError, AnalysisError, RegistryError, FileNotFoundError, ValueError))
+
+
 def one_line_failure(what: str, work: Callable[[], object]) -> int:
-    """Run a job's work; a job failure (bad config, log, model reference, analysis) is one line
-    on stderr, `what: why`, and exit 2. Anything else is a bug and keeps its traceback."""
-    from training.errors import is_job_failure
+    """Run a job's work; a job failure (`is_job_failure`) is one line on stderr, `what: why`,
+    and exit 2."""
     try:
         work()
     except Exception as e:
@@ -194,8 +203,8 @@ def run_entry_point(name: str, main: Callable[[], int]) -> int:
     and whatever it leaves is found and stopped. Returns the exit code.
 
     A cancelled job leaves with `os._exit(128 + signal)` once its cleanup is done: the
-    interpreter's own teardown (torch, MLflow) took 3-8 s more on a loaded machine, and a
-    user who pressed Ctrl-C is owed a prompt end; nothing of ours is buffered by then."""
+    interpreter's own teardown (torch, MLflow) takes seconds more, and a user who pressed
+    Ctrl-C is owed a prompt end; nothing of ours is buffered by then."""
     job = Job(name).start()
     failed, cancelled = False, None
     try:
