@@ -72,7 +72,7 @@ experiment: setup
 
 # the daily loop: cold start, then 7 A/B days, each promoting its winner (ARGS="-P days=3", "-P quick=true")
 loop: setup
-	$(BIN)/mlflow run . -e loop --env-manager local --experiment-name botify-loop $(ARGS)
+	exec $(BIN)/mlflow run . -e loop --env-manager local --experiment-name botify-loop $(ARGS)
 
 bench: setup world
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -26,19 +26,17 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import yaml
-from mlflow import MlflowClient
 
 from training.ab.analysis import analyse
 from training.ab.day import References, Service, simulator_day
 from training.ab.simconfig import world_dir
 from training.errors import JobError
 from training.jobs import lifecycle
-from training.jobs.challengers import train_candidate
 from training.jobs.collect import collect
 from training.jobs.configs import LOOP_CONFIG, LoopConfig, load_loop
-from training.jobs.loop_steps import (LoopState, Served, ab_layout, adoptable_champion, cold_start_layout,
-                                      day_metrics, day_spec, design, lists_of, move_champion, next_challenger, play,
-                                      rerun_command, score_served, served, span, trend_rows)
+from training.jobs.loop_steps import (LoopState, ab_layout, cold_start_layout, day_metrics, day_spec, design,
+                                      first_champion, move_champion, next_challenger, play, record_day, rerun_command,
+                                      score_served, span, trend_rows)
 from training.paths import repo_path
 from training.registry import tracking
 from training.registry.promotion import champion_version, criterion, decide
@@ -125,22 +123,7 @@ def cold_start(st: LoopState) -> None:
         st.refs[0] = log.references
         print(f"[day 0] cold start: {len(log.events)} events from {cfg.cold_start_episodes} episodes", flush=True)
 
-        # the first champion: the registry's if it fits this world, else the bootstrap recipe
-        adopted, why = adoptable_champion(cfg.register, st.n_tracks)
-        bootstrap = None
-        if adopted:
-            tags = MlflowClient().get_model_version(cfg.register, adopted).tags
-            days = tuple(int(x) for x in tags.get("days_trained_on", "").split(",") if x.strip().isdigit())
-            champion = Served(adopted, tags.get("recipe", "registry"), days, lists_of(st, adopted))
-            st.start_note = f"{why}; no bootstrap model trained"
-        else:
-            with st.clock.step("train"):
-                bootstrap = train_candidate(cfg.bootstrap, st.window, st.world, register=cfg.register, seed=cfg.seed,
-                                            day=0, parent=None, role="bootstrap", run_id=st.run_id)
-            champion = served(st, bootstrap)
-            st.start_note = (f"{why}: the bootstrap recipe `{cfg.bootstrap.name}` trained on day 0's log "
-                             f"(v{bootstrap.version}) became @{tracking.CHAMPION} without an A/B (nothing to "
-                             f"test it against)")
+        champion, bootstrap = first_champion(st)
         challenger = next_challenger(st, 0, champion.version)
         st.days.append({"day": 0, "champion": before or "", "challenger": "", "candidate": "", "trained_on": "",
                         "promoted": bootstrap is not None, "champion_after": champion.version,
@@ -182,20 +165,7 @@ def ab_day(st: LoopState, day: int) -> None:
             f"{r['label']} {r['mean']:.2f} ({r['headroom']:.2f})" for _, r in rows.iterrows()), flush=True)
         new_champion = challenger if promote else champion
         nxt = next_challenger(st, day, new_champion.version) if day < cfg.days else None
-        with st.clock.step("report"):
-            out = log.spec.folder / "report"
-            out.mkdir(parents=True, exist_ok=True)
-            an.table.to_csv(out / "effects.csv", index=False)
-            an.factorial.to_csv(out / "factorial.csv", index=False)
-            for f, where in ((out / "effects.csv", "report"), (out / "factorial.csv", "report"),
-                             (log.service_config, "config"), (log.spec.folder / "episodes.csv", "day")):
-                log_path(f, where)
-        eff = an.model_effect(cfg.promotion.policy) or {}
-        st.days.append({"day": day, "champion": champion.version, "challenger": challenger.version,
-                        "candidate": challenger.recipe, "trained_on": span(challenger.trained_on),
-                        "model_effect": eff.get("effect"), "model_lower": eff.get("lower"),
-                        "model_upper": eff.get("upper"), "model_p_holm": eff.get("p_holm"), "promoted": promote,
-                        "champion_after": new_champion.version, "seconds": st.clock.total(), "reason": reason})
+        record_day(st, day, log, an, promote, reason)
         if promote:   # the last act of a day that succeeded
             move_champion(st, challenger.version, challenger.lists, day=day, reason=reason, expected=champion.version)
             st.promotions += 1

@@ -20,12 +20,12 @@ from training.ab.day import DayLog, DaySpec, References, Service, play_day
 from training.ab.references import Reference
 from training.errors import JobError
 from training.jobs.challengers import (Candidate, score_heldout, select, split_by_user, tag_version,
-                                       train_challengers)
+                                       train_candidate, train_challengers)
 from training.jobs.configs import LoopConfig
 from training.registry import tracking
 from training.registry.promotion import champion_version, commit
 from training.reports.trend import TREND_COLUMNS
-from training.runlog import Clock
+from training.runlog import Clock, log_metrics, log_path
 
 #: Offline figures of a training run shown for every candidate (the selection figure besides).
 OFFLINE = ("test_mse", "recall_at_10", "ndcg_at_10", "recall_at_50", "ndcg_at_50")
@@ -181,6 +181,24 @@ def adoptable_champion(name: str, tracks: int) -> tuple[str | None, str]:
     return version, f"started from the registry's `{name}@{tracking.CHAMPION}` (v{version})"
 
 
+def first_champion(st: LoopState) -> tuple[Served, Candidate | None]:
+    """The registry's `@champion` when it fits this world, else the bootstrap recipe trained on
+    day 0's log (returned as the candidate to promote without an A/B: nothing to test it against)."""
+    cfg = st.cfg
+    adopted, why = adoptable_champion(cfg.register, st.n_tracks)
+    if adopted:
+        tags = MlflowClient().get_model_version(cfg.register, adopted).tags
+        days = tuple(int(x) for x in tags.get("days_trained_on", "").split(",") if x.strip().isdigit())
+        st.start_note = f"{why}; no bootstrap model trained"
+        return Served(adopted, tags.get("recipe", "registry"), days, lists_of(st, adopted)), None
+    with st.clock.step("train"):
+        boot = train_candidate(cfg.bootstrap, st.window, st.world, register=cfg.register, seed=cfg.seed, day=0,
+                               parent=None, role="bootstrap", run_id=st.run_id)
+    st.start_note = (f"{why}: the bootstrap recipe `{cfg.bootstrap.name}` trained on day 0's log (v{boot.version}) "
+                     f"became @{tracking.CHAMPION} without an A/B (nothing to test it against)")
+    return served(st, boot), boot
+
+
 def policy_options(cfg: LoopConfig, policy: str) -> dict:
     return {k: v for k, v in cfg.policies[policy].items() if k != "kind"}
 
@@ -290,9 +308,28 @@ def day_metrics(rows: pd.DataFrame, refs: dict[str, Reference], an: Analysis | N
     return out
 
 
+def record_day(st: LoopState, day: int, log: DayLog, an: Analysis, promote: bool, reason: str) -> None:
+    """The day's tables and files as the day run's artifacts, and its row of decisions."""
+    with st.clock.step("report"):
+        out = log.spec.folder / "report"
+        out.mkdir(parents=True, exist_ok=True)
+        an.table.to_csv(out / "effects.csv", index=False)
+        an.factorial.to_csv(out / "factorial.csv", index=False)
+        for f, where in ((out / "effects.csv", "report"), (out / "factorial.csv", "report"),
+                         (log.service_config, "config"), (log.spec.folder / "episodes.csv", "day")):
+            log_path(f, where)
+    champion, challenger = st.champion, st.challenger
+    eff = an.model_effect(st.cfg.promotion.policy) or {}
+    st.days.append({"day": day, "champion": champion.version, "challenger": challenger.version,
+                    "candidate": challenger.recipe, "trained_on": span(challenger.trained_on),
+                    "model_effect": eff.get("effect"), "model_lower": eff.get("lower"),
+                    "model_upper": eff.get("upper"), "model_p_holm": eff.get("p_holm"), "promoted": promote,
+                    "champion_after": (challenger if promote else champion).version, "seconds": st.clock.total(),
+                    "reason": reason})
+
+
 def record_offline(st: LoopState, day: int, cands: list[Candidate], chosen: Candidate) -> dict[str, float]:
     """The candidates' figures as report rows; returns them as the day's metrics."""
-    from training.runlog import log_metrics
     key = st.cfg.select.key
     metrics = {}
     for c in cands:
