@@ -25,8 +25,7 @@ from mlflow.exceptions import MlflowException
 
 from training.jobs import loop as L
 from training.registry import tracking
-from training.jobs.configs import LOOP_CONFIG as DEFAULT_CONFIG
-from training.jobs.configs import load_loop as load_loop_config
+from training.jobs.configs import LOOP_CONFIG, load_loop
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +46,7 @@ def store(tmp_path_factory, small_world, repo):
     on the small world the default strategy leans on the catalog's artists so much that the
     lists hardly matter, and this test needs a model effect large enough to promote."""
     d = tmp_path_factory.mktemp("loop")
-    cfg = yaml.safe_load((repo / DEFAULT_CONFIG).read_text())
+    cfg = yaml.safe_load((repo / LOOP_CONFIG).read_text())
     cfg["service"]["policies"]["SessionAware"]["strategy"] = "seed"
     (d / "loop.yml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     # the failure test needs a day 1, not a choice of recipes: one recipe is quicker
@@ -267,7 +266,7 @@ def test_a_failed_day_never_moves_the_champion(first_loop, store, repo):
 
 def test_the_quick_config_is_the_loop_the_tests_ran():
     """The quick settings are what the test above relies on (a change there must show here)."""
-    cfg = load_loop_config(quick=True, days=2)
+    cfg = load_loop(quick=True, days=2)
     assert cfg.register == MODEL and cfg.promotion.deploy is None and cfg.world.endswith("small.yml")
     assert [s.name for s in cfg.challengers] == ["seed", "contrast"] and cfg.bootstrap.name == "course"
     assert cfg.policy_names == ["Contextual", "SessionAware"] and cfg.promotion.policy == "SessionAware"

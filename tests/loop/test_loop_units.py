@@ -16,8 +16,7 @@ from training.ab.references import Reference, ReferencesError, load_references
 from training.errors import JobError
 from training.jobs import challengers as C
 from training.jobs import loop_steps as L
-from training.jobs.configs import LOOP_CONFIG as DEFAULT_CONFIG
-from training.jobs.configs import load_loop as load_loop_config
+from training.jobs.configs import LOOP_CONFIG, load_loop
 from training.registry.promotion import decide
 from training.reports import trend as TR
 
@@ -25,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _config(tmp_path: Path, **changes) -> Path:
-    cfg = yaml.safe_load((REPO / DEFAULT_CONFIG).read_text())
+    cfg = yaml.safe_load((REPO / LOOP_CONFIG).read_text())
     for dotted, value in changes.items():
         node = cfg
         *path, last = dotted.split(".")
@@ -38,10 +37,10 @@ def _config(tmp_path: Path, **changes) -> Path:
 
 
 def test_default_and_quick_configs_load():
-    cfg = load_loop_config()
+    cfg = load_loop()
     assert cfg.days == 7 and cfg.window == 3 and cfg.register == "botify-embeddings"
     assert cfg.promotion.deploy == {"champion": "botify-i2i-treatment"}
-    quick = load_loop_config(quick=True, days=2, window=1, episodes=100, seed=7)
+    quick = load_loop(quick=True, days=2, window=1, episodes=100, seed=7)
     assert (quick.days, quick.window, quick.episodes, quick.cold_start_episodes, quick.seed) == (2, 1, 100, 100, 7)
     assert quick.register == "botify-embeddings-small" and quick.promotion.deploy is None
 
@@ -71,16 +70,16 @@ def test_default_and_quick_configs_load():
 def test_bad_configs_fail_naming_the_file_and_the_key(tmp_path, changes, message):
     path = _config(tmp_path, **changes)
     with pytest.raises(JobError) as err:
-        load_loop_config(path)
+        load_loop(path)
     assert message in str(err.value) and str(err.value).startswith(f"loop config {path}: ")
 
 
 def test_overrides_win_over_quick_over_the_yaml_and_are_checked():
-    assert load_loop_config(quick=True).days == 3 and load_loop_config(quick=True, days=5).days == 5
+    assert load_loop(quick=True).days == 3 and load_loop(quick=True, days=5).days == 5
     with pytest.raises(JobError, match="window must be an integer >= 1, got -2"):
-        load_loop_config(window=-2)
+        load_loop(window=-2)
     with pytest.raises(JobError, match="not found"):
-        load_loop_config("training/config/missing.yml")
+        load_loop("training/config/missing.yml")
 
 
 def _served(v: str) -> L.Served:
@@ -88,7 +87,7 @@ def _served(v: str) -> L.Served:
 
 
 def test_the_day_is_a_2x2_of_policy_by_lists_plus_random():
-    cfg = load_loop_config(quick=True)
+    cfg = load_loop(quick=True)
     arms, recs = L.ab_layout(cfg, _served("3"), _served("5"))
     assert [(a.arm, a.label, a.version) for a in arms] == [
         ("C", "Random (C)", None), ("T1", "Contextual × champion", "3"), ("T2", "Contextual × challenger", "5"),
@@ -126,7 +125,7 @@ class _Day:
 
 
 def test_analysis_promotes_by_the_model_effect_under_the_product_policy_only(tmp_path):
-    cfg = load_loop_config(quick=True)
+    cfg = load_loop(quick=True)
     assert cfg.promotion.rule() == {"policy": "SessionAware", "metric": "mean_time_per_session", "correction": "holm",
                              "test": "non_inferiority", "margin": 10.0}
     arms, _ = L.ab_layout(cfg, _served("3"), _served("5"))
@@ -151,12 +150,12 @@ def test_analysis_promotes_by_the_model_effect_under_the_product_policy_only(tmp
     an = _Day(close, arms, cfg, "LOOP_DAY1", oracle=20.0)
     e = an.model_effects["SessionAware"]
     assert e["effect"] > 0 and -10 < e["lower"] < 0 and an.promote and "non-inferiority" in an.reason
-    strict = load_loop_config(_config(tmp_path, **{"promotion.test": "superiority"}), quick=True)
+    strict = load_loop(_config(tmp_path, **{"promotion.test": "superiority"}), quick=True)
     assert not _Day(close, arms, strict, "LOOP_DAY1", oracle=20.0).promote
 
 
 def test_selection_uses_the_configured_figure():
-    cfg = load_loop_config(quick=True)
+    cfg = load_loop(quick=True)
     sel = cfg.select
     assert sel.holdout > 0 and sel.key == f"heldout.{sel.metric}"
     key = sel.key
@@ -267,7 +266,7 @@ def test_one_play_a_day_path():
 def test_the_decision_family_is_the_model_effects():
     """Holm for the promotion runs over the model effects of the primary metric (one per
     policy), not over every arm and metric of the table."""
-    cfg = load_loop_config(quick=True)
+    cfg = load_loop(quick=True)
     arms, _ = L.ab_layout(cfg, _served("3"), _served("5"))
     an = _Day(_day_log({"C": 2, "T1": 3, "T2": 4, "T3": 6, "T4": 8}, "LOOP_DAY1", seed=3), arms, cfg,
                        "LOOP_DAY1", oracle=20.0)
