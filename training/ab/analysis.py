@@ -9,14 +9,17 @@ reward with its share of the Random -> Oracle headroom.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from training.ab.day import DayLog
 from training.ab.references import headroom_share
 from training.ab.stats import AnalysisError
 from training.ab.tables import FACTORIAL_COLUMNS, capped_shares, check_design, effects_table, factorial_table
 from training.ab.users import arm_means, assign_arms, user_metrics
+
+if TYPE_CHECKING:   # the analysis reads a played day; it never plays one
+    from training.ab.day import DayLog
 
 
 @dataclass(frozen=True)
