@@ -36,9 +36,9 @@ class SimDay:
 
 def simulator_day(seed: int, nth: int) -> SimDay:
     """The seed rule of every job: its n-th day (1: the first day it plays) is the simulator's
-    day 1 of seed `seed + n - 1`. (When the simulator numbers a seed's days itself, this is
-    the one line to change: its day n of `seed`.)"""
-    return SimDay(seed + nth - 1, 1)
+    day n of the job's seed, the sessions `python -m sim.run --seed S --days n` plays on its
+    last day; every recommender and reference meets the same listeners there."""
+    return SimDay(seed, nth)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ SIM_HINT = ("if the simulator lost the connection, the service died or stopped a
 
 
 def _day_flag(day: int) -> list[str]:
-    """`--day D`, left out for day 1 (the simulator's default) so older simulators still run."""
+    """`--day D`, left out for day 1, the simulator's default."""
     return ["--day", str(day)] if day != 1 else []
 
 
