@@ -114,7 +114,7 @@ def _pipeline(cfg: ExperimentConfig, run_id: str, *, in_process: bool, port: int
     wdir = world_dir(repo_path(cfg.world))
 
     with clock.step("day1"):   # the cold start's arms (the `collect` step, a child run)
-        day1, _ = collect(DaySpec("day 1", work / "day1", cfg.world, cfg.seed, 1, cfg.collect_episodes,
+        day1, _ = collect(DaySpec("day 1 (collect)", work / "day1", cfg.world, cfg.seed, 1, cfg.collect_episodes,
                                   Service.from_config(cfg.collect_service), in_process=in_process,
                                   rerun=f"the experiment, {rerun}"), run_name="collect-day1")
     print(f"[day1] {len(day1.events)} events from {cfg.collect_episodes} episodes", flush=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -108,10 +109,8 @@ def cold_start(st: LoopState) -> None:
         mlflow.set_tags({"loop.day": "0", "champion_before": before or "none"})
         service = Service.from_config(cfg.cold_start_service)
         with st.clock.step("play"):
-            try:
-                log, _ = collect(day_spec(st, 0, service, cfg.cold_start_episodes), run_name="collect day 0")
-            except (JobError, FileNotFoundError, ValueError) as e:
-                raise JobError(f"day 0 (cold start) failed: {e}") from None
+            log, _ = collect(replace(day_spec(st, 0, service, cfg.cold_start_episodes), name="day 0 (cold start)"),
+                             run_name="collect day 0")
         st.clock.reassign(log.seconds["references_wait"], "play", "references")
         st.next_references = References.of(day_spec(st, 1, service, cfg.episodes)) if cfg.days else None
         st.window.append((0, log.logs))
