@@ -43,7 +43,7 @@ def _env(tmp_path: Path) -> tuple[dict, str]:
 
 
 def _experiment(uri: str, tmp_path: Path, name: str) -> str:
-    return MlflowClient(uri).create_experiment(name, artifact_location=(tmp_path / "artifacts").as_uri())
+    return MlflowClient(uri, uri).create_experiment(name, artifact_location=(tmp_path / "artifacts").as_uri())
 
 
 def _champion(client: MlflowClient, name: str = tracking.MODEL_NAME) -> str | None:
@@ -63,7 +63,7 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path, experiment_conf
                           cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)
     runs = client.search_runs([exp_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1
@@ -184,7 +184,7 @@ def test_missing_model_alias_fails_clearly_and_promotes_nothing(small_world, rep
                            "--in-process"], cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "no-such-alias" in proc.stderr and "nothing promoted" in proc.stderr
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)
     (run,) = [r for r in client.search_runs([client.get_experiment_by_name(E.EXPERIMENT).experiment_id])
               if "mlflow.parentRunId" not in r.data.tags]
     assert run.info.status == "FAILED" and run.data.tags["promotion"] == "not promoted"

@@ -56,7 +56,7 @@ def store(tmp_path_factory, small_world, repo):
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "BENTOML_HOME": str(d / "bentoml"),
            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     env.pop("MLFLOW_RUN_ID", None)
-    exp_id = MlflowClient(uri).create_experiment(L.EXPERIMENT, artifact_location=(d / "artifacts").as_uri())
+    exp_id = MlflowClient(uri, uri).create_experiment(L.EXPERIMENT, artifact_location=(d / "artifacts").as_uri())
     return {"dir": d, "uri": uri, "env": env, "experiment_id": exp_id, "config": d / "loop.yml",
             "one_recipe": d / "loop-one.yml"}
 
@@ -75,7 +75,7 @@ def first_loop(store, repo):
                            "-P", f"config={store['config']}", "-P", f"workdir={store['dir'] / 'work'}"],
                           cwd=repo, env=store["env"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    client = MlflowClient(store["uri"])
+    client = MlflowClient(store["uri"], store["uri"])   # (its registry too: MLflow keeps one process-wide)
     parents, runs = _runs(client, store["experiment_id"])
     assert len(parents) == 1
     return client, parents[0], runs
