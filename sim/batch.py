@@ -11,18 +11,13 @@ recommender.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from sim.envs.vector import ListenerVectorEnv
 from sim.run import Session
 from sim.seeds import SessionStreams
-
-
-class BatchRecommender(Protocol):
-    def recommend_batch(self, users: np.ndarray, prev_tracks: np.ndarray,
-                        prev_times: np.ndarray) -> np.ndarray: ...
 
 
 class BatchDummy:
