@@ -8,6 +8,8 @@ sides cannot drift apart (issue 9; they once assigned artists different codes):
 - `formats.events`: the service's event log (one JSON object per line, one file per worker,
   rotated by size);
 - `formats.lists`: i2i and per-user recommendation lists (JSON lines, or an int32 table).
+- `formats.learned`: a learned version (one learner's lists, its policy parameters and
+  files: a version of the registered model `botify-i2i`).
 
 Contracts: docs/architecture.md. This package imports nothing from sim/, service/ or
 training/ and knows nothing of a world's hidden/ folder (tests/test_boundaries.py), and it
