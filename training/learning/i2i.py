@@ -80,3 +80,17 @@ def cap_per_group(candidates: np.ndarray, group: np.ndarray, k: int, cap: int) -
     key = (occ // cap) * p + pos        # tiers: first `cap` of each group, the next `cap`, ...
     pick = np.argsort(key, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(candidates, pick, axis=1)
+
+
+def cosine_candidates(vectors: np.ndarray, tracks: np.ndarray, n_tracks: int, pool: int,
+                      block: int = 2048) -> np.ndarray:
+    """Each track's `pool` nearest tracks by cosine of `vectors` ([V, d], row i is track
+    `tracks[i]`), as a [n_tracks, pool] table; tracks without a vector get an empty row (-1)."""
+    out = np.full((n_tracks, max(pool, 1)), -1, dtype=np.int64)
+    if len(tracks) < 2:
+        return out
+    v = np.asarray(vectors, dtype=np.float32)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    idx, _ = topk_i2i(v, v, k=pool, block=block)
+    out[np.asarray(tracks), :idx.shape[1]] = np.asarray(tracks)[idx]
+    return out

@@ -45,6 +45,7 @@ import pandas as pd
 from formats import lists as list_format
 from training.data.catalog import Catalog, load_catalog
 from training.data.events import EventLogError, read_events, sessionize
+from training.learning.layout import catalog_lists
 
 RELEVANT_TIME = 0.5
 # chosen by measurement (training/README.md): the figure whose ranking of the lists a loop
@@ -233,41 +234,6 @@ def evaluate(lists: np.ndarray, held: HeldOut, k: int = 50, service_catalog=None
     out = list_figures(lists, held, k=k)
     if service_catalog is not None and held.has_propensities:
         out.update(replay_snips(lists, held, service_catalog, session_aware))
-    return out
-
-
-def catalog_lists(catalog: Catalog, k: int = 50, max_per_artist: int = 2) -> np.ndarray:
-    """The metadata-only reference: the anchor's artist's most popular tracks, then the most
-    popular tracks of its genre, at most `max_per_artist` per artist (never the track itself).
-
-    What a recommender gets from the public catalog alone, the reference every model's
-    figure stands beside.
-    """
-    pop = catalog.tracks["popularity"].to_numpy(dtype=np.float64)
-    order = np.lexsort((np.arange(len(pop)), -pop))                 # by popularity, ties by id
-    n = catalog.size
-    out = np.full((n, k), -1, dtype=np.int64)
-    by_genre = {g: order[catalog.genre[order] == g] for g in range(catalog.n_genres)}
-    by_artist = {a: order[catalog.artist[order] == a] for a in range(catalog.n_artists)}
-    cap = max_per_artist if max_per_artist > 0 else k
-    capped = {}
-    for g, tracks in by_genre.items():   # the genre's tracks, at most `cap` per artist, by popularity
-        seen: dict[int, int] = {}
-        keep = []
-        for t in tracks.tolist():
-            a = int(catalog.artist[t])
-            if seen.get(a, 0) < cap:
-                seen[a] = seen.get(a, 0) + 1
-                keep.append(t)
-            if len(keep) >= k + 2 * cap:
-                break
-        capped[g] = keep
-    for t in range(n):
-        a, g = int(catalog.artist[t]), int(catalog.genre[t])
-        own = [x for x in by_artist[a][:cap + 1].tolist() if x != t][:cap]
-        rest = [x for x in capped[g] if x != t and catalog.artist[x] != a]
-        row = (own + rest)[:k]
-        out[t, :len(row)] = row
     return out
 
 

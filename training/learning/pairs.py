@@ -203,3 +203,13 @@ def split_pairs(pairs: pd.DataFrame, how: str = "random", val: float = 0.1, test
         raise PairsError(f"split {how!r} left an empty part ({len(train)}/{len(v)}/{len(t)}); "
                          f"collect more episodes")
     return Split(train, v, t)
+
+
+def liked_items(sessions: pd.DataFrame, liked_time: float = 0.5) -> pd.DataFrame:
+    """The tracks each session liked, in play order: listened at least `liked_time` (the
+    user's own first track counts, whatever its logged time), each track once per session.
+    Columns session_id, position, track, time: the "basket" the standard peers learn from."""
+    s = sessions.sort_values(["session_id", "position"], kind="stable")
+    liked = (s["time"].to_numpy() >= liked_time) | (s["position"].to_numpy() == 0)
+    out = s.loc[liked, ["session_id", "position", "track", "time"]]
+    return out.drop_duplicates(["session_id", "track"]).reset_index(drop=True)

@@ -23,16 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from training.registry import tracking
 from training.runlog import log_params
-from training.data.catalog import CatalogError, load_catalog
-from training.data.events import EventLogError, log_digest, read_events, sessionize
+from training.data.catalog import CatalogError
+from training.data.events import EventLogError
+from training.learning.config import from_yaml
 from training.learning.fit import FitConfig, fit, set_threads
 from training.learning.metrics import mse_report, ranking_report
 from training.learning.model import EmbeddingModel
 from training.learning.pairs import PairsError, build_duels, build_pairs, first_tracks, split_pairs
+from training.learning.window import Window
 
 EXPERIMENT = "botify-training"
 DEFAULT_CONFIG = "training/config/course.yml"
@@ -74,16 +75,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"training config {p} not found (see training/config/*.yml)")
-        raw = yaml.safe_load(p.read_text()) or {}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"{p}: unknown keys {unknown}; known: {sorted(known)}")
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**raw)
+        return from_yaml(cls, path, **overrides)
 
 
 @dataclass
@@ -92,26 +84,6 @@ class TrainResult:
     version: str | None
     metrics: dict[str, float]
     split_sizes: dict[str, int]
-
-
-def load_logs(logs: list[str]) -> tuple[pd.DataFrame, str, list[str]]:
-    """Events of one or more logs (paths, or `runs:/<id>/<artifact>` of a collect run),
-    their combined sha256, and the local paths read (artifacts are downloaded first)."""
-    import hashlib
-    frames, digests, sources = [], [], []
-    for ref in logs:
-        path = ref
-        if ref.startswith("runs:/"):
-            import mlflow
-            path = mlflow.artifacts.download_artifacts(artifact_uri=ref)
-        frames.append(read_events(path))
-        digests.append(log_digest(path))
-        sources.append(str(path))
-    events = pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable",
-                                                               ignore_index=True)
-    digest = digests[0] if len(digests) == 1 else hashlib.sha256(
-        "".join(digests).encode()).hexdigest()
-    return events, digest, sources
 
 
 def build_model(cfg: TrainConfig, catalog) -> EmbeddingModel:
@@ -140,13 +112,12 @@ class Prepared:
 
 def prepare(cfg: TrainConfig, logs: list[str], world: str) -> Prepared:
     """Catalog, events, sessions, pairs and split for a config: everything before fitting."""
-    catalog = load_catalog(world)
-    events, digest, sources = load_logs(logs)
-    bad = events[(events["track"] < 0) | (events["track"] >= catalog.size)]
-    if len(bad):
-        raise EventLogError(f"the log names track {int(bad['track'].iloc[0])} which is not in the "
-                            f"catalog {catalog.path} ({catalog.size} tracks): log and world differ")
-    sessions = sessionize(events)
+    return prepare_window(cfg, Window(tuple(logs), world, cfg.seed))
+
+
+def prepare_window(cfg: TrainConfig, window: Window) -> Prepared:
+    """`prepare` of a window already open (its events parsed once for every learner)."""
+    catalog, sessions = window.catalog, window.sessions
     pairs = build_pairs(sessions, cfg.context, artist=catalog.artist, window=cfg.window,
                         liked_time=cfg.liked_time)
     if cfg.drop_repeats:
@@ -157,7 +128,7 @@ def prepare(cfg: TrainConfig, logs: list[str], world: str) -> Prepared:
         first = first_tracks(sessions)
         duels = tuple(build_duels(part, first, catalog.artist, cfg.duel_gap)
                       for part in (split.train, split.val, split.test))
-    return Prepared(catalog, events, sessions, pairs, split, duels, digest, sources)
+    return Prepared(catalog, window.events, sessions, pairs, split, duels, window.digest, window.sources)
 
 
 def fit_config(cfg: TrainConfig, progress: bool = True) -> FitConfig:
@@ -166,6 +137,21 @@ def fit_config(cfg: TrainConfig, progress: bool = True) -> FitConfig:
                      weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
                      max_epochs=cfg.max_epochs, patience=cfg.patience, seed=cfg.seed,
                      progress=progress)
+
+
+def fit_model(cfg: TrainConfig, data: Prepared, on_epoch=None,
+              progress: bool = True) -> tuple[EmbeddingModel, dict[str, float]]:
+    """Build and fit the config's model on prepared data; its offline figures: training
+    time and epochs, the course's test MSE against naive baselines, recall/NDCG@k."""
+    model = build_model(cfg, data.catalog)
+    t0 = time.perf_counter()
+    fitted = fit(model, data.split.train, data.split.val, fit_config(cfg, progress), on_epoch=on_epoch,
+                 duels=data.duels[:2] if data.duels is not None else None)
+    metrics = {"training_seconds": time.perf_counter() - t0, "epochs": float(len(fitted.val_loss)),
+               "best_epoch": float(fitted.best_epoch + 1), "best_val_loss": float(min(fitted.val_loss))}
+    metrics.update(mse_report(model, data.split.train, data.split.test, seed=cfg.seed))
+    metrics.update(ranking_report(model, data.split.test, relevant_time=cfg.relevant_time, seed=cfg.seed))
+    return model, metrics
 
 
 def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = tracking.MODEL_NAME,
@@ -201,22 +187,10 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
                             "tracks_seen_as_context": float(split.train["context"].nunique()),
                             "tracks_seen_as_target": float(split.train["target"].nunique())})
 
-        model = build_model(cfg, catalog)
-        fcfg = fit_config(cfg, progress)
-
         def on_epoch(epoch: int, tr: float, va: float, secs: float) -> None:
             mlflow.log_metrics({"train_loss": tr, "val_loss": va, "epoch_seconds": secs}, step=epoch)
 
-        t0 = time.perf_counter()
-        fitted = fit(model, split.train, split.val, fcfg, on_epoch=on_epoch,
-                     duels=data.duels[:2] if data.duels is not None else None)
-        train_seconds = time.perf_counter() - t0
-        metrics = {"training_seconds": train_seconds, "epochs": float(len(fitted.val_loss)),
-                   "best_epoch": float(fitted.best_epoch + 1),
-                   "best_val_loss": float(min(fitted.val_loss))}
-        metrics.update(mse_report(model, split.train, split.test, seed=cfg.seed))
-        metrics.update(ranking_report(model, split.test, relevant_time=cfg.relevant_time,
-                                      seed=cfg.seed))
+        model, metrics = fit_model(cfg, data, on_epoch, progress)
         mlflow.log_metrics(metrics)
         print(json.dumps({k: round(v, 5) for k, v in metrics.items()}), flush=True)
 
