@@ -29,6 +29,7 @@ from training.runlog import log_params
 from training.data.catalog import CatalogError
 from training.data.events import EventLogError
 from training.learning.config import from_yaml
+from training.learning.learn import log_dataset
 from training.learning.fit import FitConfig, fit, set_threads
 from training.learning.metrics import mse_report, ranking_report
 from training.learning.model import EmbeddingModel
@@ -176,12 +177,7 @@ def train(cfg: TrainConfig, logs: list[str], world: str, register: str | None = 
                            "world": str(world), "catalog_tracks": catalog.size,
                            "register": register or ""})
         mlflow.set_tags({"dataset_digest": digest, "botify.entry": "train"})
-        ds_df = events.assign(experiments=[json.dumps(e, sort_keys=True) for e in events["experiments"]])
-        with warnings.catch_warnings():   # a path source is ambiguous to MLflow; it is a file
-            warnings.simplefilter("ignore")
-            ds = mlflow.data.from_pandas(ds_df, source=sources[0] if len(sources) == 1 else ",".join(sources),
-                                         name="events", digest=digest[:16])
-            mlflow.log_input(ds, context="training")   # infers the schema: MLflow's integer-column hint
+        log_dataset(events, digest, sources)
         mlflow.log_metrics({"events": len(events), "sessions": float(sessions["session_id"].nunique()),
                             "pairs": len(pairs), **{f"split_{k}": v for k, v in sizes.items()},
                             "tracks_seen_as_context": float(split.train["context"].nunique()),

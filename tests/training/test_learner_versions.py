@@ -1,0 +1,126 @@
+"""A learner's run and its registered version: `train_learner` logs and registers one
+learner's lists (MLflow registered model `botify-i2i`, alias @challenger, lineage tags),
+`versions.fetch` brings the version's folder back, in formats.learned's format; a learner
+from a temporary module (its import path, no edit of the project) goes the same way."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from formats import learned as learned_format
+from training.learning.learn import main as learn_main
+from training.learning.learn import train_learner
+from training.learning.learners.base import LearnerError, LearnerSpec
+from training.learning.window import Window
+from training.registry import tracking, versions
+
+OUTSIDE = textwrap.dedent('''
+    """A learner from outside the project: each track's list is the next tracks by id."""
+    from dataclasses import dataclass
+    import numpy as np
+    from training.learning.layout import Layout, lay_out
+    from training.learning.learners.base import Learned, Learner, save_arrays
+
+    @dataclass
+    class Settings(Layout):
+        step: int = 1
+
+    class NextTracks(Learner):
+        Settings = Settings
+
+        def learn(self, window, k, workdir):
+            n = window.catalog.size
+            cands = (np.arange(n)[:, None] + self.settings.step * np.arange(1, k + 1)[None, :]) % n
+            lists = lay_out(cands, window.catalog, k, self.layout())
+            return Learned(lists, {"discount": 0.8}, {"events": float(len(window.events))},
+                           save_arrays(workdir, step=np.array([self.settings.step])))
+''')
+
+
+@pytest.fixture(scope="module")
+def window(planted):
+    world, log, _ = planted
+    return Window((str(log),), world, seed=3, days=(4, 5))
+
+
+def test_a_learners_version_is_registered_with_its_lineage_and_fetched_back(window, tmp_path):
+    res = train_learner(LearnerSpec("cooc", "cooccurrence"), window, k=20, register="botify-i2i-test",
+                        tags={"parent_version": "7"})
+    client = MlflowClient()
+    mv = client.get_model_version("botify-i2i-test", res.version)
+    assert mv.tags["days_trained_on"] == "4,5" and mv.tags["dataset_digest"] == window.digest
+    assert mv.tags["learner"] == "cooccurrence" and mv.tags["parent_version"] == "7"
+    assert mv.tags["run_id"] == res.run_id
+    assert str(tracking.resolve_version("challenger", "botify-i2i-test").version) == res.version
+    assert client.get_registered_model("botify-i2i-test").description == versions.DESCRIPTION
+    run = client.get_run(res.run_id)
+    assert run.data.params["catalog_tracks"] == str(window.catalog.size)
+    assert run.data.params["learner"] == "cooccurrence" and run.data.params["lead"] == "2"
+    assert run.inputs.dataset_inputs[0].dataset.digest == window.digest[:16]
+    assert run.data.metrics["tracks_with_neighbours"] > 0
+
+    folder = versions.fetch(res.version, "botify-i2i-test", dst=tmp_path / "v")
+    back = learned_format.read(folder, n_tracks=window.catalog.size)
+    assert np.array_equal(np.asarray(back.lists), res.lists) and back.lists.shape == (window.catalog.size, 20)
+    assert back.learner["window"]["dataset_digest"] == window.digest and back.learner["layout"]["lead"] == 2
+    assert back.policy == {} and back.model is None
+    # the JSON lines hold the same lists (formats.lists reads either form)
+    from formats import lists as list_format
+    assert np.array_equal(list_format.read_lists(folder / learned_format.JSONL, "track", window.catalog.size,
+                                                 window.catalog.size)[:, :20], res.lists)
+
+
+def test_a_learner_from_a_temporary_module_is_trained_registered_and_served_by_its_import_path(
+        window, tmp_path, monkeypatch):
+    (tmp_path / "outside_pkg").mkdir()
+    (tmp_path / "outside_pkg" / "__init__.py").write_text("")
+    (tmp_path / "outside_pkg" / "next_tracks.py").write_text(OUTSIDE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = LearnerSpec("mine", "outside_pkg.next_tracks:NextTracks", None, {"step": 3})
+    res = train_learner(spec, window, k=10, register="botify-i2i-test")
+    back = learned_format.read(versions.fetch(res.version, "botify-i2i-test"))
+    assert back.policy == {"discount": 0.8} and back.learner["config"]["step"] == 3
+    assert np.load(back.model / "step.npy", allow_pickle=False).tolist() == [3]
+    assert np.array_equal(np.asarray(back.lists), res.lists)
+
+
+def test_fetch_refuses_a_version_that_is_not_a_learned_one_and_names_what_exists(planted, repo):
+    from training.learning.train import TrainConfig, train
+    world, log, _ = planted
+    res = train(TrainConfig.from_yaml(repo / "training/config/course.yml", max_epochs=1), [str(log)], str(world),
+                register="botify-embeddings-old", progress=False)
+    with pytest.raises(tracking.RegistryError, match="not a learned version"):
+        versions.fetch(res.version, "botify-embeddings-old")
+    with pytest.raises(tracking.RegistryError, match="registered versions"):
+        versions.fetch("99", "botify-embeddings-old")
+
+
+def test_lists_a_service_would_refuse_are_never_registered(window, tmp_path, monkeypatch):
+    (tmp_path / "bad_learner.py").write_text(textwrap.dedent('''
+        import numpy as np
+        from training.learning.learners.base import Learned, Learner
+        class Wide(Learner):
+            def learn(self, window, k, workdir):
+                return Learned(np.full((window.catalog.size, k), window.catalog.size, dtype=np.int32))
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = len(MlflowClient().search_model_versions("name='botify-i2i-bad'"))
+    with pytest.raises(LearnerError, match="refuse.*outside the catalog"):
+        train_learner(LearnerSpec("bad", "bad_learner:Wide"), window, k=5, register="botify-i2i-bad")
+    assert len(MlflowClient().search_model_versions("name='botify-i2i-bad'")) == before == 0
+
+
+def test_the_learn_command_says_what_is_wrong(planted, capsys):
+    world, log, _ = planted
+    assert learn_main(["--learner", "nope", "--log", str(log), "--world", str(world)]) == 2
+    assert "not one of" in capsys.readouterr().err
+    assert learn_main(["--learner", "als", "--set", "factors", "--log", str(log), "--world", str(world)]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    rc = learn_main(["--learner", "cooccurrence", "--set", "shrink=2", "--log", str(log), "--world", str(world),
+                     "--days", "1", "--k", "10", "--register", ""])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and out["version"] is None and out["figures"]["tracks_with_neighbours"] > 0
