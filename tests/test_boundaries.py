@@ -5,7 +5,8 @@
   share, imports none of the three.
 - The simulator's hidden truth (`<world>/hidden/`: embeddings, user parameters) never
   reaches the service or training: a Python audit hook watches every file they open
-  while the service serves sessions and training builds, fits and exports a model.
+  while the service serves sessions, training builds, fits and exports a model, and every
+  learner (training/learning/learners: the embedding model and its peers) learns its lists.
 """
 from __future__ import annotations
 
@@ -235,6 +236,15 @@ SCRIPT = textwrap.dedent('''
     rc = recommend(["--model", "challenger", "--k", "10", "--output", str(work / "i2i.jsonl")])
     assert rc in (0, None), rc
     assert read_lists(work / "i2i.jsonl", "track", 10**9, None).shape[1] == 10
+    # every learner, trained and registered as a challenger would be, then its version fetched
+    from training.learning.learn import main as learn
+    for learner, extra in (("embedding", ["--config", "training/config/contrast.yml", "--set", "max_epochs=2"]),
+                           ("cooccurrence", []), ("item2vec", ["--set", "epochs=2"]), ("als", [])):
+        rc = learn(["--learner", learner, *extra, "--log", str(work / "log"), "--world", str(world), "--k", "10"])
+        assert rc == 0, learner
+    from formats.learned import read
+    from training.registry.versions import fetch
+    assert read(fetch("challenger")).learner["learner"] == "als"
     print("probe done", flush=True)
 ''')
 
