@@ -19,8 +19,7 @@ import numpy as np
 from training.learning.i2i import cosine_candidates
 from training.learning.layout import Layout, lay_out
 from training.learning.learners.base import Learned, Learner, save_arrays
-from training.learning.learners.cooccurrence import basket_matrix
-from training.learning.pairs import liked_items
+from training.learning.learners.cooccurrence import baskets
 from training.learning.window import Window
 
 
@@ -43,8 +42,7 @@ class ALSLearner(Learner):
         s = self.settings
         t0 = time.perf_counter()
         n = window.catalog.size
-        items = liked_items(window.sessions, s.liked_time)
-        x = basket_matrix(items, n, values=items["time"].to_numpy())
+        x = baskets(window, s.liked_time, weighted=True)
         with threadpool_limits(1, "blas"):   # implicit's own loop is the parallel part; BLAS threads fight it
             model = AlternatingLeastSquares(factors=s.factors, regularization=s.regularization, alpha=s.alpha,
                                             iterations=s.iterations, num_threads=1, random_state=window.seed)

@@ -32,12 +32,14 @@ class CooccurrenceSettings(Layout):
     pool: int = 100             # candidates per track kept for the layout
 
 
-def basket_matrix(items: pd.DataFrame, n_tracks: int, values: np.ndarray | None = None) -> sp.csr_matrix:
-    """Sessions x tracks, one row per session of `items` (`liked_items`), 1 (or `values`)
-    where the session liked the track."""
+def baskets(window: Window, liked_time: float, weighted: bool = False) -> sp.csr_matrix:
+    """Sessions x tracks of the window: 1 (`weighted`: the listened time) where a session
+    liked the track (`training.learning.pairs.liked_items`): what the standard peers learn from."""
+    items = liked_items(window.sessions, liked_time)
     rows = pd.factorize(items["session_id"])[0]
-    data = np.ones(len(items), dtype=np.float32) if values is None else np.asarray(values, dtype=np.float32)
-    return sp.csr_matrix((data, (rows, items["track"].to_numpy())), shape=(int(rows.max(initial=-1)) + 1, n_tracks))
+    data = items["time"].to_numpy(np.float32) if weighted else np.ones(len(items), dtype=np.float32)
+    return sp.csr_matrix((data, (rows, items["track"].to_numpy())),
+                         shape=(int(rows.max(initial=-1)) + 1, window.catalog.size))
 
 
 def top_per_row(m: sp.spmatrix, pool: int) -> np.ndarray:
@@ -59,9 +61,7 @@ class CooccurrenceLearner(Learner):
     def learn(self, window: Window, k: int, workdir: Path) -> Learned:
         s = self.settings
         t0 = time.perf_counter()
-        n = window.catalog.size
-        items = liked_items(window.sessions, s.liked_time)
-        x = basket_matrix(items, n)
+        x = baskets(window, s.liked_time)
         counts = (x.T @ x).tocsr()
         seen = counts.diagonal().astype(np.float64)
         counts.setdiag(0)
@@ -73,7 +73,7 @@ class CooccurrenceLearner(Learner):
         score = c.data / (np.sqrt(seen[c.row] * seen[c.col]) + s.shrink)
         candidates = top_per_row(sp.coo_matrix((score, (c.row, c.col)), shape=c.shape), s.pool)
         lists = lay_out(candidates, window.catalog, k, self.layout())
-        figures = {"sessions": float(x.shape[0]), "liked_items": float(len(items)),
+        figures = {"sessions": float(x.shape[0]), "liked_items": float(x.nnz),
                    "pairs": float(c.nnz // 2), "tracks_with_neighbours": float((candidates[:, 0] >= 0).sum()),
                    "training_seconds": time.perf_counter() - t0}
         return Learned(lists, {}, figures)
