@@ -115,6 +115,20 @@ def test_session_context_pairs_liked_tracks_with_their_session():
     assert extra == [(11, 12), (13, 11), (13, 12)]
 
 
+
+def test_session_pairs_come_in_play_order_whatever_the_clock_logged():
+    """A day played again logs other milliseconds (in-process, a session's events often share
+    one): the pairs, and so the fit's batches, must not depend on them."""
+    log = events([(1, [(10, 1.0), (11, 0.8), (12, 0.9), (13, 0.7)]), (2, [(20, 1.0), (21, 0.6), (22, 0.9)])])
+    again = log.copy()
+    again["timestamp"] = [0, 0, 0, 0, 5, 5, 5]         # every session within one millisecond
+    a = build_pairs(sessionize(log), "session", artist=np.arange(40))
+    b = build_pairs(sessionize(again), "session", artist=np.arange(40))
+    cols = ["context", "target", "time", "session_id"]
+    assert a[cols].equals(b[cols])
+    # within a session, by the target's place: 11's pairs, then 12's, then 13's
+    assert a.loc[a["session_id"] == 0, "target"].tolist() == [11, 11, 11, 12, 12, 12, 13, 13, 13]
+
 DUEL_LOG = events([
     # anchor 10 (artist 1); new artists 11 (0.5), 20 (0.9), 21 (0.3); 12 is the anchor's own
     # artist; 11 again is a replay (discounted), never in a duel

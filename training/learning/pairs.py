@@ -108,9 +108,14 @@ def _session_pairs(sessions: pd.DataFrame, artist: np.ndarray | None, window: in
         "session_id": sid[tj].astype(np.int64), "timestamp": s["timestamp"].to_numpy()[tj].astype(np.int64),
         "repeat": repeat[tj], "artist_plays": plays[tj].astype(np.int64),
     })
+    more_pos = pos[tj][(track[ci] != track[tj])]
     more = more[more["context"] != more["target"]]
     out = pd.concat([first, more], ignore_index=True)
-    return out.sort_values(["session_id", "timestamp"], kind="stable").reset_index(drop=True)
+    # in play order by the target's place in its session, never by its wall-clock timestamp: a
+    # day played again logs other milliseconds, and the rows' order is the fit's batch order
+    place = np.concatenate([pos[pos > 0], more_pos])
+    order = np.lexsort((place, out["session_id"].to_numpy()))
+    return out.iloc[order].reset_index(drop=True)
 
 
 def build_duels(pairs: pd.DataFrame, first: pd.Series, artist: np.ndarray,
