@@ -33,6 +33,10 @@ class EmbeddingLearner(Learner):
     def layout(self) -> Layout:
         return Layout(lead=0, max_per_artist=self.settings.i2i_max_per_artist, fill="catalog")
 
+    def describe(self) -> dict:
+        """Its settings but `seed`: it draws from the window's seed, as every learner does."""
+        return {k: v for k, v in super().describe().items() if k != "seed"}
+
     def learn(self, window: Window, k: int, workdir: Path) -> Learned:
         cfg = dataclasses.replace(self.settings, seed=window.seed)
         set_threads()
