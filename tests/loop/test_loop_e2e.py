@@ -29,7 +29,7 @@ from training.jobs.configs import LOOP_CONFIG, load_loop
 
 pytestmark = pytest.mark.slow
 
-MODEL = "botify-embeddings-small"      # the quick loop's registered model
+MODEL = "botify-i2i-small"      # the quick loop's registered model
 
 
 def _champion(client: MlflowClient, name: str = MODEL) -> str | None:
@@ -102,9 +102,9 @@ def test_one_parent_run_and_a_child_run_per_day(first_loop):
     steps = {d.data.tags["loop.day"]: sorted(r.data.tags["botify.entry"] for r in runs
                                              if r.data.tags.get("mlflow.parentRunId") == d.info.run_id)
              for d in days}
-    # day 0: the cold start, the bootstrap model and the two challenger recipes, each exported
-    assert steps["0"] == ["collect"] + ["recommend"] * 3 + ["train"] * 3
-    assert steps["1"] == ["recommend"] * 2 + ["train"] * 2      # tomorrow's candidates
+    # day 0: the cold start, the bootstrap learner and the two challengers (each registers its lists)
+    assert steps["0"] == ["collect"] + ["learn"] * 3
+    assert steps["1"] == ["learn"] * 2                          # tomorrow's candidates
     assert steps["2"] == []                                     # the last day trains nothing
 
 

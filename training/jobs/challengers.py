@@ -1,8 +1,9 @@
-"""Tomorrow's challenger: the recipes trained on the window's logs and registered with their
+"""Tomorrow's challenger: the learners trained on the window's logs and registered with their
 lineage, scored on listeners none of them saw, and the best chosen.
 
-`train_challengers` is the one call the loop makes to get candidates; `train_recipe` the one
-place a job trains and registers a recipe (the experiment's models, the loop's bootstrap).
+`train_challengers` is the one call the loop makes to get candidates (any learner of
+`training.learning.learners`, by name or import path); `train_recipe` the one place the
+experiment trains and registers its embedding recipes.
 """
 from __future__ import annotations
 
@@ -53,25 +54,30 @@ def tag_version(name: str, version: str, tags: Mapping[str, Any]) -> None:
 
 
 def train_candidate(spec: ModelSpec, window: list[tuple[int, Path]], world: Path, *, register: str, seed: int,
-                    day: int, parent: str | None, role: str, run_id: str) -> Candidate:
-    """One recipe trained on the window's logs, registered with its lineage (days trained on,
-    parent version, dataset digest, recipe, role, the loop's run and day)."""
+                    day: int, parent: str | None, role: str, run_id: str, k: int = 50) -> Candidate:
+    """One learner trained on the window's logs (`training.learning.learn.train_learner`), its
+    lists registered as a version of `register` with their lineage (days trained on, parent
+    version, dataset digest, learner, recipe, role, the loop's run and day)."""
+    from training.learning.learn import train_learner
+    from training.learning.window import Window
     trained_on = tuple(d for d, _ in window)
-    res = train_recipe(spec, [p for _, p in window], world, register=register, seed=seed,
-                       run_name=f"train {spec.name} on days {trained_on[0]}-{trained_on[-1]}", what=f"day {day} {role}")
-    digest = MlflowClient().get_run(res.run_id).data.tags.get("dataset_digest", "")
-    tag_version(register, res.version, {
-        "days_trained_on": ",".join(map(str, trained_on)), "parent_version": parent or "none",
-        "dataset_digest": digest, "recipe": spec.name, "role": role, "loop_run_id": run_id, "loop_day": day})
-    return Candidate(spec.name, str(res.version), res.run_id, dict(res.metrics), trained_on)
+    span = f"{trained_on[0]}-{trained_on[-1]}"
+    try:
+        res = train_learner(spec.learner_spec(), Window(tuple(str(p) for _, p in window), world, seed, trained_on),
+                            k=k, register=register, run_name=f"learn {spec.name} on days {span}",
+                            tags={"parent_version": parent or "none", "recipe": spec.name, "role": role,
+                                  "loop_run_id": run_id, "loop_day": day})
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        raise JobError(f"day {day} {role}: learner `{spec.name}` ({spec.learner}) failed: {e}") from None
+    return Candidate(spec.name, str(res.version), res.run_id, dict(res.figures), trained_on)
 
 
 def train_challengers(recipes: tuple[ModelSpec, ...], window: list[tuple[int, Path]], world: Path, *, register: str,
-                      seed: int, day: int, parent: str, run_id: str) -> list[Candidate]:
-    """Every challenger recipe trained on the window (`(day, log folder)` pairs), registered as
+                      seed: int, day: int, parent: str, run_id: str, k: int = 50) -> list[Candidate]:
+    """Every challenger learner trained on the window (`(day, log folder)` pairs), registered as
     challengers of `parent` (tomorrow's champion)."""
     return [train_candidate(s, window, world, register=register, seed=seed, day=day, parent=parent,
-                            role="challenger", run_id=run_id) for s in recipes]
+                            role="challenger", run_id=run_id, k=k) for s in recipes]
 
 
 def split_by_user(src: Path, train_dir: Path, heldout_dir: Path, share: float, seed: int) -> tuple[Path, Path]:

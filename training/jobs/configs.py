@@ -19,7 +19,7 @@ from training.ab.analysis import Design
 from training.ab.stats import AnalysisError
 from training.ab.tables import check_design
 from training.errors import JobError
-from training.paths import repo_path
+from training.paths import REPO, repo_path
 from training.registry.promotion import TESTS
 
 EXPERIMENT_CONFIG = "training/config/experiment.yml"
@@ -87,19 +87,25 @@ class Reader:
             raise self.fail(key, f"an existing file (e.g. {example})", v)
         return v
 
-    def model(self, key: str, named: bool = True) -> "ModelSpec":
+    def model(self, key: str, named: bool = True, learners: bool = False) -> "ModelSpec":
+        """A model to train (`learners`: any learner by name or import path, the loop's) or reuse (`ref`)."""
         raw = self.get(key)
-        allowed = {"name", "config", "overrides", "ref"}
-        if not isinstance(raw, dict) or set(raw) - allowed or not (raw.get("config") or raw.get("ref")) \
+        allowed = {"name", "config", "overrides", "ref"} | ({"learner"} if learners else set())
+        if not isinstance(raw, dict) or set(raw) - allowed or not (raw.get("config") or raw.get("ref")
+                                                                   or raw.get("learner")) \
                 or (named and not raw.get("name")):
-            raise self.fail(key, "{name, config: TRAINING_YAML, overrides: {...}} or {ref: VERSION_OR_ALIAS}", raw)
+            expected = ("{name, learner: NAME_OR_MODULE:CLASS, config: ITS_YAML, overrides: {...}}" if learners else
+                        "{name, config: TRAINING_YAML, overrides: {...}} or {ref: VERSION_OR_ALIAS}")
+            raise self.fail(key, expected, raw)
         spec = ModelSpec(str(raw.get("name") or key), str(raw.get("config") or ""), dict(raw.get("overrides") or {}),
-                         str(raw.get("ref") or ""))
-        if spec.config:
-            try:
+                         str(raw.get("ref") or ""), str(raw.get("learner") or "embedding"))
+        try:
+            if learners:
+                spec.learner_spec().make(REPO)
+            elif spec.config:
                 spec.train_config(0)
-            except (FileNotFoundError, ValueError, TypeError) as e:
-                raise self.fail(key, f"a training recipe that loads ({e})", raw) from None
+        except (FileNotFoundError, ValueError, TypeError) as e:
+            raise self.fail(key, f"a {'learner' if learners else 'training recipe'} that loads ({e})", raw) from None
         return spec
 
 
@@ -112,6 +118,12 @@ class ModelSpec:
     config: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     ref: str = ""
+    learner: str = "embedding"          # the loop's: a learner's name or import path (training.learning.learners)
+
+    def learner_spec(self):
+        """The learner this names (`training.learning.learners.base.LearnerSpec`)."""
+        from training.learning.learners.base import LearnerSpec
+        return LearnerSpec(self.name, self.learner, self.config or None, dict(self.overrides))
 
     def train_config(self, seed: int):
         """The recipe's `TrainConfig` (the job's seed unless the overrides set one)."""
@@ -321,9 +333,9 @@ def load_loop(path: str | Path = LOOP_CONFIG, *, quick: bool = False, days: int 
                                                "(the loop fills in the day's lists)", spec)
     challengers = r.get("challengers")
     if not isinstance(challengers, list) or not challengers:
-        raise r.fail("challengers", "a non-empty list of {name, config, overrides}", challengers)
+        raise r.fail("challengers", "a non-empty list of {name, learner, config, overrides}", challengers)
     listed = Reader({f"challengers[{i}]": c for i, c in enumerate(challengers)}, r.origin)
-    specs = tuple(listed.model(f"challengers[{i}]") for i in range(len(challengers)))
+    specs = tuple(listed.model(f"challengers[{i}]", learners=True) for i in range(len(challengers)))
     if len({s.name for s in specs}) != len(specs) or any(s.ref for s in specs):
         raise r.fail("challengers", "recipes with unique names (no `ref`)", [s.name for s in specs])
     sel, cold = r.section("select"), r.section("cold_start")
@@ -331,7 +343,8 @@ def load_loop(path: str | Path = LOOP_CONFIG, *, quick: bool = False, days: int 
         **_common(r, raw, r, list(policies), ["champion"], svc.integer("seed", 0, 42)),
         days=r.integer("days", 1), window=r.integer("window", 1), episodes=r.integer("episodes", 10),
         cold_start_service=cold.file("service_config", "service/config/cold_start.yml"),
-        cold_start_episodes=cold.integer("episodes", 10), bootstrap=r.model("bootstrap"), challengers=specs,
+        cold_start_episodes=cold.integer("episodes", 10), bootstrap=r.model("bootstrap", learners=True),
+        challengers=specs,
         select=SelectSettings(sel.text("metric"), sel.choice("mode", ("max", "min"), "max"),
                               sel.number("holdout", 0, 1, 0.0), sel.text("why", "")),
         policies={str(k): dict(v) for k, v in policies.items()},

@@ -149,17 +149,20 @@ def rerun_command(cfg: LoopConfig) -> str:
 # ------------------------------------------------------------------- lists and champions
 
 def lists_of(st: LoopState, version: str) -> Path:
-    """The i2i lists of a version, exported once per loop (a `recommend` child run) and kept as
-    the int32 table (`formats.lists`): the day's service, the offline scoring and the
-    promotion's deploy read it memory-mapped instead of parsing 50,000 JSON lines each."""
+    """The i2i lists of a version: its folder fetched once per loop (`training.registry.versions`)
+    and its int32 table (`formats.learned`), which the day's service, the offline scoring and
+    the promotion's deploy read memory-mapped."""
     if version not in st.lists:
-        from formats import lists as list_format
-        from training.registry.export import export
+        from formats import FormatError
+        from formats import learned as learned_format
+        from training.registry import versions
         with st.clock.step("export"):
-            out = Path(export(version, st.work / "lists" / f"v{version}.jsonl", k=st.cfg.k,
-                              name=st.cfg.register)["output"])
-            table = list_format.read_lists(out, "track", st.n_tracks, st.n_tracks)
-            st.lists[version] = list_format.write_table(out.with_suffix(".npy"), table, st.n_tracks)
+            folder = versions.fetch(version, st.cfg.register, dst=st.work / "lists" / f"v{version}")
+            try:
+                learned_format.read(folder, st.n_tracks)
+            except FormatError as e:
+                raise JobError(f"`{st.cfg.register}` v{version}: {e}") from None
+            st.lists[version] = folder / learned_format.TABLE
     return st.lists[version]
 
 
@@ -173,8 +176,10 @@ def adoptable_champion(name: str, tracks: int) -> tuple[str | None, str]:
     version = champion_version(name)
     if version is None:
         return None, f"`{name}` has no @{tracking.CHAMPION}"
-    have = MlflowClient().get_run(MlflowClient().get_model_version(name, version).run_id).data.params.get(
-        "catalog_tracks")
+    mv = MlflowClient().get_model_version(name, version)
+    if "learner" not in mv.tags:   # a model registered without a learner's lists (formats.learned)
+        return None, f"`{name}@{tracking.CHAMPION}` (v{version}) holds no learner's lists"
+    have = MlflowClient().get_run(mv.run_id).data.params.get("catalog_tracks")
     if have is None or int(have) != tracks:
         return None, (f"`{name}@{tracking.CHAMPION}` (v{version}) was trained on a {have}-track catalog, "
                       f"this world has {tracks}")
@@ -193,7 +198,7 @@ def first_champion(st: LoopState) -> tuple[Served, Candidate | None]:
         return Served(adopted, tags.get("recipe", "registry"), days, lists_of(st, adopted)), None
     with st.clock.step("train"):
         boot = train_candidate(cfg.bootstrap, st.window, st.world, register=cfg.register, seed=cfg.seed, day=0,
-                               parent=None, role="bootstrap", run_id=st.run_id)
+                               parent=None, role="bootstrap", run_id=st.run_id, k=cfg.k)
     st.start_note = (f"{why}: the bootstrap recipe `{cfg.bootstrap.name}` trained on day 0's log (v{boot.version}) "
                      f"became @{tracking.CHAMPION} without an A/B (nothing to test it against)")
     return served(st, boot), boot
@@ -222,7 +227,7 @@ def next_challenger(st: LoopState, day: int, parent: str) -> Served:
         window = window[:-1] + [(newest_day, train_part)]
     with st.clock.step("train"):
         cands = train_challengers(cfg.challengers, window, st.world, register=cfg.register, seed=cfg.seed, day=day,
-                                  parent=parent, run_id=st.run_id)
+                                  parent=parent, run_id=st.run_id, k=cfg.k)
     with st.clock.step("select"):
         if heldout is not None:
             score_heldout(cands, heldout, st.world, lambda v: lists_of(st, v), cfg.k,

@@ -28,6 +28,7 @@ import yaml
 from formats import FormatError
 from formats import lists as list_format
 from training.paths import REPO
+from training.runlog import log_params
 from training.learning.learners.base import Learned, LearnerError, LearnerSpec
 from training.learning.window import Window
 
@@ -84,7 +85,7 @@ def train_learner(spec: LearnerSpec, window: Window, *, k: int = 50, register: s
     with tracking.step_run(run_name or f"learn {spec.name}", entry="learn") as run, \
             tempfile.TemporaryDirectory(prefix="botify-learn-") as tmp:
         settings = learner.describe()
-        tracking.log_params({**settings, "learner": spec.learner, "learner_name": spec.name,
+        log_params({**settings, "learner": spec.learner, "learner_name": spec.name,
                              "config": spec.config or "", "k": k, "seed": window.seed, "logs": ",".join(window.logs),
                              "world": str(window.world), "catalog_tracks": window.catalog.size,
                              "days_trained_on": days, "register": register or ""})
