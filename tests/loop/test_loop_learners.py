@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -20,25 +19,6 @@ from training.errors import JobError
 from training.jobs.configs import LOOP_CONFIG, load_loop
 
 MODEL = "botify-i2i-small"
-OUTSIDE = textwrap.dedent('''
-    """A learner from outside the project: each track's list is the tracks after it by id."""
-    from dataclasses import dataclass
-    import numpy as np
-    from training.learning.layout import Layout, lay_out
-    from training.learning.learners.base import Learned, Learner
-
-    @dataclass
-    class Settings(Layout):
-        step: int = 1
-
-    class Shift(Learner):
-        Settings = Settings
-
-        def learn(self, window, k, workdir):
-            n = window.catalog.size
-            cands = (np.arange(n)[:, None] + self.settings.step * np.arange(1, 4 * k)[None, :]) % n
-            return Learned(lay_out(cands, window.catalog, k, self.layout()), {}, {"tracks": float(n)})
-''')
 PEERS = [{"name": "cooccurrence", "learner": "cooccurrence", "config": "training/config/learners/cooccurrence.yml"},
          {"name": "shift", "learner": "outside_learners.shift:Shift", "overrides": {"step": 7}}]
 
@@ -51,18 +31,7 @@ def _config(tmp: Path, repo: Path, challengers: list) -> Path:
     return path
 
 
-@pytest.fixture
-def outside(tmp_path, monkeypatch) -> Path:
-    """A package outside the project, importable as a learner's import path."""
-    pkg = tmp_path / "outside" / "outside_learners"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "shift.py").write_text(OUTSIDE)
-    monkeypatch.syspath_prepend(str(tmp_path / "outside"))
-    return tmp_path / "outside"
-
-
-def test_the_loop_config_takes_any_learner_and_names_a_wrong_one(tmp_path, repo, outside):
+def test_the_loop_config_takes_any_learner_and_names_a_wrong_one(tmp_path, repo, outside_learner):
     cfg = load_loop(_config(tmp_path, repo, PEERS), quick=True)
     assert [(c.name, c.learner) for c in cfg.challengers] == [("cooccurrence", "cooccurrence"),
                                                                ("shift", "outside_learners.shift:Shift")]
@@ -75,7 +44,8 @@ def test_the_loop_config_takes_any_learner_and_names_a_wrong_one(tmp_path, repo,
 
 
 @pytest.mark.slow
-def test_the_quick_loop_runs_a_peer_and_an_outside_learner_as_its_challengers(tmp_path, repo, outside):
+def test_the_quick_loop_runs_a_peer_and_an_outside_learner_as_its_challengers(tmp_path, repo, outside_learner):
+    outside, _ = outside_learner
     config = _config(tmp_path, repo, PEERS)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
            "BENTOML_HOME": str(tmp_path / "bentoml"),
