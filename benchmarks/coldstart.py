@@ -10,8 +10,9 @@ Cases (each started `--rounds` times, one start of each case per round, median r
 - Botify, the experiment's arms (service/config/experiments.yml) with BentoML models holding
   `i2i.npy` (memory-mapped), as the packaged service serves them;
 - Botify, the same arms from JSON-lines files (how lists were served before);
-- `--image`: the same arms in a container (`docker run --network host`), the Bento's models
-  inside the image (build it with `make container`; it serves its own packed catalog).
+- `--image`: a container of `make container`'s image (`docker run --network host`) serving its
+  own config, the product (SessionAware over the champion's lists packed in the image, its own
+  packed catalog).
 The catalog is 50,000 tracks with 50-long lists (the default world's size), generated into a
 temp dir. The course's service took 42 s to its first answer (issue 10's measurement; its
 code is not part of this repository), shown as the reference.
@@ -102,14 +103,14 @@ def start_to_first_200(cmd: list[str], env: dict, url: str, stop: list[str] | No
 
 
 def bento_models() -> list[str]:
-    """The BentoML models the Bento packs (bentofile.yaml's `models`, tags without a version)."""
-    spec = yaml.safe_load((REPO / "bentofile.yaml").read_text())
-    return [str(m if isinstance(m, str) else m["tag"]).split(":")[0] for m in spec.get("models", [])]
+    """The BentoML models service/config/experiments.yml serves (names without a version)."""
+    from service.config import bentoml_models, read_config
+    return [tag.split(":")[0] for tag in bentoml_models(read_config(REPO / "service/config/experiments.yml"))]
 
 
 def make_models(root: Path, files: dict, env: dict) -> None:
-    """The BentoML models the Bento packs (service/config/experiments.yml serves them), holding the
-    lists as `i2i.npy` (what training.registry.export writes), in the benchmark's own BentoML home."""
+    """The BentoML models service/config/experiments.yml serves, holding the lists as `i2i.npy`
+    (what training.registry.export writes), in the benchmark's own BentoML home."""
     script = (
         "import sys, numpy as np, bentoml\n"
         "from service.artifacts import load_lists\n"
@@ -174,13 +175,12 @@ def main(argv: list[str] | None = None) -> int:
             def container() -> dict:
                 port = free_port()
                 name = f"botify-coldstart-{os.getpid()}-{port}"
-                cmd = ["docker", "run", "--rm", "--name", name, "--network", "host",
-                       "-e", "BOTIFY_CONFIG=service/config/experiments.yml", "-e", "BOTIFY_LOG_DIR=/tmp/logs",
-                       args.image, "serve", "--port", str(port)]
+                cmd = ["docker", "run", "--rm", "--name", name, "--network", "host", "-e", "BOTIFY_LOG_DIR=/tmp/logs",
+                       args.image, "serve", "--port", str(port)]   # the image's own config: the product
                 r = start_to_first_200(cmd, {}, f"http://127.0.0.1:{port}/next/1",
                                        stop=["docker", "stop", "-t", "30", name])
                 return r
-            cases.append((f"container {args.image}, experiment arms", container))
+            cases.append((f"container {args.image}, the product (its own config)", container))
         print(f"time to first 200 of POST /next, median of {args.rounds} starts; 50,000-track catalog", flush=True)
         cases = [(name, run) for name, run in cases if not args.only or any(o in name for o in args.only)]
         # round by round, each case once per round: on a shared machine whose load drifts, every

@@ -6,7 +6,7 @@ same Bento served by a process, and two containers sharing one Redis play it too
    registered versions of the default world's model (seeded initial weights: the packaging,
    not the model's quality, is under test), `@champion` moved to the second, and the
    promotion's export step (`training.registry.promotion.deploy`) into the BentoML models;
-3. `bentoml build` with the project's bentofile, `bentoml containerize` (BentoML's
+3. `bentoml build` with the project's bentofile for experiments.yml's arms, `bentoml containerize` (BentoML's
    generated Dockerfile on the local base image) into an image;
 4. the image holds no compiler and no git, and is at most 500 MB;
 5. one day of the default world (`--episodes`, `--seed`) with service/config/experiments.yml's
@@ -155,13 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         world = world_dir(REPO / WORLD)
         control, champion = register_versions(world)
         exp_cfg = yaml.safe_load((REPO / "training/config/experiment.yml").read_text())
-        tags = deploy(exp_cfg["promotion"]["deploy"], {"control": control, "treatment": champion})
+        tags = deploy(exp_cfg["promotion"]["deploy"], {"baseline": control, "champion": champion})
         timings["export_s"] = time.perf_counter() - t
         print(f"  versions: control {control}, champion {champion}; BentoML: {tags}", flush=True)
 
         t = step("bentoml build")
         bentoml = str(Path(sys.executable).with_name("bentoml"))
-        bento = run([bentoml, "build", "--output", "tag"]).strip().splitlines()[-1].replace("__tag__:", "")
+        bento = run([bentoml, "build", "--arg", f"config={CONFIG}", "--output", "tag"]).strip().splitlines()[-1].replace("__tag__:", "")
         timings["build_s"] = time.perf_counter() - t
         image = args.image
         if not image:
@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         served = status["models"]["session_aware"]
         # an image passed with --image packed an earlier run's export: its tags differ from this run's
         built_here = not args.image
-        if served.get("version") != champion or (built_here and served.get("bentoml_model") != tags["treatment"]):
-            failures.append(f"GET / of the container names {served}, not the champion v{champion} ({tags['treatment']})")
+        if served.get("version") != champion or (built_here and served.get("bentoml_model") != tags["champion"]):
+            failures.append(f"GET / of the container names {served}, not the champion v{champion} ({tags['champion']})")
 
         timings["total_s"] = time.perf_counter() - t_all
         prim = tab_b[tab_b["metric"] == "mean_time_per_session"]
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"episodes": args.episodes, "seed": args.seed, "image": image, "bento": bento,
                           "events": len(ev_b), "log_lines_per_replica": per_replica,
                           "multi_x2_sessions_differing_from_single (from a user with several sessions to the end of its block)": multi_diff,
-                          "served_treatment": served, "timings_s": {k: round(v, 1) for k, v in timings.items()}},
+                          "served_champion": served, "timings_s": {k: round(v, 1) for k, v in timings.items()}},
                          indent=1))
         for f in failures:
             print(f"FAIL: {f}", flush=True)

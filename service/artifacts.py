@@ -16,6 +16,7 @@ from formats import lists as list_format
 from formats.jsonl import read_jsonl
 
 from .catalog import ArtifactError
+from .config import BENTOML_PREFIX, making
 
 RECOMMEND_COMMAND = "mlflow run . -e recommend"
 COLLECT_COMMAND = "mlflow run . -e collect"
@@ -23,7 +24,6 @@ COLLECT_COMMAND = "mlflow run . -e collect"
 # `bentoml:NAME:VERSION` names a model in the BentoML store; the artifact is the file of
 # that name inside the model's directory: the int32 table (`.npy`, memory-mapped: no parse
 # at start-up, pages shared between workers) when the model has one, else the JSON lines.
-BENTOML_PREFIX = "bentoml:"
 BENTOML_FILES = list_format.FILES
 BENTOML_TABLES = list_format.TABLES
 # a BentoML model's labels that trace it to the registry (written by training.registry.export)
@@ -39,8 +39,7 @@ def bentoml_model(ref: str):
     try:
         return bentoml.models.get(tag)
     except Exception as e:  # NotFound, bad tag: both mean start-up must stop
-        raise ArtifactError(ref, f"BentoML model not found ({e})",
-                            f"{RECOMMEND_COMMAND} (which imports the model into BentoML)") from None
+        raise ArtifactError(ref, f"BentoML model not found ({e})", making(tag)) from None
 
 
 def resolve(ref: str, kind: str, root: Path, model_of: Callable = bentoml_model) -> Path:

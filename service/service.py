@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from service import seam
-from service.config import config_path, read_config
+from service.config import bentoml_models, making, read_config, served_config
 from service.errors import RequestError
 from service.metrics import RouteMetrics, exposition
 from service.outage import Unavailable
@@ -167,14 +167,35 @@ async def docs() -> FileResponse:
     return FileResponse(seam.swagger_page())
 
 
+# what this server serves: BOTIFY_CONFIG, else the Bento's `config` argument, else the cold start
+CONFIG = served_config(getattr(bentoml.use_arguments(), "config", None))
+
+
+def _read_config() -> dict:
+    try:
+        return read_config(CONFIG)
+    except (OSError, ValueError):
+        return {}  # the service's own start-up reports the config problem
+
+
 def _workers() -> int:
     env = os.environ.get("BOTIFY_WORKERS")
-    if env:
-        return int(env)
-    try:
-        return int(read_config(config_path()).get("workers", 1))
-    except (OSError, ValueError):
-        return 1  # the service's own start-up reports the config problem
+    return int(env) if env else int(_read_config().get("workers", 1))
+
+
+def declare_models(cls: type) -> type:
+    """BentoML's model declaration, one class attribute per BentoML model the served config
+    names: `bentoml build` packs exactly those into the Bento, and `bentoml serve` has them
+    before any worker starts. One that is missing stops here, naming the command that makes it
+    (BentoML's own message would send the user to its cloud)."""
+    for tag in bentoml_models(_read_config()):
+        try:
+            bentoml.models.get(tag)
+        except Exception as e:  # NotFound, a bad tag: either way the server cannot start
+            raise SystemExit(f"Botify cannot start: {CONFIG} serves BentoML model {tag}, which is not in the "
+                             f"store ({e}). It is produced by: {making(tag)}") from None
+        setattr(cls, tag.split(":", 1)[0].replace("-", "_"), bentoml.models.BentoModel(tag))
+    return cls
 
 
 @bentoml.service(
@@ -192,6 +213,7 @@ def _workers() -> int:
     endpoints={"livez": "/livez", "readyz": "/readyz"},
 )
 @bentoml.asgi_app(app, path="/")
+@declare_models
 class Botify:
     """One instance per worker process, each with its own event log file."""
 
@@ -206,7 +228,7 @@ class Botify:
             # this module too, for the settings above only (service/config.py)
             from service.botify import load
 
-            self.core = load(worker=name)
+            self.core = load(CONFIG, worker=name)
         except Exception as e:
             # a missing artifact or a bad config will not fix itself: stop the server (seam.py)
             logger.error("Botify cannot start, stopping the server: %s", e)

@@ -23,7 +23,7 @@ def test_settings_quick_and_overrides():
     assert quick.seed == 5
     # quick keeps what it does not override, and never deploys small-world lists
     assert quick.models["control"].config == cfg.models["control"].config
-    assert cfg.promotion.deploy["treatment"] == "botify-i2i-treatment"
+    assert cfg.promotion.deploy == {"champion": "botify-champion-lists", "baseline": "botify-baseline-lists"}
     assert quick.promotion.deploy is None and quick.promotion.metric == cfg.promotion.metric
     # priority: a -P value over the quick overlay over the YAML
     assert configs.load_experiment(quick=True).ab_episodes == 900
@@ -35,7 +35,7 @@ def test_deploy_names_bentoml_models_and_refuses_an_unknown_role_before_exportin
     export itself, with lineage, is tested in tests/training/test_training_registry.py)."""
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
     with pytest.raises(JobError, match="'nope'"):
-        promotion.deploy({"nope": "botify-i2i-x"}, {"treatment": "1"})
+        promotion.deploy({"nope": "botify-x-lists"}, {"champion": "1"})
     assert not (tmp_path / "bentoml" / "models").exists()   # nothing exported
 
 

@@ -39,7 +39,7 @@ def _config(tmp_path: Path, **changes) -> Path:
 def test_default_and_quick_configs_load():
     cfg = load_loop()
     assert cfg.days == 7 and cfg.window == 3 and cfg.register == "botify-i2i"
-    assert cfg.promotion.deploy == {"champion": "botify-i2i-treatment"}
+    assert cfg.promotion.deploy == {"champion": "botify-champion-lists"}
     quick = load_loop(quick=True, days=2, window=1, episodes=100, seed=7)
     assert (quick.days, quick.window, quick.episodes, quick.cold_start_episodes, quick.seed) == (2, 1, 100, 100, 7)
     assert quick.register == "botify-i2i-small" and quick.promotion.deploy is None

@@ -10,6 +10,7 @@ import pytest
 import requests
 import yaml
 
+from service.config import bentoml_models, read_config
 from service.launch import ServiceProcess
 from svc_fixtures import write_catalog
 
@@ -32,8 +33,8 @@ def test_build_and_serve_bento(repo, tmp_path, bentoml_home):
     shutil.copy(repo / docker["dockerfile_template"], ctx / docker["dockerfile_template"])
     write_catalog(ctx / "data" / "world" / "public" / "tracks.json")
     (ctx / "notes.txt").write_text("not part of the Bento")
-    # the models bentofile.yaml packs (the experiment's promotion exports them from the registry)
-    packed = [m for m in yaml.safe_load((repo / "bentofile.yaml").read_text())["models"]]
+    # the models the Bento's config serves, which the service declares (a promotion exports them)
+    packed = bentoml_models(read_config(repo / yaml.safe_load((repo / "bentofile.yaml").read_text())["args"]["config"]))
     for tag in packed:
         subprocess.run([sys.executable, "-c", SAVE_MODEL, tag.split(":")[0]], check=True, cwd=repo)
 
@@ -48,11 +49,13 @@ def test_build_and_serve_bento(repo, tmp_path, bentoml_home):
               "data/world/public/tracks.json", "bentofile.yaml"):
         assert (src / f).is_file(), f
     # BentoML 1.4 packs models by tag (copied into an image by containerize / export)
-    assert sorted(m["tag"].split(":")[0] for m in yaml.safe_load((bento / "bento.yaml").read_text())["models"]) \
-        == sorted(t.split(":")[0] for t in packed)
+    info = yaml.safe_load((bento / "bento.yaml").read_text())
+    assert sorted(m["tag"].split(":")[0] for s in info["services"] for m in s["models"]) \
+        == sorted(t.split(":")[0] for t in packed) and packed
+    assert info["args"] == {"config": "service/config/product.yml"}   # the config the Bento serves
     assert not (src / "notes.txt").exists()
     dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
-    assert "ENTRYPOINT" in dockerfile and "BOTIFY_CONFIG" in dockerfile
+    assert "ENTRYPOINT" in dockerfile
     # the packages are installed in a build stage; no compiler or git is installed anywhere
     assert "AS python-packages" in dockerfile and "COPY --from=python-packages" in dockerfile
     assert not any(tool in dockerfile for tool in ("build-essential", " git", "gcc"))
@@ -66,3 +69,9 @@ def test_build_and_serve_bento(repo, tmp_path, bentoml_home):
         assert r.status_code == 200 and 0 <= r.json()["track"] < 200
         assert requests.get(svc.url + "/track/9999").status_code == 404
     assert len((next((tmp_path / "logs").glob("events-*.jsonl"))).read_text().splitlines()) == 1
+    # no BOTIFY_CONFIG: the Bento serves its own config, the product, over the model it packs
+    with ServiceProcess("", target=tag, cwd=tmp_path, env={"BOTIFY_LOG_DIR": str(tmp_path / "logs-product")}) as svc:
+        status = requests.get(svc.url + "/").json()
+        assert status["experiments"] == ["PRODUCT"]
+        assert status["models"]["session_aware"]["version"] == "1"
+        assert requests.post(svc.url + "/next/3", json={"track": 5, "time": 1.0}).status_code == 200

@@ -10,7 +10,7 @@ import yaml
 
 SAVE = """
 import shutil, sys, bentoml
-labels = {"mlflow_model": "botify-embeddings", "mlflow_version": "7", "mlflow_run_id": "abc123"}
+labels = {"mlflow_model": "botify-i2i", "mlflow_version": "7", "mlflow_run_id": "abc123"}
 with bentoml.models.create("botify-i2i-test", labels=labels) as model:
     shutil.copy(sys.argv[1], model.path_of("i2i.jsonl"))
 print(model.tag)
@@ -41,12 +41,13 @@ def test_i2i_from_bentoml_model_tag(world, tmp_path, repo):
     rec, models = out.stdout.strip().splitlines()
     assert rec == "87"  # track 10's list in the model: [87]
     # GET / traces the served model to its registry version
-    assert json.loads(models) == {"session_aware": {"bentoml_model": tag, "name": "botify-embeddings",
+    assert json.loads(models) == {"session_aware": {"bentoml_model": tag, "name": "botify-i2i",
                                                     "version": "7", "run_id": "abc123"}}
     cfg["recommenders"]["session_aware"]["i2i"] = "bentoml:no-such-model:latest"
     world.write_text(yaml.safe_dump(cfg))
     out = subprocess.run([sys.executable, "-c", LOAD, str(world)], capture_output=True, text=True, cwd=repo)
-    assert out.returncode != 0 and "no-such-model" in out.stderr and "mlflow run . -e recommend" in out.stderr
+    assert out.returncode != 0 and "no-such-model" in out.stderr and "-e to_bentoml" in out.stderr
+    assert "bento_name=no-such-model" in out.stderr and "make experiment" in out.stderr
     assert tag.startswith("botify-i2i-test:")
 
 

@@ -56,7 +56,9 @@ def test_a_learners_version_is_registered_with_its_lineage_and_fetched_back(wind
     assert mv.tags["learner"] == "cooccurrence" and mv.tags["parent_version"] == "7"
     assert mv.tags["run_id"] == res.run_id
     assert str(tracking.resolve_version("challenger", "botify-i2i-test").version) == res.version
-    assert client.get_registered_model("botify-i2i-test").description == versions.DESCRIPTION
+    # what `mlflow ui` shows: the one registered model's description, and what this version is
+    assert client.get_registered_model("botify-i2i-test").description == tracking.MODEL_DESCRIPTION
+    assert "cooc (cooccurrence)" in mv.description and res.run_id in mv.description
     run = client.get_run(res.run_id)
     assert run.data.params["catalog_tracks"] == str(window.catalog.size)
     assert run.data.params["learner"] == "cooccurrence" and run.data.params["lead"] == "2"
@@ -92,11 +94,11 @@ def test_fetch_refuses_a_version_that_is_not_a_learned_one_and_names_what_exists
     from training.learning.train import TrainConfig, train
     world, log, _ = planted
     res = train(TrainConfig.from_yaml(repo / "training/config/course.yml", max_epochs=1), [str(log)], str(world),
-                register="botify-embeddings-old", progress=False)
+                register="botify-i2i-old", progress=False)
     with pytest.raises(tracking.RegistryError, match="not a learned version"):
-        versions.fetch(res.version, "botify-embeddings-old")
+        versions.fetch(res.version, "botify-i2i-old")
     with pytest.raises(tracking.RegistryError, match="registered versions"):
-        versions.fetch("99", "botify-embeddings-old")
+        versions.fetch("99", "botify-i2i-old")
 
 
 def test_lists_a_service_would_refuse_are_never_registered(window, tmp_path, monkeypatch):

@@ -100,5 +100,5 @@ def test_train_recommend_and_bentoml_entry_points(repo, small_world, collected, 
     assert rec["version"] == "1" and rec["tracks"] == 2000
     lines = i2i.read_text().splitlines()
     assert len(lines) == 2000 and len(json.loads(lines[0])["recommendations"]) == 50
-    bento = last_json(mlflow_run(repo, "to_bentoml", model="1", k=10))
-    assert bento["config_value"].startswith("bentoml:botify-i2i:")
+    bento = last_json(mlflow_run(repo, "to_bentoml", model="1", k=10, bento_name="my-lists"))
+    assert bento["config_value"].startswith("bentoml:my-lists:")

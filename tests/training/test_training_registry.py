@@ -51,6 +51,9 @@ def test_versions_aliases_and_run_contents(two_versions):
     assert run.inputs.dataset_inputs[0].dataset.digest == run.data.tags["dataset_digest"][:16]
     mv = client.get_model_version(tracking.MODEL_NAME, "2")
     assert mv.tags["run_id"] == b.run_id
+    # what `mlflow ui` shows: the registered model's description, and each version's own
+    assert model.description == tracking.MODEL_DESCRIPTION
+    assert f"({b.run_id})" in mv.description and "300 tracks" in mv.description
 
 
 def test_logged_model_has_signature_and_serves_scores(two_versions):
@@ -214,28 +217,70 @@ def test_model_round_trips_without_pickle(two_versions):
             assert np.array_equal(got, np.load(f"{logged}/{name}.npy")), (version, name)
 
 
-def _bentoml_refs(config_dir) -> set[str]:
-    import yaml
-    refs = set()
-    for f in config_dir.glob("*.yml"):
-        for spec in (yaml.safe_load(f.read_text()).get("recommenders") or {}).values():
-            for key in ("i2i", "lists"):
-                if str(spec.get(key, "")).startswith("bentoml:"):
-                    refs.add(spec[key][len("bentoml:"):])
-    return refs
+DECLARED = """
+import json, sys
+from service.service import Botify
+print(json.dumps(sorted(str(m.tag) for m in Botify.models)))
+"""
 
 
-def test_bentofile_packs_exactly_the_models_the_configs_serve(repo):
+def test_the_service_declares_the_models_its_config_serves(two_versions, repo, tmp_path):
+    """BentoML's model declaration on the service (what `bentoml build` packs and `bentoml serve`
+    resolves first) follows the served config: none for the cold start, the champion's lists for
+    the product, both lists for the experiment's arms; a missing one stops the import with the
+    command that makes it. bentofile.yaml keeps no hand-made list."""
+    import subprocess
+    import sys
+
     import yaml
-    packed = {m if isinstance(m, str) else m["tag"] for m in yaml.safe_load((repo / "bentofile.yaml").read_text())["models"]}
-    assert packed == _bentoml_refs(repo / "service" / "config") and packed
-    assert not any("data/i2i" in x for x in yaml.safe_load((repo / "bentofile.yaml").read_text())["include"])
+
+    from training.registry.export import SERVED, import_version
+    bentofile = yaml.safe_load((repo / "bentofile.yaml").read_text())
+    assert "models" not in bentofile and bentofile["args"] == {"config": "service/config/product.yml"}
+
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    home = BentoMLContainer.bentoml_home.get()   # where this process exports (fixed at its first use)
+
+    def declared(config: str, store: str = home) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", DECLARED], cwd=repo, capture_output=True, text=True,
+                              env={**os.environ, "BOTIFY_CONFIG": config, "BENTOML_HOME": store})
+    missing = declared("service/config/product.yml", str(tmp_path / "empty-store"))
+    assert missing.returncode != 0 and "botify-champion-lists:latest, which is not in the store" in missing.stderr
+    assert "make experiment" in missing.stderr and "bento_name=botify-champion-lists" in missing.stderr
+    for role in ("champion", "baseline"):
+        import_version("1", bento_name=SERVED[role], k=3, role=role)
+    for config, models in (("service/config/cold_start.yml", []),
+                           ("service/config/product.yml", ["botify-champion-lists:latest"]),
+                           ("service/config/experiments.yml", ["botify-baseline-lists:latest",
+                                                               "botify-champion-lists:latest"])):
+        out = declared(config)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert json.loads(out.stdout.splitlines()[-1]) == models, config
+
+
+def test_the_product_serves_the_champion_with_the_loops_policy(repo):
+    """service/config/product.yml is what the loop serves as the product: SessionAware with the
+    loop's options, over the lists `promotion.deploy` exports as the champion's."""
+    import yaml
+
+    from service.config import bentoml_models, read_config
+    from training.registry.export import SERVED
+    product = read_config(repo / "service/config/product.yml")
+    loop = yaml.safe_load((repo / "training/config/loop.yml").read_text())
+    (served,) = {r for e in product["experiments"] for r in e["arms"].values()}
+    spec = dict(product["recommenders"][served])
+    assert spec.pop("i2i") == f"bentoml:{SERVED['champion']}:latest"
+    assert spec == loop["service"]["policies"][loop["promotion"]["policy"]]
+    assert bentoml_models(product) == [f"{SERVED['champion']}:latest"]
+    experiment = yaml.safe_load((repo / "training/config/experiment.yml").read_text())
+    assert experiment["promotion"]["deploy"] == {"champion": SERVED["champion"], "baseline": SERVED["baseline"]}
+    assert loop["promotion"]["deploy"] == {"champion": SERVED["champion"]}
 
 
 def test_bento_built_after_a_promotion_holds_the_champion(two_versions, planted, repo, tmp_path):
-    """Promotion moves @champion; the export step imports it (and the control) into the BentoML
-    store; `bentoml build` with the project's bentofile packs them; the served Bento's GET /
-    names the champion's version and run id."""
+    """Promotion moves @champion; its export step puts the champion's lists (and the baseline's)
+    into the BentoML store; `bentoml build` of the experiment's arms packs the models the service
+    declares for them; the served Bento's GET / names the champion's version and run id."""
     import shutil
     import subprocess
     import sys
@@ -245,13 +290,13 @@ def test_bento_built_after_a_promotion_holds_the_champion(two_versions, planted,
     import yaml
 
     from service.launch import ServiceProcess
-    from training.registry.export import deploy
+    from training.registry.promotion import deploy
     a, b = two_versions
     world, _, _ = planted
     client = MlflowClient()
     client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, b.version)
     targets = yaml.safe_load((repo / "training/config/experiment.yml").read_text())["promotion"]["deploy"]
-    tags = deploy({"control": a.version, "treatment": tracking.CHAMPION}, targets, k=10)
+    tags = deploy(targets, {"baseline": a.version, "champion": tracking.CHAMPION})
     ctx = tmp_path / "ctx"
     # the service, the public formats it reads, the Dockerfile template bentofile.yaml names
     for part in ("service", "formats", "container"):
@@ -262,26 +307,28 @@ def test_bento_built_after_a_promotion_holds_the_champion(two_versions, planted,
     # which may be before this module pointed BENTOML_HOME elsewhere
     from bentoml._internal.configuration.containers import BentoMLContainer
     home = {"BENTOML_HOME": BentoMLContainer.bentoml_home.get()}
-    out = subprocess.run([str(Path(sys.executable).with_name("bentoml")), "build", str(ctx), "--output", "tag"],
-                         capture_output=True, text=True, cwd=ctx, timeout=600, env={**os.environ, **home})
+    config = "service/config/experiments.yml"
+    out = subprocess.run([str(Path(sys.executable).with_name("bentoml")), "build", str(ctx), "--arg", f"config={config}",
+                          "--output", "tag"], capture_output=True, text=True, cwd=ctx, timeout=600,
+                         env={**os.environ, **home})
     assert out.returncode == 0, out.stderr[-2000:]
     bento_tag = out.stdout.strip().splitlines()[-1].replace("__tag__:", "")
     bento = bentoml.bentos.get(bento_tag)
-    packed = {str(m.tag): m for m in bento.info.models}
-    assert set(packed) == set(tags.values())
+    packed = {str(m.tag) for m in bento.info.all_models}
+    assert packed == set(tags.values()) and bento.info.args == {"config": config}
     champion = client.get_model_version_by_alias(tracking.MODEL_NAME, tracking.CHAMPION)
-    treatment = bentoml.models.get(tags["treatment"])
-    assert treatment.info.labels["mlflow_version"] == str(champion.version) == b.version
-    assert treatment.info.labels["mlflow_run_id"] == champion.run_id == b.run_id
-    assert treatment.info.labels["role"] == "treatment"
-    assert len(treatment.info.labels["dataset_digest"]) > 10
+    served = bentoml.models.get(tags["champion"])
+    assert served.info.labels["mlflow_version"] == str(champion.version) == b.version
+    assert served.info.labels["mlflow_run_id"] == champion.run_id == b.run_id
+    assert served.info.labels["role"] == "champion"
+    assert len(served.info.labels["dataset_digest"]) > 10
     assert not list((Path(bento.path) / "src").rglob("*.jsonl"))        # no copied list files
-    with ServiceProcess("service/config/experiments.yml", target=bento_tag, cwd=tmp_path,
+    with ServiceProcess("", target=bento_tag, cwd=tmp_path,              # the Bento's own config
                         env={"BOTIFY_LOG_DIR": str(tmp_path / "logs"), **home}) as svc:
         models = requests.get(svc.url + "/").json()["models"]
-        assert models["session_aware"] == {"bentoml_model": tags["treatment"], "name": tracking.MODEL_NAME,
-                                           "version": b.version, "run_id": b.run_id, "role": "treatment",
-                                           "dataset_digest": treatment.info.labels["dataset_digest"]}
-        assert models["contextual"]["version"] == a.version
+        assert models["session_aware"] == {"bentoml_model": tags["champion"], "name": tracking.MODEL_NAME,
+                                           "version": b.version, "run_id": b.run_id, "role": "champion",
+                                           "dataset_digest": served.info.labels["dataset_digest"]}
+        assert models["contextual"]["version"] == a.version and models["contextual"]["role"] == "baseline"
         r = requests.post(svc.url + "/next/1", json={"track": 5, "time": 1.0})
         assert r.status_code == 200

@@ -268,7 +268,7 @@ def load_experiment(path: str | Path = EXPERIMENT_CONFIG, *, quick: bool = False
             if design[pol][lv] not in arms:
                 raise ab.fail(f"factorial.{pol}.{lv}", f"an arm of ab.arms ({list(arms)})", design[pol][lv])
     models = r.section("models")
-    common = _common(r, raw, models, policies, ["control", "treatment"], ab.integer("seed", 0, 42))
+    common = _common(r, raw, models, policies, ["champion", "baseline"], ab.integer("seed", 0, 42))
     an = common["analysis"]
     labels = ab.section("labels").data
     return ExperimentConfig(

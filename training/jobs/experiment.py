@@ -181,15 +181,16 @@ def _pipeline(cfg: ExperimentConfig, run_id: str, *, in_process: bool, port: int
     # the last step, only reached when everything above succeeded: under the promotion lock,
     # only if `@champion` has not moved since the run started, the export first and the alias
     # last (all or nothing), never once the run is cancelled
+    deploy, control = cfg.promotion.deploy or {}, models["control"]
     if ok:
         def record(done: promotion.Commit) -> None:   # inside the commit: a cancel cannot split them
             mlflow.set_tags({"promotion": "promoted", "promoted_version": treatment, "promotion_reason": decision,
                              "deployed": json.dumps(done.deployed)})
 
         with clock.step("promote"):
-            done = promotion.commit(treatment, cfg.register, champion_at_start, cfg.promotion.deploy or {},
-                                    {r: m.version for r, m in models.items()},
-                                    i2i={r: m.i2i for r, m in models.items()}, record=record)
+            done = promotion.commit(treatment, cfg.register, champion_at_start, deploy,
+                                    {"champion": treatment, "baseline": control.version},
+                                    i2i={"champion": models["treatment"].i2i, "baseline": control.i2i}, record=record)
         if not done.promoted:   # the table said yes, the registry moved meanwhile (or a cancel came): say so
             ok, decision = False, f"{done.reason} (the table alone: {reason}); `@{tracking.CHAMPION}` unchanged"
             log_path(write_report(decision)[-1], "report")

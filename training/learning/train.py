@@ -3,7 +3,7 @@
 One run logs every parameter, the split sizes, train/val loss per epoch, the test MSE
 against the constant-mean and random baselines, recall@k / NDCG@k of held-out listened
 tracks, the training time and the dataset's hash; the model is logged with a signature
-as plain arrays and a JSON spec (no pickle: training.learning.model), registered as `botify-embeddings`, and the new version gets the
+as plain arrays and a JSON spec (no pickle: training.learning.model), registered as `botify-i2i`, and the new version gets the
 alias `challenger` (only the experiment moves `champion`).
 
     python -m training.learning.train --log logs/collect --world data/world --config training/config/seed.yml

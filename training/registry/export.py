@@ -2,8 +2,7 @@
 
 `export` writes a version's lists as the contract's JSON lines (a `recommend` step run);
 `import_version` makes a BentoML model the service serves from a version (the lists as an int32
-table and JSON lines, the embedding tables, the version's lineage as labels); `deploy` does it
-for each role a promotion names.
+table and JSON lines, the embedding tables, the version's lineage as labels).
 """
 from __future__ import annotations
 
@@ -67,67 +66,72 @@ def export(ref: str, output: str | Path, k: int = 50, name: str = tracking.MODEL
     return summary
 
 
-BENTO_NAME = "botify-i2i"
+# The BentoML models the service serves, by role: what `@champion` serves (the product), and
+# the status quo an experiment compared it with. Jobs name them in `promotion.deploy`, service
+# configs as `bentoml:NAME:latest`.
+SERVED = {"champion": "botify-champion-lists", "baseline": "botify-baseline-lists"}
 
 
-def import_version(ref: str, bento_name: str = BENTO_NAME, name: str = tracking.MODEL_NAME,
+def import_version(ref: str, bento_name: str = SERVED["champion"], name: str = tracking.MODEL_NAME,
                    k: int = 50, i2i: str | Path | None = None, role: str = "") -> str:
     """Create `bento_name:<new tag>` from a version or alias; returns the tag as a string.
 
-    `i2i`: the lists already exported from this very version (else they are computed here,
-    with the artist cap the model was trained for). The model is read without pickle.
+    A learner's version (`formats.learned`) brings its own lists; an embedding model's are
+    computed here with the artist cap it was trained for. `i2i`: the lists already served from
+    this very version (checked as the service checks them). Nothing is read with pickle.
     """
     import bentoml
     from mlflow import MlflowClient
 
     set_threads(purpose="export")
     tracking.setup()
-    mv, model = load_model(ref, name)
-    ctx, tgt, bias = model.tables()
-    if i2i is not None:
-        if not Path(i2i).is_file():
-            raise FileNotFoundError(f"i2i file {i2i} not found (export it with `mlflow run . -e recommend`)")
-        try:  # checked as the service will check it: one list per track of the model's catalog
-            table = list_format.read_lists(i2i, "track", model.n_tracks, model.n_tracks)
-        except list_format.FormatError as e:
-            raise ValueError(f"i2i file {i2i}: {e} (the model has {model.n_tracks} tracks)") from None
-    else:
-        table = compute_lists(model, k, trained_cap(mv.run_id)).astype(list_format.DTYPE)
+    mv = tracking.resolve_version(ref, name)
+    table, n_tracks, extra = _version_lists(mv, name, k, i2i)
     run = MlflowClient().get_run(mv.run_id)
     labels = {"mlflow_model": name, "mlflow_version": str(mv.version), "mlflow_run_id": mv.run_id,
               "mlflow_ref": str(ref), "dataset_digest": run.data.tags.get("dataset_digest", "")[:63]}
     if role:
         labels["role"] = role
-    metadata = {"mlflow_tracking_uri": tracking.mlflow.get_tracking_uri(),
-                "aliases": list(mv.aliases or []), "tracks": int(model.n_tracks), "k": int(table.shape[1]),
+    metadata = {"mlflow_tracking_uri": tracking.safe_uri(tracking.mlflow.get_tracking_uri()),
+                "aliases": list(mv.aliases or []), "tracks": n_tracks, "k": int(table.shape[1]),
                 "params": dict(run.data.params),
                 "metrics": {k_: float(v) for k_, v in run.data.metrics.items()}}
     with bentoml.models.create(bento_name, labels=labels, metadata=metadata,
                                module="training.registry.export") as bm:
         out = Path(bm.path)
         # the same lists in both of the format's forms (formats.lists), checked before writing
-        list_format.write_table(out / list_format.TABLES["i2i"], table, model.n_tracks)
+        list_format.write_table(out / list_format.TABLES["i2i"], table, n_tracks)
         list_format.write_jsonl(out / list_format.FILES["i2i"], table, "track")
-        np.save(out / "context.npy", ctx, allow_pickle=False)
-        np.save(out / "target.npy", tgt, allow_pickle=False)
-        np.save(out / "target_bias.npy", bias, allow_pickle=False)
+        for file, write in extra.items():
+            write(out / file)
         tag = str(bm.tag)
     return tag
 
 
-def deploy(versions: dict[str, str], targets: dict[str, str], name: str = tracking.MODEL_NAME,
-           i2i: dict[str, str | Path] | None = None, k: int = 50) -> dict[str, str]:
-    """Export each role's registry version into the BentoML model its target names.
+def _version_lists(mv, name: str, k: int, i2i: str | Path | None) -> tuple[np.ndarray, int, dict]:
+    """A version's lists as a table, its catalog's size and the files that go beside them: a
+    learner's policy and description, or an embedding model's tables."""
+    import shutil
 
-    `versions`: role → version or alias (e.g. {"treatment": "champion", "control": "3"});
-    `targets`: role → BentoML model name (the promotion config's `deploy`, the names the
-    service configs and bentofile.yaml use with `:latest`). Every role is exported before
-    this returns, so a caller that moves an alias afterwards never leaves it unserved.
-    Returns role → the new BentoML tag.
-    """
-    missing = sorted(set(targets) - set(versions))
-    if missing:
-        raise ValueError(f"deploy names role(s) {missing}; the models are {sorted(versions)}")
-    return {role: import_version(versions[role], bento_name=target, name=name, k=k,
-                                 i2i=(i2i or {}).get(role), role=role)
-            for role, target in targets.items()}
+    from formats import learned as learned_format
+    from training.registry import versions
+    if versions.is_learned(mv):
+        version = learned_format.read(versions.fetch(mv.version, name))
+        n_tracks, table = int(version.learner["tracks"]), version.lists
+        extra = {f: (lambda dst, src=version.folder / f: shutil.copyfile(src, dst))
+                 for f in (learned_format.POLICY, learned_format.LEARNER)}
+    else:
+        _, model = load_model(mv.version, name)
+        n_tracks, table = int(model.n_tracks), None
+        extra = {f"{what}.npy": (lambda dst, arr=arr: np.save(dst, arr, allow_pickle=False))
+                 for what, arr in zip(("context", "target", "target_bias"), model.tables())}
+    if i2i is not None:
+        if not Path(i2i).is_file():
+            raise FileNotFoundError(f"i2i file {i2i} not found (export it with `mlflow run . -e recommend`)")
+        try:  # checked as the service will check it: one list per track of the version's catalog
+            table = list_format.read_lists(i2i, "track", n_tracks, n_tracks)
+        except list_format.FormatError as e:
+            raise ValueError(f"i2i file {i2i}: {e} (the version has {n_tracks} tracks)") from None
+    elif table is None:
+        table = compute_lists(model, k, trained_cap(mv.run_id)).astype(list_format.DTYPE)
+    return np.asarray(table), n_tracks, extra

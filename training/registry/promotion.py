@@ -108,17 +108,20 @@ def deploy(targets: dict[str, str], versions: dict[str, str], name: str = tracki
            i2i: dict[str, Path] | None = None) -> dict[str, str]:
     """Export the proven versions into the BentoML models the packaged service serves.
 
-    `targets` (the config's `promotion.deploy`): role → BentoML model name, the names
-    `service/config/experiments.yml` and `bentofile.yaml` use as `NAME:latest`; `versions`:
-    role → registry version; `i2i`: role → the lists served in the A/B test, so the Bento
-    serves exactly what was proven. One export step per role (training.registry.export), with
-    the lineage as labels; no file is copied. Returns role → BentoML tag.
+    `targets` (a job's `promotion.deploy`): role → BentoML model name (`champion`:
+    botify-champion-lists, what the product serves; `baseline`: botify-baseline-lists, the
+    status quo the experiment compared it with); `versions`: role → registry version; `i2i`:
+    role → the lists served in the A/B test, so the service serves exactly what was proven.
+    One export per role (training.registry.export), the lineage as labels. Every role is
+    exported before this returns, so the alias moved afterwards is never unserved.
+    Returns role → BentoML tag.
     """
-    from training.registry.export import deploy as export
+    from training.registry.export import import_version
     unknown = sorted(set(targets) - set(versions))
     if unknown:
         raise JobError(f"promotion.deploy names {unknown}; models are {sorted(versions)}")
-    return export(versions, targets, name=name, i2i=i2i)
+    return {role: import_version(versions[role], bento_name=target, name=name, i2i=(i2i or {}).get(role), role=role)
+            for role, target in targets.items()}
 
 
 def promote(version: str, name: str = tracking.MODEL_NAME) -> None:

@@ -24,9 +24,17 @@ from training.runlog import EXPERIMENT_KIND_TAG, MODEL_TRAINING
 MLRUNS = REPO / "mlruns"
 DEFAULT_TRACKING_URI = f"sqlite:///{MLRUNS / 'mlflow.db'}"
 MLFLOW_OWN_DEFAULT = "sqlite:///mlflow.db"   # what MLflow >= 3.7 uses when nothing is set
-MODEL_NAME = "botify-embeddings"
+MODEL_NAME = "botify-i2i"
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+# what `mlflow ui` shows on the registered model's page (every job registers into it)
+MODEL_DESCRIPTION = (
+    "Botify's next-track recommender: each version is what one learner made of the service's own "
+    "event logs: its item-to-item lists with the serving-policy parameters it estimated and its own "
+    "files (formats/learned.py; the loop's learners), or an embedding model whose lists are computed "
+    "from it (the experiment's recipes). `@challenger` is the newest version; `@champion` is the one "
+    "the product serves (exported to the BentoML model botify-champion-lists), moved only by an A/B "
+    "test's promotion (the experiment, the daily loop) or by a bootstrap when there is none yet.")
 
 
 class RegistryError(LookupError):
@@ -89,6 +97,25 @@ def resolve_version(ref: str, name: str = MODEL_NAME) -> "mlflow.entities.model_
         raise RegistryError(f"model {name!r} has no version or alias {ref!r} ({hint})") from e
 
 
+def safe_uri(uri: str) -> str:
+    """A store URI without its password (`postgresql://user:secret@host/db` -> `postgresql://user@host/db`):
+    what may be printed, or written into a model that ships in an image."""
+    scheme, sep, rest = uri.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return uri
+    user_info, host = netloc.rsplit("@", 1)
+    return f"{scheme}://{user_info.split(':', 1)[0]}@{host}{slash}{path}"
+
+
+def champion_version(name: str = MODEL_NAME) -> str | None:
+    """The version `@champion` of `name` names now; None when there is none (or no such model)."""
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
 def model_uri(ref: str, name: str = MODEL_NAME) -> str:
     """`models:/name@alias` or `models:/name/version` for a reference."""
     ref = str(ref)
@@ -129,7 +156,28 @@ def log_model(model, name: str = "model", register: str | None = None, signature
     mlflow.finalize_logged_model(logged.model_id, "READY")
     if not register:
         return None
-    return str(mlflow.register_model(f"models:/{logged.model_id}", register).version)
+    version = str(mlflow.register_model(f"models:/{logged.model_id}", register).version)
+    describe(register, version, _version_description(run, metadata or {}))
+    return version
+
+
+def describe(name: str, version: str, text: str) -> None:
+    """Say on a version (and, once, on its registered model) what it is: `mlflow ui` shows both."""
+    client = MlflowClient()
+    if not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=MODEL_DESCRIPTION)
+    client.update_model_version(name, version, description=text)
+
+
+def _version_description(run: "mlflow.ActiveRun | None", metadata: dict) -> str:
+    what = f"An embedding model (flavor `{MODEL_FLAVOR}`: spec.json + weights.npz, no pickle)"
+    if run is not None:
+        what += f" trained by run `{run.info.run_name}` ({run.info.run_id})"
+    facts = ([f"{metadata['n_tracks']} tracks"] if "n_tracks" in metadata else []) + \
+            ([f"embedding size {metadata['embedding_dim']}"] if "embedding_dim" in metadata else []) + \
+            ([f"the event log of digest {str(metadata['dataset_digest'])[:12]}"] if metadata.get("dataset_digest") else [])
+    return what + (f": {', '.join(facts)}" if facts else "") + \
+        ". Its i2i lists (`mlflow run . -e recommend`) are what the service serves for it."
 
 
 def load_model(ref: str, name: str = MODEL_NAME):

@@ -24,11 +24,8 @@ from training.registry import tracking
 if TYPE_CHECKING:   # the learners' type, named without importing them (registry is below learning)
     from training.learning.learners.base import Learned
 
-MODEL_NAME = "botify-i2i"
+MODEL_NAME = tracking.MODEL_NAME
 FLAVOR = "botify_i2i"
-DESCRIPTION = ("Each version: one learner's i2i lists (i2i.npy / i2i.jsonl, one list per catalog track), "
-               "the serving-policy parameters it estimated (policy.json), what made it (learner.json: learner, "
-               "config, window of logs) and its own files (model/). Format: formats/learned.py.")
 
 
 def register(learned: "Learned", learner: Mapping[str, Any], name: str = MODEL_NAME,
@@ -68,8 +65,9 @@ def register(learned: "Learned", learner: Mapping[str, Any], name: str = MODEL_N
     mlflow.finalize_logged_model(logged.model_id, "READY")
     client = MlflowClient()
     version = str(mlflow.register_model(f"models:/{logged.model_id}", name).version)
-    if not client.get_registered_model(name).description:
-        client.update_registered_model(name, description=DESCRIPTION)
+    tracking.describe(name, version, f"{learner.get('name')} ({learner.get('learner')}): one learner's i2i lists, "
+                      f"the serving-policy parameters it estimated (policy.json), what made it (learner.json) "
+                      f"and its own files (model/), trained by run {run_id}. Format: formats/learned.py.")
     if alias:
         client.set_registered_model_alias(name, alias, version)
     for key, value in {"run_id": run_id or "", **dict(tags or {})}.items():
@@ -77,12 +75,18 @@ def register(learned: "Learned", learner: Mapping[str, Any], name: str = MODEL_N
     return version
 
 
+def is_learned(mv) -> bool:
+    """Whether a registered version holds a learner's lists (every learner's version is tagged
+    with its learner; an embedding model registered by `training.learning.train` is not)."""
+    return "learner" in (mv.tags or {})
+
+
 def fetch(ref: str, name: str = MODEL_NAME, dst: str | Path | None = None) -> Path:
     """The folder of version or alias `ref` of `name`, downloaded (into `dst`, default a new
     temporary folder) and checked to be a learned version (`formats.learned`).
 
     tracking.RegistryError names the versions and aliases that exist, or what the version
-    holds instead of lists (e.g. a `botify-embeddings` model from before learners).
+    holds instead of lists (e.g. an embedding model `training.learning.train` registered).
     """
     mv = tracking.resolve_version(ref, name)
     if dst is not None:
