@@ -7,18 +7,15 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from training.registry import promotion
-
-from training.registry import tracking
+from training.registry import lock, promotion, tracking
 
 REPO = Path(__file__).resolve().parents[2]
-NAME = "botify-embeddings-test"
+NAME = "botify-i2i-test"
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +79,7 @@ def registry(tmp_path, monkeypatch, empty_store):
         files[v].write_text(f'{{"track": 0, "recommendations": [{v}]}}\n')
     client.set_registered_model_alias(NAME, tracking.CHAMPION, "1")
     target = f"botify-test-{uuid.uuid4().hex[:8]}"     # the session's BENTOML_HOME is shared
-    fake_deploy({"treatment": target}, {"treatment": "1"}, NAME, i2i={"treatment": files["1"]})
+    fake_deploy({"champion": target}, {"champion": "1"}, NAME, i2i={"champion": files["1"]})
     return client, files, target, uri
 
 
@@ -107,7 +104,7 @@ def slow_deploy(targets, versions, name, i2i=None):   # room for the other run t
 promotion.deploy = slow_deploy
 sys.stdout.write("ready\\n"); sys.stdout.flush()
 sys.stdin.readline()                      # both start together
-done = promotion.commit(version, name, "1", {"treatment": target}, {"treatment": version}, i2i={"treatment": src})
+done = promotion.commit(version, name, "1", {"champion": target}, {"champion": version}, i2i={"champion": src})
 print(json.dumps({"version": version, "promoted": done.promoted, "reason": done.reason}))
 """
 
@@ -135,7 +132,7 @@ def test_two_concurrent_promotions_serialise_and_the_second_sees_the_first(regis
     winners = [x for x in results if x["promoted"]]
     losers = [x for x in results if not x["promoted"]]
     assert len(winners) == 1 and len(losers) == 1, results
-    assert "moved from version 1 to version " + winners[0]["version"] in losers[0]["reason"]
+    assert "overtaken" in losers[0]["reason"] and "from version 1 to version " + winners[0]["version"] in losers[0]["reason"]
     # one export at a time, and the alias names the version the service would load
     events = [line.split() for line in trace.read_text().splitlines()]
     assert [e[1] for e in events] == ["in", "out"], events      # the loser never exported
@@ -149,7 +146,7 @@ def test_a_failed_alias_move_undoes_the_export(registry, monkeypatch):
         raise RuntimeError("registry unreachable")
     monkeypatch.setattr(promotion, "promote", broken)
     with pytest.raises(RuntimeError, match="unreachable"):
-        promotion.commit("2", NAME, "1", {"treatment": target}, {"treatment": "2"}, i2i={"treatment": files["2"]})
+        promotion.commit("2", NAME, "1", {"champion": target}, {"champion": "2"}, i2i={"champion": files["2"]})
     assert served(target) == "1" and champion(client) == "1"
 
 
@@ -158,18 +155,18 @@ def test_an_export_that_fails_half_way_is_undone(registry):
     client, files, target, _ = registry
     other = target + "-control"
     with pytest.raises(RuntimeError, match="export failed"):
-        promotion.commit("2", NAME, "1", {"treatment": target, "control": other},
-                         {"treatment": "2", "control": "fail"}, i2i={"treatment": files["2"], "control": files["3"]})
+        promotion.commit("2", NAME, "1", {"champion": target, "baseline": other},
+                         {"champion": "2", "baseline": "fail"}, i2i={"champion": files["2"], "baseline": files["3"]})
     assert served(target) == "1" and champion(client) == "1"
 
 
 def test_a_commit_replaces_only_the_champion_the_run_started_with(registry):
     client, files, target, _ = registry
-    done = promotion.commit("2", NAME, None, {"treatment": target}, {"treatment": "2"}, i2i={"treatment": files["2"]})
-    assert not done.promoted and "moved from no champion to version 1" in done.reason
+    done = promotion.commit("2", NAME, None, {"champion": target}, {"champion": "2"}, i2i={"champion": files["2"]})
+    assert not done.promoted and "from no champion to version 1" in done.reason
     assert served(target) == "1"
-    done = promotion.commit("2", NAME, "1", {"treatment": target}, {"treatment": "2"}, i2i={"treatment": files["2"]})
-    assert done.promoted and list(done.deployed) == ["treatment"]
+    done = promotion.commit("2", NAME, "1", {"champion": target}, {"champion": "2"}, i2i={"champion": files["2"]})
+    assert done.promoted and list(done.deployed) == ["champion"]
     assert champion(client) == "2" == served(target)
 
 
@@ -181,7 +178,7 @@ def test_a_failure_to_record_the_promotion_undoes_it(registry):
     def record(done):
         raise OSError("tracking store unreachable")
     with pytest.raises(OSError, match="unreachable"):
-        promotion.commit("2", NAME, "1", {"treatment": target}, {"treatment": "2"}, i2i={"treatment": files["2"]},
+        promotion.commit("2", NAME, "1", {"champion": target}, {"champion": "2"}, i2i={"champion": files["2"]},
                          record=record)
     assert champion(client) == "1" == served(target)
 
@@ -202,8 +199,8 @@ def deploy(targets, versions, name, i2i=None):
     return fake_deploy(targets, versions, name, i2i)
 promotion.deploy = deploy
 try:
-    promotion.commit("2", {NAME!r}, "1", {{"treatment": {target!r}}}, {{"treatment": "2"}},
-                     i2i={{"treatment": {str(files["2"])!r}}})
+    promotion.commit("2", {NAME!r}, "1", {{"champion": {target!r}}}, {{"champion": "2"}},
+                     i2i={{"champion": {str(files["2"])!r}}})
 except lifecycle.Cancelled as c:
     print("cancelled after the commit", c.code)
 """
@@ -213,13 +210,31 @@ except lifecycle.Cancelled as c:
     assert champion(client) == "2" == served(target)
 
 
-def test_the_lock_lives_beside_the_tracking_store(tmp_path, monkeypatch):
+def test_where_the_lock_lives(tmp_path):
+    """Beside a local store (an flock: one machine); in PostgreSQL for a shared one (named, or the
+    store itself); a shared store with none configured is refused, never promoted unlocked."""
+    locate = lock.locate
+    assert locate(f"sqlite:///{tmp_path}/store/mlflow.db", {}) == lock.Location("file", str(tmp_path / "store" / lock.LOCK_FILE))
+    assert locate(str(tmp_path / "mlruns"), {}).where == str(tmp_path / "mlruns" / lock.LOCK_FILE)
+    pg = "postgresql://botify@db:5432/mlflow"
+    assert locate("http://tracking:5000", {lock.LOCK_ENV: pg}) == lock.Location("postgresql", pg)
+    assert locate(f"sqlite:///{tmp_path}/mlflow.db", {lock.LOCK_ENV: pg}).kind == "postgresql"   # named: it wins
+    assert locate("postgresql+psycopg2://u:p@db/mlflow", {}) == lock.Location("postgresql", "postgresql+psycopg2://u:p@db/mlflow")
+    with pytest.raises(lock.LockError, match=rf"registry at http://tracking:5000 is shared.*{lock.LOCK_ENV}=postgresql://"):
+        locate("http://tracking:5000", {})
+    with pytest.raises(lock.LockError, match="not a PostgreSQL URI"):
+        locate("http://tracking:5000", {lock.LOCK_ENV: "redis://:secret@cache:6379/0"})
+
+
+def test_a_shared_registry_without_a_lock_is_refused_and_nothing_changes(registry, monkeypatch):
+    """A tracking server with no lock configured: the commit refuses before it reads or writes
+    anything, with the fix in its message."""
     import mlflow
-    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: f"sqlite:///{tmp_path}/store/mlflow.db")
-    assert promotion.lock_path() == tmp_path / "store" / promotion.LOCK_FILE
-    # a remote store: one lock per server URI in the machine's temp folder, never in the checkout
+    client, files, target, uri = registry
+    monkeypatch.delenv(lock.LOCK_ENV, raising=False)
     monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://tracking:5000")
-    remote = promotion.lock_path()
-    assert remote.parent == Path(tempfile.gettempdir()) and remote.name.endswith(promotion.LOCK_FILE)
-    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://other:5000")
-    assert promotion.lock_path() != remote
+    with pytest.raises(lock.LockError, match=f"no promotion lock.*{lock.LOCK_ENV}"):
+        promotion.commit("2", NAME, "1", {"champion": target}, {"champion": "2"}, i2i={"champion": files["2"]})
+    with pytest.raises(lock.LockError, match=lock.LOCK_ENV):
+        lock.require_lock()
+    assert served(target) == "1" and champion(client) == "1"

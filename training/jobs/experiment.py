@@ -34,6 +34,7 @@ from training.jobs.collect import collect
 from training.jobs.configs import EXPERIMENT_CONFIG, ExperimentConfig, ModelSpec, load_experiment
 from training.paths import repo_path
 from training.registry import promotion, tracking
+from training.registry.lock import require_lock
 from training.reports import report as R
 from training.runlog import Clock, log_metrics, log_params, log_path, mark_model_training
 
@@ -98,8 +99,10 @@ def _pipeline(cfg: ExperimentConfig, run_id: str, *, in_process: bool, port: int
                 "alpha": cfg.analysis.alpha, "srm_alpha": cfg.analysis.srm_alpha,
                 "model.registered_name": cfg.register,
                 **{f"model.{r}": json.dumps(m.__dict__) for r, m in cfg.models.items()}})
-    # what `@champion` names now: the promotion only replaces this (see promotion.commit)
-    champion_at_start = promotion.champion_version(cfg.register)
+    # what `@champion` names now: the promotion only replaces this (see promotion.commit); and
+    # whether it can be locked at all (a shared registry needs a lock every machine reaches)
+    champion_at_start = tracking.champion_version(cfg.register)
+    require_lock()
     log_params({"champion_at_start": champion_at_start or "none"})
     mlflow.set_tag("promotion", "pending")
     (work / "experiment.yml").write_text(yaml.safe_dump(cfg.resolved, sort_keys=False))

@@ -40,7 +40,8 @@ from training.jobs.loop_steps import (LoopState, ab_layout, cold_start_layout, d
                                       score_served, span, trend_rows)
 from training.paths import repo_path
 from training.registry import tracking
-from training.registry.promotion import champion_version, criterion, decide
+from training.registry.lock import require_lock
+from training.registry.promotion import criterion, decide
 from training.reports import trend as TR
 from training.runlog import Clock, log_metrics, log_params, log_path, mark_model_training
 
@@ -88,6 +89,7 @@ def start(st: LoopState) -> None:
                 "policies": cfg.policies, "promotion": cfg.promotion.rule(), "alpha": cfg.analysis.alpha,
                 "reference_episodes": cfg.reference_episodes})
     mlflow.set_tags({"select_metric": cfg.select.metric, "select_why": cfg.select.why, "loop_status": "running"})
+    require_lock()   # the days promote: a shared registry needs a lock every machine reaches
     resolved = st.work / "loop.yml"
     resolved.write_text(yaml.safe_dump(cfg.resolved, sort_keys=False, allow_unicode=True))
     log_path(resolved, "config")
@@ -105,7 +107,7 @@ def cold_start(st: LoopState) -> None:
     cfg = st.cfg
     st.clock = Clock()
     with tracking.step_run("day 0: cold start", entry="loop-day"):
-        before = champion_version(cfg.register)
+        before = tracking.champion_version(cfg.register)
         mlflow.set_tags({"loop.day": "0", "champion_before": before or "none"})
         service = Service.from_config(cfg.cold_start_service)
         with st.clock.step("play"):
@@ -146,7 +148,7 @@ def ab_day(st: LoopState, day: int) -> None:
     champion, challenger = st.champion, st.challenger
     with tracking.step_run(f"day {day}", entry="loop-day"):
         mlflow.set_tags({"loop.day": str(day), "champion_before": champion.version, "challenger": challenger.version})
-        now = champion_version(cfg.register)
+        now = tracking.champion_version(cfg.register)
         if now != champion.version:
             raise JobError(f"day {day}: `{cfg.register}@{tracking.CHAMPION}` is v{now}, but the loop's champion "
                            f"is v{champion.version}: another run moved it; run the loop again")
@@ -184,7 +186,7 @@ def end_day(st: LoopState, day: int, metrics: dict, tags: dict) -> None:
     st.times.append({"day": day, **{k: round(st.clock.seconds.get(k, 0.0), 1) for k in STEPS},
                      "total": round(st.clock.total(), 1)})
     log_metrics(metrics | st.clock.metrics(), step=day, parent=st.run_id)
-    mlflow.set_tags(tags | {"champion_after": champion_version(st.cfg.register) or "none"})
+    mlflow.set_tags(tags | {"champion_after": tracking.champion_version(st.cfg.register) or "none"})
 
 
 # ----------------------------------------------------------------------------- the report

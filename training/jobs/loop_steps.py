@@ -23,7 +23,7 @@ from training.jobs.challengers import (Candidate, score_heldout, select, split_b
                                        train_candidate, train_challengers)
 from training.jobs.configs import LoopConfig
 from training.registry import tracking
-from training.registry.promotion import champion_version, commit
+from training.registry.promotion import commit
 from training.reports.trend import TREND_COLUMNS
 from training.runlog import Clock, log_metrics, log_path
 
@@ -173,7 +173,7 @@ def served(st: LoopState, c: Candidate) -> Served:
 def adoptable_champion(name: str, tracks: int) -> tuple[str | None, str]:
     """The registry's `@champion` when it can serve this world (its model covers exactly this
     catalog's tracks), with why or why not."""
-    version = champion_version(name)
+    version = tracking.champion_version(name)
     if version is None:
         return None, f"`{name}` has no @{tracking.CHAMPION}"
     mv = MlflowClient().get_model_version(name, version)

@@ -9,18 +9,15 @@ against the report.
 """
 from __future__ import annotations
 
-import fcntl
-import os
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pandas as pd
 
-from training.registry import tracking
 from training.errors import JobError
+from training.registry import tracking
+from training.registry.lock import promotion_lock
 
 
 TESTS = ("superiority", "non_inferiority")
@@ -131,75 +128,13 @@ def promote(version: str, name: str = tracking.MODEL_NAME) -> None:
 
 
 # --------------------------------------------------------------------------- the commit
-# Two runs may finish at once (two terminals, a scheduler): without a lock both read
-# `@champion`, both deploy, and the models served can belong to one version while the alias
-# names the other. The commit below is serialised by an exclusive lock beside the tracking
-# store and is atomic with what it deploys: deploy first, the alias last, and on any
-# failure the BentoML models it created are deleted again (`NAME:latest` is then what it
-# was), so the alias never names a version other than the one served.
-
-LOCK_FILE = "promotion.lock"
-
-
-def champion_version(name: str = tracking.MODEL_NAME) -> str | None:
-    """The version `@champion` names now, or None (no champion yet, or no such model)."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-    try:
-        return str(MlflowClient().get_model_version_by_alias(name, tracking.CHAMPION).version)
-    except MlflowException:
-        return None
-
-
-def lock_path() -> Path:
-    """Beside the tracking store: the sqlite file's folder (`mlruns/` for the project's
-    store), so every run that writes to one store takes the same lock. A remote store
-    (http://, postgresql://) gets a file in this machine's temp folder named after its URI:
-    every clone here that promotes to that server takes it (serialised on this machine only),
-    and no checkout's `mlruns/` is written."""
-    import hashlib
-    import tempfile
-
-    import mlflow
-    uri = mlflow.get_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).parent / LOCK_FILE
-    if uri.startswith("file://"):   # the file store: a folder
-        return Path(uri[len("file://"):]) / LOCK_FILE
-    if "://" not in uri:
-        return Path(uri) / LOCK_FILE
-    return Path(tempfile.gettempdir()) / f"botify-{hashlib.sha256(uri.encode()).hexdigest()[:16]}-{LOCK_FILE}"
-
-
-@contextmanager
-def promotion_lock(path: Path | None = None, timeout: float = 600.0) -> Iterator[Path]:
-    """Hold the promotion lock (an exclusive `flock`): the kernel drops it when the holder
-    exits, however it dies, so a killed run never leaves it stuck. Waits up to `timeout`."""
-    path = Path(path) if path else lock_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        said = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-                if time.monotonic() > deadline:
-                    raise JobError(f"not promoted: another run (pid {holder}) held the promotion lock {path} "
-                                   f"for over {timeout:.0f}s; if it is stuck, stop it, then run again") from None
-                if not said:
-                    print(f"[promotion] waiting for another run's promotion (pid {holder}, lock {path})",
-                          flush=True)
-                    said = True
-                time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield path
-    finally:
-        os.close(fd)   # releases the lock
+# Two runs may finish at once (two terminals, a scheduler, two machines sharing one tracking
+# server): without a lock both read `@champion`, both deploy, and the models served can belong
+# to one version while the alias names the other. The commit below holds the promotion lock
+# (training.registry.lock: an flock beside a local store, a PostgreSQL advisory lock for a
+# shared one) and is atomic with what it deploys: deploy first, the alias last, and on any
+# failure the BentoML models it created are deleted again (`NAME:latest` is then what it was),
+# so the alias never names a version other than the one served.
 
 
 @dataclass
@@ -243,19 +178,19 @@ def commit(version: str, name: str, expected_champion: str | None, targets: dict
     or after it, never between deploy and alias.
     """
     from training.jobs import lifecycle
-    with promotion_lock():
-        now = champion_version(name)
+    with promotion_lock(name) as still_held:
+        now = tracking.champion_version(name)
         if now != expected_champion:
-            return Commit(False, f"not promoted: `@{tracking.CHAMPION}` of `{name}` moved from "
-                                 f"{_version(expected_champion)} to {_version(now)} while this run ran "
-                                 f"(another run promoted it) and this run was never compared with it; "
-                                 f"run the experiment again", champion_before=now)
+            return Commit(False, f"not promoted: overtaken: another run moved `@{tracking.CHAMPION}` of `{name}` "
+                                 f"from {_version(expected_champion)} to {_version(now)} while this run ran, "
+                                 f"and this run was never compared with it; run it again", champion_before=now)
         with lifecycle.uninterrupted():
             if lifecycle.stop_pending():   # cancelled: acted on as soon as the block ends
                 return Commit(False, "not promoted: the run was cancelled", champion_before=now)
             before, moved = (_bento_tags(targets) if targets else set()), False
             try:
                 deployed = deploy(targets, versions, name, i2i=i2i) if targets else {}
+                still_held()   # a lost lock may have let another run in: then the alias is not ours to move
                 promote(version, name)
                 moved = True
                 done = Commit(True, "", deployed, champion_before=now)
