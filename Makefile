@@ -85,14 +85,16 @@ ui: setup
 serve: setup world
 	$(BIN)/bentoml serve --host 127.0.0.1 --port 3000
 
-# The packaged champion as a container image (needs root for the Docker engine, and a
-# promotion by `make experiment`, whose export put the champion's models in the BentoML store):
+# The packaged champion as a container image (needs root for the Docker engine): first, before
+# any Docker work, the champion's lists in the BentoML store (training/jobs/container_check.py:
+# exported from the registry's @champion, or a message naming `make experiment` / `make loop`);
 # engine up if needed, the local base image (cached), `bentoml build`, then
 # `bentoml containerize` (BentoML's generated Dockerfile with bentofile.yaml's template: no
 # compiler, no git; the legacy builder, as this engine has no buildx; RUN steps on the host's
 # network to reach the package index). containerize runs from the temp folder: BentoML 1.4.40
 # refuses the Bento's template outside the working directory (BentoML issue 5566).
 container: setup world
+	$(BIN)/python -m training.jobs.container_check
 	container/engine.sh
 	container/base_image.sh
 	$(BIN)/bentoml build --output tag > .bento-build.log || { cat .bento-build.log; exit 1; }

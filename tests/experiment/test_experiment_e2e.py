@@ -150,7 +150,9 @@ def test_quick_experiment_over_http(small_world, repo, tmp_path, experiment_conf
     assert parent.data.tags["promotion"] == ("promoted" if should else "not promoted")
     small_model = cfg.register
     assert small_model != tracking.MODEL_NAME and p["model.registered_name"] == small_model
-    assert _champion(client, small_model) == (treatment_version if should else None)
+    # promoted: the treatment; not: the control becomes the first champion (the registry had none)
+    assert _champion(client, small_model) == (treatment_version if should else p["model.control.version"])
+    assert parent.data.tags.get("champion_bootstrap") == (None if should else p["model.control.version"])
     assert _champion(client) is None, "a quick run must never move the default world's champion"
     assert reason in parent.data.tags["promotion_reason"]
     assert "decided by the model effect (treatment vs control lists under SessionAware)" in reason

@@ -238,3 +238,16 @@ def test_a_shared_registry_without_a_lock_is_refused_and_nothing_changes(registr
     with pytest.raises(lock.LockError, match=lock.LOCK_ENV):
         lock.require_lock()
     assert served(target) == "1" and champion(client) == "1"
+
+
+def test_bootstrap_makes_the_first_champion_and_never_replaces_one(registry):
+    """A registry with no `@champion`: the status quo an A/B tested against becomes the first,
+    exported under every target; a registry that has one keeps it."""
+    client, files, target, _ = registry
+    baseline = target + "-baseline"
+    done = promotion.bootstrap("3", NAME, {"champion": target, "baseline": baseline}, files["3"])
+    assert not done.promoted and "overtaken" in done.reason and champion(client) == "1" == served(target)
+    client.delete_registered_model_alias(NAME, tracking.CHAMPION)
+    done = promotion.bootstrap("3", NAME, {"champion": target, "baseline": baseline}, files["3"])
+    assert done.promoted and sorted(done.deployed) == ["baseline", "champion"]
+    assert champion(client) == "3" == served(target) == served(baseline)

@@ -332,3 +332,75 @@ def test_bento_built_after_a_promotion_holds_the_champion(two_versions, planted,
         assert models["contextual"]["version"] == a.version and models["contextual"]["role"] == "baseline"
         r = requests.post(svc.url + "/next/1", json={"track": 5, "time": 1.0})
         assert r.status_code == 200
+
+
+def _product(repo: Path, tmp_path: Path, world: Path, name: str = "product.yml") -> Path:
+    """service/config/product.yml serving `world`'s catalog, its log under tmp_path."""
+    import yaml
+    cfg = yaml.safe_load((repo / "service/config/product.yml").read_text())
+    cfg.update(catalog=str(world / "public" / "tracks.json"), event_log={"dir": str(tmp_path / "logs")})
+    (tmp_path / name).write_text(yaml.safe_dump(cfg))
+    return tmp_path / name
+
+
+def test_the_container_check_makes_the_champions_lists_or_names_the_command(two_versions, planted, repo, tmp_path,
+                                                                           capsys, monkeypatch):
+    """`make container`'s check, before any Docker work: no registry, no champion, a champion
+    of another world, a missing baseline each stop it with the command that makes what is
+    missing; with a champion, botify-champion-lists:latest holds its lists (exported when the
+    store lacks them or holds another version's), and the product served from it names the
+    champion's version at GET /."""
+    import bentoml
+    import requests
+    import yaml
+
+    from service.launch import ServiceProcess
+    from training.jobs.container_check import bento_config, main
+    from training.registry.serving import NotServable, prepare
+    a, b = two_versions
+    world, _, _ = planted
+    product = _product(repo, tmp_path, world)
+    assert bento_config() == "service/config/product.yml"
+    client = MlflowClient()
+    with monkeypatch.context() as env:   # a fresh clone: no registry at all
+        env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
+        assert main(["--config", str(product)]) == 2
+        assert "no registry yet" in capsys.readouterr().err
+    tracking.setup()   # back to the session's store (main pointed MLflow at the missing one)
+    if tracking.champion_version():
+        client.delete_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION)
+    with pytest.raises(NotServable, match=r"has no @champion.*`make experiment`.*`make loop`"):
+        prepare(product)
+    client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, a.version)
+    first = prepare(product)
+    (ready,) = first
+    assert ready.exported and ready.role == "champion" and ready.version == a.version
+    assert ready.tag.startswith("botify-champion-lists:")
+    assert prepare(product) == [type(ready)(ready.tag, "champion", a.version, exported=False)]   # kept as it is
+    client.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, b.version)
+    assert main(["--config", str(product)]) == 0
+    out = capsys.readouterr().out
+    assert "botify-champion-lists:" in out and f"version {b.version}; exported from the registry now" in out
+    served = bentoml.models.get("botify-champion-lists:latest")
+    assert served.info.labels["mlflow_version"] == b.version and served.info.labels["role"] == "champion"
+    # a champion trained on another world's catalog cannot serve this one
+    other = tmp_path / "other"
+    (other / "public").mkdir(parents=True)
+    lines = (world / "public" / "tracks.json").read_text().splitlines()[:200]
+    (other / "public" / "tracks.json").write_text("\n".join(lines) + "\n")
+    (other / "public" / "world.json").write_text(json.dumps({"tracks": 200}))
+    with pytest.raises(NotServable, match=r"trained on a 300-track catalog.*one of 200 tracks.*make experiment"):
+        prepare(_product(repo, tmp_path, other, "other.yml"))
+    # a config that also serves the experiment's baseline, which only the experiment exports
+    cfg = yaml.safe_load(product.read_text())
+    cfg["recommenders"]["contextual"] = {"kind": "contextual", "i2i": "bentoml:botify-nobaseline-lists:latest"}
+    cfg["experiments"][0]["arms"]["T1"] = "contextual"
+    (tmp_path / "two.yml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(NotServable, match=r"botify-nobaseline-lists:latest, which is not in the store.*to_bentoml"):
+        prepare(tmp_path / "two.yml")
+    # what the image will serve, served here without Docker: GET / names the champion's version
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    with ServiceProcess(str(product), env={"BENTOML_HOME": BentoMLContainer.bentoml_home.get()}) as svc:
+        model = requests.get(svc.url + "/").json()["models"]["session_aware"]
+        assert (model["name"], model["version"], model["run_id"]) == (tracking.MODEL_NAME, b.version, b.run_id)
+        assert requests.post(svc.url + "/next/1", json={"track": 5, "time": 1.0}).status_code == 200

@@ -197,6 +197,15 @@ def _pipeline(cfg: ExperimentConfig, run_id: str, *, in_process: bool, port: int
         if not done.promoted:   # the table said yes, the registry moved meanwhile (or a cancel came): say so
             ok, decision = False, f"{done.reason} (the table alone: {reason}); `@{tracking.CHAMPION}` unchanged"
             log_path(write_report(decision)[-1], "report")
+    if not ok and champion_at_start is None:   # no champion yet: the status quo it was tested against becomes one
+        with clock.step("promote"):
+            boot = promotion.bootstrap(control.version, cfg.register, deploy, control.i2i,
+                                       record=lambda done: mlflow.set_tags({"champion_bootstrap": control.version,
+                                                                            "deployed": json.dumps(done.deployed)}))
+        if boot.promoted:
+            decision = (f"{reason}; the registry had no `@{tracking.CHAMPION}`, so the control (baseline) model, "
+                        f"version {control.version}, became the first one")
+            log_path(write_report(decision)[-1], "report")
     if not ok:
         mlflow.set_tag("promotion", "not promoted")
     mlflow.set_tags({"promotion_reason": decision, "promotion_rule": promotion.rule(cfg.promotion.rule())})

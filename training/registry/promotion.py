@@ -207,6 +207,16 @@ def commit(version: str, name: str, expected_champion: str | None, targets: dict
         return done
 
 
+def bootstrap(version: str, name: str, targets: dict[str, str], i2i: Path | None = None,
+              record: Callable[[Commit], None] | None = None) -> Commit:
+    """Make `version` the first `@champion` of a registry that has none: the status quo an A/B
+    tested against (the experiment's baseline; the loop's day 0 does the same with its course
+    model), every target (champion and baseline alike) exported from it. A commit like any
+    other: if a champion appeared meanwhile, it is kept and this says so."""
+    return commit(version, name, None, targets, {role: version for role in targets},
+                  i2i={role: i2i for role in targets} if i2i is not None else None, record=record)
+
+
 def _reset_champion(name: str, version: str | None) -> None:
     from mlflow import MlflowClient
     client = MlflowClient()
