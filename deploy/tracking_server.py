@@ -133,6 +133,15 @@ class TrackingServer:
     def store_uri(self) -> str:
         return f"postgresql+psycopg2://{ROLE}:{self._password()}@{self.host}:{self.pg_port}/{DATABASE}"
 
+    def lock_uri(self) -> str:
+        """The promotion lock's database (BOTIFY_PROMOTION_LOCK, training/registry/lock.py): this
+        PostgreSQL, its password read by libpq from `pgpass` (mode 0600), so the URI may be printed."""
+        passfile = self.dir / "pgpass"
+        passfile.touch(mode=0o600)
+        passfile.chmod(0o600)   # libpq refuses a passfile others can read
+        passfile.write_text(f"{self.host}:{self.pg_port}:{DATABASE}:{ROLE}:{self._password()}\n")
+        return f"postgresql://{ROLE}@{self.host}:{self.pg_port}/{DATABASE}?passfile={passfile}"
+
     # ----------------------------------------------------------------- mlflow server
     def _mlflow_pid(self) -> int | None:
         try:
@@ -249,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         proc = server.start()
         print(f"tracking server in {server.dir} (PostgreSQL on {server.host}:{server.pg_port}, "
               f"artifacts in {server.dir / 'artifacts'}, logs: mlflow.log, postgres/server.log)")
-        print(f"export MLFLOW_TRACKING_URI={server.uri}", flush=True)
+        print(f"export MLFLOW_TRACKING_URI={server.uri}")
+        print(f"export BOTIFY_PROMOTION_LOCK={server.lock_uri()}", flush=True)   # promotions from every machine
         if args.action == "run":   # the foreground: a container's main process
             stopping: list[int] = []
             signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))

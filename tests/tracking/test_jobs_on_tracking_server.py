@@ -17,8 +17,9 @@ from training.registry import tracking
 pytestmark = pytest.mark.slow
 
 
-def _mlflow_run(repo: Path, uri: str, entry: str, experiment: str, *params: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+def _mlflow_run(repo: Path, server, entry: str, experiment: str, *params: str) -> subprocess.CompletedProcess:
+    """`mlflow run` with what `make tracking-server` says to export: the server's URI and its lock."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server.uri, "BOTIFY_PROMOTION_LOCK": server.lock_uri(),
            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     env.pop("MLFLOW_RUN_ID", None)
     cmd = [str(Path(sys.executable).with_name("mlflow")), "run", str(repo), "-e", entry, "--env-manager", "local",
@@ -38,7 +39,7 @@ def _parent(client: MlflowClient, experiment: str):
 
 def test_quick_experiment_records_on_the_tracking_server(tracking_server, tracking_server_handle, repo,
                                                          small_world, experiment_config, tmp_path):
-    _mlflow_run(repo, tracking_server, "experiment", "server-experiment", f"arms={experiment_config()}")
+    _mlflow_run(repo, tracking_server_handle, "experiment", "server-experiment", f"arms={experiment_config()}")
     client = MlflowClient(tracking_server)
     parent, runs = _parent(client, "server-experiment")
     assert parent.info.status == "FINISHED"
@@ -60,14 +61,15 @@ def test_quick_experiment_records_on_the_tracking_server(tracking_server, tracki
     assert (Path(local) / "MLmodel").exists()
 
 
-def test_quick_loop_leaves_a_champion_on_the_tracking_server(tracking_server, repo, small_world, tmp_path):
-    _mlflow_run(repo, tracking_server, "loop", "server-loop", "days=1", f"workdir={tmp_path / 'loop'}")
+def test_quick_loop_leaves_a_champion_on_the_tracking_server(tracking_server, tracking_server_handle, repo,
+                                                              small_world, tmp_path):
+    _mlflow_run(repo, tracking_server_handle, "loop", "server-loop", "days=1", f"workdir={tmp_path / 'loop'}")
     client = MlflowClient(tracking_server)
     parent, runs = _parent(client, "server-loop")
     assert parent.info.status == "FINISHED" and parent.data.tags["loop_status"] == "finished"
     days = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.tags["loop.day"] for r in days) == ["0", "1"]
-    model = "botify-embeddings-small"                     # the quick loop's registered model
+    model = "botify-i2i-small"                            # the quick loop's registered model
     champion = client.get_model_version_by_alias(model, tracking.CHAMPION)
     source = client.get_model_version_download_uri(model, champion.version)
     local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_server,

@@ -19,6 +19,13 @@ from mlflow import MlflowClient
 from training.registry import lock, promotion, tracking
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def postgres(tracking_server_handle) -> str:
+    """The promotion lock's database: the tracking server's own PostgreSQL (what `make
+    tracking-server` prints as BOTIFY_PROMOTION_LOCK)."""
+    return tracking_server_handle.lock_uri()
 REPO = Path(__file__).resolve().parents[2]
 NAME = "botify-i2i-race"
 ROUNDS = 20
