@@ -83,6 +83,13 @@ def registry(tmp_path, monkeypatch, empty_store):
     return client, files, target, uri
 
 
+def _env(uri: str) -> dict:
+    """A subprocess's environment on this test's registry and on the BentoML store this process
+    reads (BentoML fixes it at its first use in the session, maybe under another module's home)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    return {**os.environ, "MLFLOW_TRACKING_URI": uri, "BENTOML_HOME": BentoMLContainer.bentoml_home.get()}
+
+
 def champion(client) -> str:
     return str(client.get_model_version_by_alias(NAME, tracking.CHAMPION).version)
 
@@ -115,7 +122,7 @@ def test_two_concurrent_promotions_serialise_and_the_second_sees_the_first(regis
     finds `@champion` moved and promotes nothing."""
     client, files, target, uri = registry
     trace = tmp_path / "trace.txt"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    env = _env(uri)
     racers = [subprocess.Popen([sys.executable, "-c", RACER, v, NAME, target, str(files[v]), str(trace)],
                                cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
               for v in ("2", "3")]
@@ -204,7 +211,7 @@ try:
 except lifecycle.Cancelled as c:
     print("cancelled after the commit", c.code)
 """
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(uri),
                           capture_output=True, text=True, timeout=120)
     assert "cancelled after the commit 143" in proc.stdout, proc.stdout + proc.stderr
     assert champion(client) == "2" == served(target)
