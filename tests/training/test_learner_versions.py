@@ -76,6 +76,35 @@ def test_a_learners_version_is_registered_with_its_lineage_and_fetched_back(wind
                                                  window.catalog.size)[:, :20], res.lists)
 
 
+def test_a_learners_version_is_exported_into_the_bentoml_store_as_the_service_reads_it(window):
+    """What the loop's promotion deploys (and `make container`'s check exports): a learner's
+    version becomes a BentoML model holding its own lists in both of the format's forms, its
+    policy and its description, with its lineage as labels; the lists the day served, when
+    given, are the ones exported."""
+    import uuid
+    from pathlib import Path
+
+    import bentoml
+
+    from formats import lists as list_format
+    from training.registry.export import import_version
+    res = train_learner(LearnerSpec("cooc", "cooccurrence"), window, k=20, register="botify-i2i-test")
+    served = versions.fetch(res.version, "botify-i2i-test") / learned_format.TABLE
+    n = window.catalog.size
+    for i2i in (None, served):
+        tag = import_version(res.version, bento_name=f"botify-test-{uuid.uuid4().hex[:8]}", name="botify-i2i-test",
+                             i2i=i2i, role="champion")
+        model = bentoml.models.get(tag)
+        assert model.info.labels["mlflow_version"] == res.version and model.info.labels["role"] == "champion"
+        assert model.info.labels["dataset_digest"] == window.digest[:63]
+        folder = Path(model.path)
+        for form in (list_format.TABLES["i2i"], list_format.FILES["i2i"]):
+            assert np.array_equal(list_format.read_lists(folder / form, "track", n, n)[:, :20], res.lists), form
+        assert json.loads((folder / learned_format.POLICY).read_text()) == {}
+        assert json.loads((folder / learned_format.LEARNER).read_text())["learner"] == "cooccurrence"
+        assert not (folder / "context.npy").exists()   # an embedding model's tables only
+
+
 def test_a_learner_from_a_temporary_module_is_trained_registered_and_served_by_its_import_path(
         window, tmp_path, monkeypatch):
     (tmp_path / "outside_pkg").mkdir()
