@@ -76,17 +76,14 @@ def small_day(small_world, tmp_path_factory):
     """One day of the service's logs on the small world, played in-process by the simulator:
     the cold start's arms beside SessionAware over the catalog's lists, so sessions hold
     co-listening across artists (what the learners learn from). Returns the log folder."""
-    from training.ab.play import play_day, write_service_config
+    from training.ab.day import DaySpec, Service, play_day
     from training.learning.layout import catalog_lists
     from training.data.catalog import load_catalog
     from formats import lists as list_format
     d = tmp_path_factory.mktemp("small-day")
     i2i = list_format.write_jsonl(d / "catalog-i2i.jsonl", catalog_lists(load_catalog(small_world), 50))
-    svc = write_service_config(
-        d / "service.yml", catalog=small_world / "public" / "tracks.json", log_dir=d / "logs", seed=42,
-        recommenders={"random": {"kind": "random"}, "toppop": {"kind": "toppop", "top": 100},
-                      "sa": {"kind": "session_aware", "i2i": str(i2i), "explore": 0.1, "listed_artists": "any"}},
-        experiments=[{"name": "DAY", "arms": {"C": "random", "T1": "toppop", "T2": "sa"}}])
-    repo = Path(__file__).resolve().parents[2]
-    play_day(svc, repo / "sim" / "config" / "small.yml", 500, 11, d, in_process=True)
+    service = Service({"random": {"kind": "random"}, "toppop": {"kind": "toppop", "top": 100},
+                       "sa": {"kind": "session_aware", "i2i": str(i2i), "explore": 0.1, "listed_artists": "any"}},
+                      [{"name": "DAY", "arms": {"C": "random", "T1": "toppop", "T2": "sa"}}], 42)
+    play_day(DaySpec("the small day", d, "sim/config/small.yml", 11, 1, 500, service, in_process=True))
     return d / "logs"
