@@ -68,6 +68,9 @@ def mlflow_store(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:   # restored when the module ends
         env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{d / 'mlflow.db'}")
         env.setenv("BENTOML_HOME", str(d / "bentoml"))
+        # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID for subprocesses: an earlier
+        # module's would reach this one's `mlflow run --experiment-name` (which refuses both)
+        env.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
         yield d
 
 
