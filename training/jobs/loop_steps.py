@@ -24,6 +24,7 @@ from training.jobs.challengers import (Candidate, score_heldout, select, split_b
 from training.jobs.configs import LoopConfig
 from training.registry import tracking
 from training.registry.promotion import commit
+from training.registry.versions import is_learned
 from training.reports.trend import TREND_COLUMNS
 from training.runlog import Clock, log_metrics, log_path
 
@@ -177,7 +178,7 @@ def adoptable_champion(name: str, tracks: int) -> tuple[str | None, str]:
     if version is None:
         return None, f"`{name}` has no @{tracking.CHAMPION}"
     mv = MlflowClient().get_model_version(name, version)
-    if "learner" not in mv.tags:   # a model registered without a learner's lists (formats.learned)
+    if not is_learned(mv):   # a model registered without a learner's lists (formats.learned)
         return None, f"`{name}@{tracking.CHAMPION}` (v{version}) holds no learner's lists"
     have = MlflowClient().get_run(mv.run_id).data.params.get("catalog_tracks")
     if have is None or int(have) != tracks:
