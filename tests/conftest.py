@@ -121,6 +121,40 @@ def small_catalog(small_world: Path) -> Path:
     return small_world / "public" / "tracks.json"
 
 
+OUTSIDE_LEARNER = '''
+"""A learner from outside the project: each track's list is the tracks after it by id."""
+from dataclasses import dataclass
+import numpy as np
+from training.learning.layout import Layout, lay_out
+from training.learning.learners.base import Learned, Learner, save_arrays
+
+@dataclass
+class Settings(Layout):
+    step: int = 1
+
+class Shift(Learner):
+    Settings = Settings
+
+    def learn(self, window, k, workdir):
+        n = window.catalog.size
+        ranked = (np.arange(n)[:, None] + self.settings.step * np.arange(1, 4 * k)[None, :]) % n
+        return Learned(lay_out(ranked, window.catalog, k, self.layout()), {"discount": 0.8},
+                       {"events": float(len(window.events))}, save_arrays(workdir, step=np.array([self.settings.step])))
+'''
+
+
+@pytest.fixture
+def outside_learner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A learner in a package outside the project (written to a temporary folder put on
+    sys.path): (that folder, for a subprocess's PYTHONPATH; the learner's import path)."""
+    pkg = tmp_path / "outside" / "outside_learners"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "shift.py").write_text(OUTSIDE_LEARNER)
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    return pkg.parent, "outside_learners.shift:Shift"
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     """A throwaway redis-server on a free loopback port (installed by `make redis`)."""

@@ -18,29 +18,6 @@ from training.learning.learners.base import LearnerError, LearnerSpec
 from training.learning.window import Window
 from training.registry import tracking, versions
 
-OUTSIDE = textwrap.dedent('''
-    """A learner from outside the project: each track's list is the next tracks by id."""
-    from dataclasses import dataclass
-    import numpy as np
-    from training.learning.layout import Layout, lay_out
-    from training.learning.learners.base import Learned, Learner, save_arrays
-
-    @dataclass
-    class Settings(Layout):
-        step: int = 1
-
-    class NextTracks(Learner):
-        Settings = Settings
-
-        def learn(self, window, k, workdir):
-            n = window.catalog.size
-            cands = (np.arange(n)[:, None] + self.settings.step * np.arange(1, k + 1)[None, :]) % n
-            lists = lay_out(cands, window.catalog, k, self.layout())
-            return Learned(lists, {"discount": 0.8}, {"events": float(len(window.events))},
-                           save_arrays(workdir, step=np.array([self.settings.step])))
-''')
-
-
 @pytest.fixture(scope="module")
 def window(planted):
     world, log, _ = planted
@@ -106,17 +83,15 @@ def test_a_learners_version_is_exported_into_the_bentoml_store_as_the_service_re
 
 
 def test_a_learner_from_a_temporary_module_is_trained_registered_and_served_by_its_import_path(
-        window, tmp_path, monkeypatch):
-    (tmp_path / "outside_pkg").mkdir()
-    (tmp_path / "outside_pkg" / "__init__.py").write_text("")
-    (tmp_path / "outside_pkg" / "next_tracks.py").write_text(OUTSIDE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    spec = LearnerSpec("mine", "outside_pkg.next_tracks:NextTracks", None, {"step": 3})
-    res = train_learner(spec, window, k=10, register="botify-i2i-test")
+        window, outside_learner):
+    _, path = outside_learner
+    res = train_learner(LearnerSpec("mine", path, None, {"step": 3}), window, k=10, register="botify-i2i-test")
     back = learned_format.read(versions.fetch(res.version, "botify-i2i-test"))
     assert back.policy == {"discount": 0.8} and back.learner["config"]["step"] == 3
     assert np.load(back.model / "step.npy", allow_pickle=False).tolist() == [3]
     assert np.array_equal(np.asarray(back.lists), res.lists)
+    # the planted world's artist is track % 30: track 0's own artist (30, 60) leads, then 3, 6, ...
+    assert back.lists[0, :4].tolist() == [30, 60, 3, 6]
 
 
 def test_fetch_refuses_a_version_that_is_not_a_learned_one_and_names_what_exists(planted, repo):
