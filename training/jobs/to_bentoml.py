@@ -2,7 +2,8 @@
 
 The BentoML model holds what the service reads (docs/architecture.md): the i2i lists as an
 int32 table `i2i.npy` (memory-mapped at start-up: no parse) and as the contract's JSON lines
-`i2i.jsonl`, the embedding tables (`context.npy`, `target.npy`, `target_bias.npy`); as
+`i2i.jsonl`, and beside them a learner's `policy.json` and `learner.json` or an embedding
+model's tables (`context.npy`, `target.npy`, `target_bias.npy`); as
 labels, its lineage: MLflow model name, version, run id, the training data's digest and the
 role it plays (`champion`, `baseline`); as metadata the training run's params and metrics.
 Configs name it `bentoml:NAME:TAG` (or `:latest`); the service declares the models its config

@@ -1,8 +1,9 @@
 """The one export step: a registered version's i2i lists, to a file or into the BentoML store.
 
-`export` writes a version's lists as the contract's JSON lines (a `recommend` step run);
-`import_version` makes a BentoML model the service serves from a version (the lists as an int32
-table and JSON lines, the embedding tables, the version's lineage as labels).
+`export` writes an embedding model's lists as the contract's JSON lines (a `recommend` step run);
+`import_version` makes a BentoML model the service serves from any version, a learner's or an
+embedding model's (the lists as an int32 table and JSON lines, what the version keeps beside
+them, its lineage as labels).
 """
 from __future__ import annotations
 
