@@ -122,7 +122,7 @@ def test_settings_refuse_an_unknown_key_and_a_bad_layout(tmp_path):
 
 
 def test_a_learner_is_named_by_its_import_path_and_a_wrong_one_says_what_is_wrong(tmp_path, monkeypatch):
-    (tmp_path / "outside_learners.py").write_text(textwrap.dedent("""
+    (tmp_path / "written_learners.py").write_text(textwrap.dedent("""
         from training.learning.learners.base import Learned, Learner
         class Mine(Learner):
             def learn(self, window, k, workdir):
@@ -131,8 +131,8 @@ def test_a_learner_is_named_by_its_import_path_and_a_wrong_one_says_what_is_wron
             pass
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert learner_class("outside_learners:Mine").__name__ == "Mine"
-    for ref, says in (("outside_learners:NotALearner", "not a subclass"), ("no_such_module:X", "cannot import"),
-                      ("knn", "not one of"), ("outside_learners:Missing", "not a subclass")):
+    assert learner_class("written_learners:Mine").__name__ == "Mine"
+    for ref, says in (("written_learners:NotALearner", "not a subclass"), ("no_such_module:X", "cannot import"),
+                      ("knn", "not one of"), ("written_learners:Missing", "not a subclass")):
         with pytest.raises(LearnerError, match=says):
             learner_class(ref)
