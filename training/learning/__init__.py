@@ -1,1 +1,1 @@
-"""From a window of the service's logs and the public catalog to i2i lists: pairs, models, fitting, lists, offline figures."""
+"""From a window of the service's logs and the public catalog to i2i lists: the learners (learners/, one interface), the window they read, the one list layout, a learner's run (learn), and the embedding model's pairs, fitting and offline figures."""
