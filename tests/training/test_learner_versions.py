@@ -82,6 +82,19 @@ def test_a_learners_version_is_exported_into_the_bentoml_store_as_the_service_re
         assert not (folder / "context.npy").exists()   # an embedding model's tables only
 
 
+def test_the_recommend_step_exports_a_learners_version_as_json_lines(window, tmp_path):
+    """`mlflow run . -e recommend -P model=<version>` on a learner's version writes its own lists
+    (their first k places) in the contract's JSON lines."""
+    from formats import lists as list_format
+    from training.registry.export import export
+    res = train_learner(LearnerSpec("cooc", "cooccurrence"), window, k=20, register="botify-i2i-test")
+    n = window.catalog.size
+    summary = export(res.version, tmp_path / "lists.jsonl", k=10, name="botify-i2i-test", log=False)
+    assert summary["version"] == res.version and summary["k"] == 10
+    written = list_format.read_lists(tmp_path / "lists.jsonl", "track", n, n)
+    assert np.array_equal(written[:, :10], res.lists[:, :10])
+
+
 def test_a_learner_from_a_temporary_module_is_trained_registered_and_served_by_its_import_path(
         window, outside_learner):
     _, path = outside_learner

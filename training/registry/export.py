@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from formats import learned as learned_format
 from formats import lists as list_format
 from training.learning.fit import set_threads
 from training.learning.i2i import model_i2i
-from training.registry import tracking
+from training.registry import tracking, versions
 from training.runlog import log_params
 
 EXPERIMENT = "botify-training"
@@ -39,15 +40,21 @@ def export(ref: str, output: str | Path, k: int = 50, name: str = tracking.MODEL
            log: bool = True, max_per_artist: int | None = None) -> dict:
     """Export and (by default) log the i2i lists of a version; returns a summary.
 
-    `max_per_artist` None: what the model's training config says (`i2i_max_per_artist`).
+    A learner's version gives its own lists (their first `k` places); an embedding model's
+    are computed with `max_per_artist` (None: what its training config says).
     """
     import mlflow
     set_threads(purpose="export")
     tracking.setup(EXPERIMENT)
-    mv, model = load_model(ref, name)
-    cap = trained_cap(mv.run_id) if max_per_artist is None else max_per_artist
+    mv = tracking.resolve_version(ref, name)
     t0 = time.perf_counter()
-    lists = compute_lists(model, k, cap)
+    if versions.is_learned(mv):
+        cap = None
+        lists = np.asarray(learned_format.read(versions.fetch(mv.version, name)).lists)[:, :k]
+    else:
+        _, model = load_model(mv.version, name)
+        cap = trained_cap(mv.run_id) if max_per_artist is None else max_per_artist
+        lists = compute_lists(model, k, cap)
     compute = time.perf_counter() - t0
     path = list_format.write_jsonl(output, lists, list_format.KEYS["i2i"])
     seconds = time.perf_counter() - t0
@@ -59,7 +66,7 @@ def export(ref: str, output: str | Path, k: int = 50, name: str = tracking.MODEL
         with tracking.step_run(f"recommend {name}@{ref}", entry="recommend"):
             mlflow.set_tags({"botify.entry": "recommend", "source_run_id": mv.run_id})
             log_params({"model_name": name, "model": ref, "version": mv.version, "k": k,
-                               "output": str(output), "max_per_artist": cap})
+                        "output": str(output), "max_per_artist": "" if cap is None else cap})
             mlflow.log_metrics({"i2i_tracks": len(lists), "i2i_coverage": coverage,
                                 "topk_seconds": compute, "export_seconds": seconds})
             mlflow.log_artifact(str(path), artifact_path="i2i")
@@ -114,8 +121,6 @@ def _version_lists(mv, name: str, k: int, i2i: str | Path | None) -> tuple[np.nd
     learner's policy and description, or an embedding model's tables."""
     import shutil
 
-    from formats import learned as learned_format
-    from training.registry import versions
     if versions.is_learned(mv):
         version = learned_format.read(versions.fetch(mv.version, name))
         n_tracks, table = int(version.learner["tracks"]), version.lists
