@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from training.ab.analysis import Design
 from training.ab.stats import AnalysisError
 from training.ab.tables import check_design
 from training.errors import JobError
 from training.paths import REPO, repo_path
 from training.registry.promotion import TESTS
+from training.yamlfile import read_mapping
 
 EXPERIMENT_CONFIG = "training/config/experiment.yml"
 LOOP_CONFIG = "training/config/loop.yml"
@@ -197,14 +196,10 @@ class JobConfig:
 def _load(path: str | Path, kind: str, default: str, quick: bool, overrides: dict[str, Any]) -> tuple[Reader, dict]:
     """The YAML, `quick:` laid on it when asked, then each given `-P` value (dotted key -> value)."""
     p = repo_path(path)
-    if not p.is_file():
-        raise JobError(f"{kind} config {p} not found (the default is {default})")
     try:
-        cfg = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise JobError(f"{kind} config {p} is not valid YAML: {e}") from None
-    if not isinstance(cfg, dict):
-        raise JobError(f"{kind} config {p}: expected a mapping at the top level")
+        cfg = read_mapping(p, f"{kind} config", f"the default is {default}")
+    except (FileNotFoundError, ValueError) as e:
+        raise JobError(str(e)) from None
     overlay = cfg.pop("quick", {}) or {}
     cfg = merge(cfg, overlay) if quick else cfg
     for dotted, value in overrides.items():

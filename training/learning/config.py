@@ -9,7 +9,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
+from training.yamlfile import read_mapping
 
 T = TypeVar("T")
 
@@ -20,17 +20,8 @@ def from_yaml(cls: type[T], path: str | Path | None, **overrides: Any) -> T:
     raw: dict = {}
     where = "overrides"
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"learner config {p} not found (see training/config/ and "
-                                    f"training/config/learners/)")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{p}: not valid YAML ({e})") from None
-        if not isinstance(raw, dict):
-            raise ValueError(f"{p}: expected a mapping of settings, got {type(raw).__name__}")
-        where = str(p)
+        raw = read_mapping(path, "learner config", "see training/config/ and training/config/learners/")
+        where = str(path)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
