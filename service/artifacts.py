@@ -5,13 +5,15 @@ that produces it, so that a service never starts half-configured.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from formats import FormatError
 from formats import events as event_format
+from formats import learned as learned_format
 from formats import lists as list_format
 from formats.jsonl import read_jsonl
 
@@ -92,6 +94,7 @@ class Tables:
         self.n_tracks = n_tracks
         self._loaded: dict[tuple[str, Path], np.ndarray] = {}
         self._models: dict[str, object] = {}  # each BentoML model looked up once (its model.yaml parsed)
+        self._policies: dict[Path, dict[str, Any]] = {}
 
     def load(self, kind: str, ref: str) -> np.ndarray:
         """What a recommender's artifact option names (`kind`: i2i, lists or log), loaded."""
@@ -101,6 +104,14 @@ class Tables:
 
     def describe(self, ref: str) -> dict:
         return describe(ref, self.root, self._model)
+
+    def policy(self, ref: str) -> tuple[Path, dict[str, Any]]:
+        """(the file, its parameters): the policy learned beside the i2i lists `ref` names
+        (`formats.learned.POLICY` in their folder; {} when there is none), read once."""
+        path = resolve(ref, "i2i", self.root, self._model).parent / learned_format.POLICY
+        if path not in self._policies:
+            self._policies[path] = read_policy(path)
+        return path, self._policies[path]
 
     def _model(self, ref: str):
         if ref not in self._models:
@@ -114,6 +125,20 @@ class Tables:
             got = self._loaded[(kind, path.resolve())] = load_lists(path, key, self.n_tracks, n_keys,
                                                                     RECOMMEND_COMMAND)
         return got
+
+
+def read_policy(path: Path) -> dict[str, Any]:
+    """A `policy.json` ({} when the file does not exist); ArtifactError naming it when malformed."""
+    try:
+        policy = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (ValueError, OSError) as e:
+        raise ArtifactError(path, f"malformed policy parameters ({e})", RECOMMEND_COMMAND) from None
+    if not isinstance(policy, dict):
+        raise ArtifactError(path, f"the policy parameters must be a JSON object, got {type(policy).__name__}",
+                            RECOMMEND_COMMAND)
+    return policy
 
 
 def play_counts(ref: str, root: Path, n_tracks: int) -> np.ndarray:

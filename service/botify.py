@@ -244,6 +244,9 @@ def load(config: str | Path | None = None, *, worker: str | None = None, root: s
     # each served model traced back to its registry version (GET /)
     models = {name: tables.describe(str(spec[key])) for name, spec in specs.items() if name in used
               for key in ARTIFACT_KEYS if key in spec}
+    for name in used:   # and the values its recommender took from the policy learned beside the lists
+        if learned := recs.learned(specs[name], tables):
+            models.setdefault(name, {})["learned"] = learned
     history = max([int(s.get("history", 10)) for s in specs.values() if isinstance(s, dict)] + [10])
     log_cfg = cfg.get("event_log")
     log = None

@@ -17,7 +17,7 @@ from .. import artifacts
 from ..catalog import Catalog
 from .base import Context, Lists, Recommender, draw_from, top_tracks
 from .listed import Contextual, I2IHistory, Indexed
-from .options import OptionError, RecommenderOptions, option, read_options
+from .options import OptionError, RecommenderOptions, learned_values, option, read_options
 from .popular import Random, StickyArtist, TopPop
 from .session_aware import SessionAware
 
@@ -71,12 +71,21 @@ def build(name: str, spec: Any, catalog: Catalog, root: Path, tables: artifacts.
         raise ValueError(f"{where}recommender {name!r}: {e}") from None
     tables = tables if tables is not None else artifacts.Tables(root, len(catalog))
     options = {k: v for k, v in spec.items() if k != "kind"}
+    cls_options = getattr(cls, "Options", RecommenderOptions)
     try:
-        return cls(catalog, read_options(getattr(cls, "Options", RecommenderOptions), options, tables.load))
+        learned = learned_values(cls_options, options, tables.policy)
+        return cls(catalog, read_options(cls_options, {**learned, **options}, tables.load))
     except OptionError as e:
         raise OptionError(f"{where}recommender {name!r} ({spec['kind']}): {e}") from None
 
 
+def learned(spec: dict, tables: artifacts.Tables) -> dict[str, Any]:
+    """The values a (built) config entry's recommender takes from the policy beside its lists."""
+    cls = recommender_class(spec.get("kind"))
+    options = {k: v for k, v in spec.items() if k != "kind"}
+    return learned_values(getattr(cls, "Options", RecommenderOptions), options, tables.policy)
+
+
 __all__ = ["KINDS", "Context", "Contextual", "I2IHistory", "Indexed", "Lists", "OptionError", "RecommenderOptions",
-           "Random", "Recommender", "SessionAware", "StickyArtist", "TopPop", "build", "draw_from", "option",
+           "Random", "Recommender", "SessionAware", "StickyArtist", "TopPop", "build", "draw_from", "learned", "option",
            "read_options", "recommender_class", "top_tracks"]

@@ -28,7 +28,8 @@ def _fields(cls: type) -> list[dataclasses.Field]:
 def _default(f: dataclasses.Field) -> str:
     if f.default is MISSING:
         return "required"
-    return "null" if f.default is None else f"`{f.default}`"
+    shown = "null" if f.default is None else f"`{f.default}`"
+    return f"learned, else {shown}" if f.metadata.get("learned") else shown
 
 
 def kinds_table() -> str:

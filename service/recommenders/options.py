@@ -30,6 +30,8 @@ ARTIFACTS = {
     "lists": "per-user lists (a file, or `bentoml:NAME:VERSION`)",
     "log": "an event log (a file or folder; the recommender gets its play counts)",
 }
+#: the artifact whose folder carries the learned values (`formats.learned.POLICY` beside the lists)
+LEARNED_FROM = "i2i"
 _INTERVAL = re.compile(r"^([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])$")
 _BOUND = re.compile(r"^(>=|>|<=|<)\s*(\S+)$")
 
@@ -38,15 +40,21 @@ class OptionError(ValueError):
     """A recommender's option is unknown, missing, of the wrong type or out of range."""
 
 
-def option(default: Any = MISSING, *, doc: str, within: str | None = None, artifact: str | None = None) -> Any:
+def option(default: Any = MISSING, *, doc: str, within: str | None = None, artifact: str | None = None,
+           learned: bool = False) -> Any:
     """A field of an `Options` dataclass: its default (none: required), what it means (one
     line, for the docs), the range a number must lie in (`[0, 1)`, `> 0`, `>= 1`), or the
-    kind of artifact (`ARTIFACTS`) the config names for it."""
+    kind of artifact (`ARTIFACTS`) the config names for it. `learned`: training estimates it
+    from the logs and ships it beside the i2i lists (`LEARNED_FROM`); a config that leaves it
+    unset gets that value (`learned_values`), and the default only when the lists carry none."""
     if artifact is not None and artifact not in ARTIFACTS:
         raise ValueError(f"artifact must be one of {sorted(ARTIFACTS)}, got {artifact!r}")
     if within is not None:
         _interval(within)  # a typo in a declaration fails at import, not at the first config
-    return dataclasses.field(default=default, metadata={"doc": doc, "within": within, "artifact": artifact})
+    if learned and (default is MISSING or artifact is not None):
+        raise ValueError("a learned option has a default (lists without learned values) and is no artifact")
+    return dataclasses.field(default=default, metadata={"doc": doc, "within": within, "artifact": artifact,
+                                                        "learned": learned})
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,33 @@ def read_options(cls: type[RecommenderOptions], spec: dict, load: Callable[[str,
             value = load(artifact, value)
         values[name] = value
     return cls(**values)
+
+
+def learnable(cls: type[RecommenderOptions]) -> list[str]:
+    """The options of `cls` declared `learned=True`."""
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("learned")]
+
+
+def learned_values(cls: type[RecommenderOptions], spec: dict, policy_of: Callable[[str], Any]) -> dict[str, Any]:
+    """What the lists bring for the learnable options a config entry leaves unset: `policy_of(ref)`
+    gives (the file, the policy parameters) beside the i2i artifact `ref` names ({} when none).
+    Keys the options do not declare learnable are someone else's and left alone; a value out
+    of range is an OptionError naming the file."""
+    names = [n for n in learnable(cls) if n not in spec]
+    ref = next((spec.get(f.name) for f in dataclasses.fields(cls) if f.metadata.get("artifact") == LEARNED_FROM), None)
+    if not names or not isinstance(ref, str) or not ref:
+        return {}
+    source, policy = policy_of(ref)
+    types = hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for name in names:
+        if name in policy:
+            try:
+                out[name] = _checked(name, policy[name], types[name], fields[name].metadata)
+            except OptionError as e:
+                raise OptionError(f"{source}: {e}") from None
+    return out
 
 
 def required(f: dataclasses.Field) -> bool:
