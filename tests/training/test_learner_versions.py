@@ -12,6 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from formats import learned as learned_format
+from training.learning import policy_params
 from training.learning.learn import main as learn_main
 from training.learning.learn import train_learner
 from training.learning.learners.base import LearnerError, LearnerSpec
@@ -46,7 +47,9 @@ def test_a_learners_version_is_registered_with_its_lineage_and_fetched_back(wind
     back = learned_format.read(folder, n_tracks=window.catalog.size)
     assert np.array_equal(np.asarray(back.lists), res.lists) and back.lists.shape == (window.catalog.size, 20)
     assert back.learner["window"]["dataset_digest"] == window.digest and back.learner["layout"]["lead"] == 2
-    assert back.policy == {} and back.model is None
+    # the policy: the window's estimates of the serving policy's constants (this learner has none)
+    assert back.policy == policy_params.policy(window.policy_estimates) == res.policy and back.model is None
+    assert back.learner["figures"]["policy.discount_n"] == window.policy_estimates["discount"].count
     # the JSON lines hold the same lists (formats.lists reads either form)
     from formats import lists as list_format
     assert np.array_equal(list_format.read_lists(folder / learned_format.JSONL, "track", window.catalog.size,
@@ -100,7 +103,9 @@ def test_a_learner_from_a_temporary_module_is_trained_registered_and_served_by_i
     _, path = outside_learner
     res = train_learner(LearnerSpec("mine", path, None, {"step": 3}), window, k=10, register="botify-i2i-test")
     back = learned_format.read(versions.fetch(res.version, "botify-i2i-test"))
-    assert back.policy == {"discount": 0.8} and back.learner["config"]["step"] == 3
+    # the learner's own policy key stays; the window's estimates fill the rest
+    assert back.policy == {**policy_params.policy(window.policy_estimates), "discount": 0.8}
+    assert back.learner["config"]["step"] == 3
     assert np.load(back.model / "step.npy", allow_pickle=False).tolist() == [3]
     assert np.array_equal(np.asarray(back.lists), res.lists)
     # the planted world's artist is track % 30: track 0's own artist (30, 60) leads, then 3, 6, ...

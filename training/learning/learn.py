@@ -1,7 +1,9 @@
 """Train one learner on a window of logs and register what it learned: a learner's MLflow run.
 
 One run logs the learner, its settings, the window (days, logs, the dataset's digest as
-an MLflow dataset input), its figures and per-epoch series, and registers the lists as a
+an MLflow dataset input), its figures and per-epoch series, adds the serving policy's
+constants estimated from the window (`training.learning.policy_params`) to the learner's
+own policy parameters, and registers the lists as a
 new version of `botify-i2i` (`training.registry.versions`; alias `challenger`) with its
 lineage as version tags (days_trained_on, dataset_digest, learner, and the caller's).
 
@@ -12,6 +14,7 @@ lineage as version tags (days_trained_on, dataset_digest, learner, and the calle
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -29,6 +32,7 @@ from formats import FormatError
 from formats import lists as list_format
 from training.paths import REPO
 from training.runlog import log_params
+from training.learning import policy_params
 from training.learning.learners.base import Learned, LearnerError, LearnerSpec
 from training.learning.window import Window
 
@@ -95,11 +99,16 @@ def train_learner(spec: LearnerSpec, window: Window, *, k: int = 50, register: s
         learned = learner.learn(window, k, Path(tmp))
         seconds = time.perf_counter() - t0
         check_lists(learned, window.catalog.size, k, f"{spec.name} ({spec.learner})")
+        # the policy's constants estimated from the window travel with any learner's lists;
+        # what the learner estimated itself stays
+        estimates = window.policy_estimates
+        learned = dataclasses.replace(learned, policy=policy_params.merged(learned.policy,
+                                                                           policy_params.policy(estimates)))
         for key, series in learned.history.items():
             for step, value in enumerate(series):
                 mlflow.log_metric(key, value, step=step)
         lists = np.asarray(learned.lists)
-        figures = {**learned.figures, "learn_seconds": seconds,
+        figures = {**learned.figures, **policy_params.figures(estimates), "learn_seconds": seconds,
                    "list_fill": float((lists >= 0).mean()),
                    "list_coverage": float(len(np.unique(lists[lists >= 0])) / len(lists))}
         mlflow.log_metrics({key: float(v) for key, v in figures.items() if np.isfinite(v)})

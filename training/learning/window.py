@@ -84,6 +84,13 @@ class Window:
         """The events cut into sessions (`training.data.events.sessionize`)."""
         return sessionize(self.events)
 
+    @cached_property
+    def policy_estimates(self) -> dict:
+        """SessionAware's constants estimated from the window's logs, each with its count
+        (`training.learning.policy_params`): every version trained on the window carries them."""
+        from training.learning import policy_params
+        return policy_params.estimate(self.sessions, self.catalog.artist)
+
     def describe(self) -> dict:
         """What a version records of its window (`learner.json`'s `window`)."""
         return {"days": list(self.days), "logs": list(self.logs), "dataset_digest": self.digest,
