@@ -99,11 +99,12 @@ def learned_values(cls: type[RecommenderOptions], spec: dict, policy_of: Callabl
     gives (the file, the policy parameters) beside the i2i artifact `ref` names ({} when none).
     Keys the options do not declare learnable are someone else's and left alone; a value out
     of range is an OptionError naming the file."""
-    names = [n for n in learnable(cls) if n not in spec]
+    names = learnable(cls)
     ref = next((spec.get(f.name) for f in dataclasses.fields(cls) if f.metadata.get("artifact") == LEARNED_FROM), None)
     if not names or not isinstance(ref, str) or not ref:
         return {}
-    source, policy = policy_of(ref)
+    source, policy = policy_of(ref)   # read even when the config sets them all: a broken file is refused
+    names = [n for n in names if n not in spec]
     types = hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     out = {}

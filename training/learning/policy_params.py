@@ -19,7 +19,14 @@ worth, and otherwise tries a new artist. So:
   from the first listens of new artists the policy chose itself (propensity >= 0.5: not an
   exploring or random draw); the anchor's artist's from its replays at the session's first
   recommendation (no listen seen yet, so the choice selects nothing), and the prior is that
-  index undiscounted, as the rule discounts it again.
+  index undiscounted, as the rule discounts it again. The new artists are those of the
+  sessions where the threshold decides something: whose anchor's artist was liked at least
+  as much as the threshold.
+
+Every version carries the three (policy.json, and figures with their counts); the service
+reads those SessionAware declares learnable (`option(..., learned=True)`): the discount. The
+two thresholds served less than the configured ones on paired sessions (docs/results.md), so
+they are measured and carried, not served.
 """
 from __future__ import annotations
 
@@ -95,12 +102,24 @@ def estimate_first_artist_prior(s: pd.DataFrame, discount: float) -> Estimate:
 
 
 def estimate_fresh_start(s: pd.DataFrame, discount: float) -> Estimate:
-    """A new artist's index: runs from the first listens of new artists the policy chose."""
+    """A new artist's index: runs from the first listens of new artists the policy chose, in
+    the sessions whose anchor's artist was liked at least as much as the index (below it the
+    rule moves on whatever the threshold): a fixed point, from all sessions up."""
     new = s[(s["position"] > 0) & (s["k"] == 0) & (s["artist"] != s["anchor_artist"]) & (s["chosen_p"] >= GREEDY)]
-    t = new["time"].to_numpy()
-    if not len(t) or not np.isfinite(discount):
-        return Estimate(float("nan"), int(len(t)))
-    return Estimate(run_index(t, discount), int(len(t)))
+    if not len(new) or not np.isfinite(discount):
+        return Estimate(float("nan"), int(len(new)))
+    replay = s[(s["position"] == 1) & (s["artist"] == s["anchor_artist"])].set_index("session_id")["time"]
+    liked = (replay / discount).reindex(new["session_id"]).to_numpy()   # nan: no replay at step 1
+    t, theta = new["time"].to_numpy(), 0.0
+    for _ in range(50):
+        x = t[liked >= theta]
+        if not len(x):
+            return Estimate(float("nan"), 0)
+        new_theta = run_index(x, discount)
+        if abs(new_theta - theta) < 1e-6:
+            break
+        theta = new_theta
+    return Estimate(theta, int(len(x)))
 
 
 def estimate(sessions: pd.DataFrame, artist: np.ndarray) -> dict[str, Estimate]:
