@@ -44,3 +44,13 @@ def test_the_study_judges_every_list_on_the_same_sessions_and_pairs_them(small_w
         fig = study.judged("served", rows)
         diff, se = fig["served_vs_anchor_catalog"]
         assert diff == pytest.approx(fig["served"] - study.refs["anchor_catalog"], abs=2e-3) and se > 0
+
+
+def test_the_constants_study_serves_a_learnable_estimate_through_policy_json_and_sets_the_others():
+    from studies.constants import defaults, variants
+    est = {"discount": 0.6, "first_artist_prior": 0.7, "fresh_start": 0.5}
+    v = variants(est)
+    assert v["configured"] == defaults() == {"discount": 0.8, "first_artist_prior": 0.9, "fresh_start": 0.7}
+    assert v["learned"] == {"first_artist_prior": 0.7, "fresh_start": 0.5}        # discount: from policy.json
+    assert v["learned discount"] == {"first_artist_prior": 0.9, "fresh_start": 0.7}
+    assert v["learned thresholds"] == {"discount": 0.8, "first_artist_prior": 0.7, "fresh_start": 0.5}
