@@ -93,24 +93,21 @@ def run_index(first: np.ndarray, discount: float, tol: float = 1e-6) -> float:
     return theta
 
 
-def estimate_first_artist_prior(s: pd.DataFrame, discount: float) -> Estimate:
-    """The anchor's artist's index at the first recommendation, undiscounted once."""
-    t = s.loc[(s["position"] == 1) & (s["artist"] == s["anchor_artist"]), "time"].to_numpy()
-    if not len(t) or not np.isfinite(discount):
-        return Estimate(float("nan"), int(len(t)))
-    return Estimate(run_index(t, discount) / discount, int(len(t)))
+def new_artist_listens(s: pd.DataFrame, discount: float) -> tuple[np.ndarray, np.ndarray]:
+    """(the first listens of new artists the policy chose, how much each one's session liked
+    its anchor's artist at the first recommendation, undiscounted; nan: not replayed then)."""
+    new = s[(s["position"] > 0) & (s["k"] == 0) & (s["artist"] != s["anchor_artist"]) & (s["chosen_p"] >= GREEDY)]
+    replay = s[(s["position"] == 1) & (s["artist"] == s["anchor_artist"])].set_index("session_id")["time"]
+    return new["time"].to_numpy(), (replay / discount).reindex(new["session_id"]).to_numpy()
 
 
 def estimate_fresh_start(s: pd.DataFrame, discount: float) -> Estimate:
-    """A new artist's index: runs from the first listens of new artists the policy chose, in
-    the sessions whose anchor's artist was liked at least as much as the index (below it the
-    rule moves on whatever the threshold): a fixed point, from all sessions up."""
-    new = s[(s["position"] > 0) & (s["k"] == 0) & (s["artist"] != s["anchor_artist"]) & (s["chosen_p"] >= GREEDY)]
-    if not len(new) or not np.isfinite(discount):
-        return Estimate(float("nan"), int(len(new)))
-    replay = s[(s["position"] == 1) & (s["artist"] == s["anchor_artist"])].set_index("session_id")["time"]
-    liked = (replay / discount).reindex(new["session_id"]).to_numpy()   # nan: no replay at step 1
-    t, theta = new["time"].to_numpy(), 0.0
+    """A new artist's index in the sessions whose anchor's artist was liked at least as much as
+    that index (below it the rule moves on whatever the threshold): a fixed point, from all up."""
+    if not np.isfinite(discount):
+        return Estimate(float("nan"), 0)
+    t, liked = new_artist_listens(s, discount)
+    x, theta = t, 0.0
     for _ in range(50):
         x = t[liked >= theta]
         if not len(x):
@@ -122,13 +119,28 @@ def estimate_fresh_start(s: pd.DataFrame, discount: float) -> Estimate:
     return Estimate(theta, int(len(x)))
 
 
+def estimate_first_artist_prior(s: pd.DataFrame, discount: float, fresh: Estimate) -> Estimate:
+    """At the first recommendation the rule compares `first_artist_prior * discount` with
+    `fresh_start`. Nothing is known yet of how the session likes the anchor's artist, so the
+    right comparison is the anchor artist's index (from its replays then) against a new
+    artist's over every session, not only the liking ones `fresh_start` is for: the prior
+    keeps that ratio to `fresh_start`, undiscounted once as the rule discounts it again."""
+    anchor = s.loc[(s["position"] == 1) & (s["artist"] == s["anchor_artist"]), "time"].to_numpy()
+    new, _ = new_artist_listens(s, discount) if np.isfinite(discount) else (np.array([]), None)
+    count = int(min(len(anchor), len(new)))
+    if not count or not np.isfinite(fresh.value):
+        return Estimate(float("nan"), count)
+    return Estimate(run_index(anchor, discount) / discount * fresh.value / run_index(new, discount), count)
+
+
 def estimate(sessions: pd.DataFrame, artist: np.ndarray) -> dict[str, Estimate]:
     """Every constant of `NAMES` from sessions (`training.data.events.sessionize`) and the
     catalog's artist code of each track."""
     s = plays(sessions, artist)
     d = estimate_discount(s)
-    return {"discount": d, "first_artist_prior": estimate_first_artist_prior(s, d.value),
-            "fresh_start": estimate_fresh_start(s, d.value)}
+    fresh = estimate_fresh_start(s, d.value)
+    return {"discount": d, "first_artist_prior": estimate_first_artist_prior(s, d.value, fresh),
+            "fresh_start": fresh}
 
 
 def policy(estimates: Mapping[str, Estimate], min_count: int = MIN_COUNT) -> dict[str, float]:

@@ -5,8 +5,10 @@ Lists: each track's top candidates by the model's own score, laid out with no fo
 (a model with the catalog prior ranks the anchor's artist first by itself), at most the
 config's `i2i_max_per_artist` per artist (0: no cap), and the catalog's fill for a list
 left short (the model scores every track, so only a cap with too few artists among the
-candidates leaves one short). Policy parameters: the listener's replay discount it
-learned (`discount: true`), the same quantity SessionAware's `discount` option takes.
+candidates leaves one short). Policy parameters: none of its own; the replay discount the
+model fits (`discount: true`) is a figure (`model_discount`), not served: the window's own
+estimate (training/learning/policy_params.py, on every version) is the closer one
+(docs/results.md).
 Its files: the model as `spec.json` + `weights.npz` (no pickle).
 """
 from __future__ import annotations
@@ -58,7 +60,6 @@ class EmbeddingLearner(Learner):
         finally:
             set_threads()
         lists = lay_out(candidates, window.catalog, k, layout)
-        policy = {}
         if model.discount_logit is not None:
-            policy["discount"] = float(torch.sigmoid(model.discount_logit.detach()))
-        return Learned(lists, policy, figures, save_model(model, Path(workdir) / "model"), history)
+            figures["model_discount"] = float(torch.sigmoid(model.discount_logit.detach()))
+        return Learned(lists, {}, figures, save_model(model, Path(workdir) / "model"), history)
