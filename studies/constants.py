@@ -7,8 +7,7 @@ The window's logs give the estimates (`training.learning.policy_params`, as ever
 version carries them); the lists and those estimates are written as a version folder
 (`formats.learned`: i2i.npy + policy.json) and served in-process by the service itself, so a
 learnable option reaches the recommender the way production's does (left unset in the
-config); an estimate the service does not read (`first_artist_prior`, `fresh_start`) is set
-in the config. Variants, each SessionAware over the same lists on the same sessions
+config); an estimate the service does not read (none today) would be set in the config. Variants, each SessionAware over the same lists on the same sessions
 (`--episodes` of day 1 of each eval seed, no exploration): `configured` (the Options'
 defaults), `learned` (all three estimates), `learned discount`, `learned thresholds` (the
 other two). Each is printed as a share of the Random->Oracle headroom and as a paired

@@ -46,11 +46,11 @@ def test_the_study_judges_every_list_on_the_same_sessions_and_pairs_them(small_w
         assert diff == pytest.approx(fig["served"] - study.refs["anchor_catalog"], abs=2e-3) and se > 0
 
 
-def test_the_constants_study_serves_a_learnable_estimate_through_policy_json_and_sets_the_others():
+def test_the_constants_study_serves_the_learnable_estimates_through_policy_json():
     from studies.constants import defaults, variants
     est = {"discount": 0.6, "first_artist_prior": 0.7, "fresh_start": 0.5}
     v = variants(est)
     assert v["configured"] == defaults() == {"discount": 0.8, "first_artist_prior": 0.9, "fresh_start": 0.7}
-    assert v["learned"] == {"first_artist_prior": 0.7, "fresh_start": 0.5}        # discount: from policy.json
+    assert v["learned"] == {}                                   # all three from policy.json
     assert v["learned discount"] == {"first_artist_prior": 0.9, "fresh_start": 0.7}
-    assert v["learned thresholds"] == {"discount": 0.8, "first_artist_prior": 0.7, "fresh_start": 0.5}
+    assert v["learned thresholds"] == {"discount": 0.8}

@@ -53,8 +53,10 @@ class SessionAware:
         top: int = option(100, within=">= 1", doc="the TopPop fallback's size")
         log: np.ndarray | None = option(None, artifact="log", doc="the fallback: this log's most played tracks")
         strategy: Strategy = option("artists", doc="`seed`: the anchor's list in order; `artists`: the artists' bandit")
-        first_artist_prior: float = option(0.9, within=">= 0", doc="the anchor's artist's estimate before any replay")
-        fresh_start: float = option(0.7, within=">= 0", doc="a new artist's estimate before the session has tried one")
+        first_artist_prior: float = option(0.9, within=">= 0", learned=True,
+                                           doc="the anchor's artist's estimate before any replay")
+        fresh_start: float = option(0.7, within=">= 0", learned=True,
+                                    doc="a new artist's estimate before the session has tried one")
         discount: float = option(0.8, within="(0, 1]", learned=True,
                                  doc="the listener's discount per replay of an artist")
         genre_artists: int = option(300, within=">= 0", doc="the anchor's genre's artists to try after the lists'")

@@ -49,21 +49,21 @@ def build(catalog, tmp_path, **spec):
     return r.build("sa", {"kind": "session_aware", **spec}, catalog, tmp_path)
 
 
-def test_session_aware_declares_the_discount_learnable():
-    assert learnable(r.SessionAware.Options) == ["discount"]
+def test_session_aware_declares_its_three_constants_learnable():
+    assert set(learnable(r.SessionAware.Options)) == set(POLICY)
 
 
-def test_an_unset_learnable_option_takes_the_learned_value_and_other_keys_are_left_alone(catalog, tmp_path):
+def test_unset_learnable_options_take_the_learned_values_and_other_keys_are_left_alone(catalog, tmp_path):
     i2i = lists_folder(tmp_path / "v", {**POLICY, "explore_levels": [0.5, 0.02], "top": 3})
     rec = build(catalog, tmp_path, i2i=str(i2i))
-    # the thresholds in the file are estimates the options do not declare learnable: not read
-    assert constants(rec) == {**DEFAULTS, "discount": 0.6}
+    assert constants(rec) == POLICY
     assert len(rec.top) == 100          # `top` is not learnable: a policy.json cannot set it
 
 
 def test_an_option_set_in_the_config_wins(catalog, tmp_path):
     i2i = lists_folder(tmp_path / "v", POLICY)
-    assert build(catalog, tmp_path, i2i=str(i2i), discount=0.9).discount == 0.9
+    rec = build(catalog, tmp_path, i2i=str(i2i), discount=0.9, fresh_start=0.7)
+    assert constants(rec) == {"discount": 0.9, "first_artist_prior": 0.55, "fresh_start": 0.7}
 
 
 def test_without_policy_json_the_defaults_apply(catalog, tmp_path):
@@ -81,7 +81,7 @@ def test_a_plugins_options_extending_session_awares_inherit_what_is_learnable(ca
 
     got = learned_values(Options, {"i2i": str(lists_folder(tmp_path / "v", {**POLICY, "share": 0.3}))},
                          Tables(tmp_path, N_TRACKS).policy)
-    assert got == {"discount": 0.6, "share": 0.3}
+    assert got == {**POLICY, "share": 0.3}
 
 
 @pytest.mark.parametrize("raw, problem", [("{not json", "malformed policy parameters"),
@@ -116,9 +116,9 @@ def test_the_service_uses_and_shows_the_learned_values(tmp_path):
     svc = botify.load(path, root=tmp_path)
     try:
         models = svc.status()["models"]
-        assert models["sa"]["learned"] == {"discount": 0.6}
+        assert models["sa"]["learned"] == POLICY
         assert svc.recommenders["sa"].discount == 0.6 and svc.recommenders["sa_set"].discount == 0.7
-        assert "learned" not in models["sa_set"]         # the config set it
+        assert models["sa_set"]["learned"] == {"first_artist_prior": 0.55, "fresh_start": 0.45}   # the config set one
         assert "learned" not in models["ctx"]            # contextual has no learnable option
     finally:
         svc.close()

@@ -24,9 +24,8 @@ worth, and otherwise tries a new artist. So:
   as much as the threshold.
 
 Every version carries the three (policy.json, and figures with their counts); the service
-reads those SessionAware declares learnable (`option(..., learned=True)`): the discount. The
-two thresholds served less than the configured ones on paired sessions (docs/results.md), so
-they are measured and carried, not served.
+reads those SessionAware declares learnable (`option(..., learned=True)`) when its config
+leaves them unset.
 """
 from __future__ import annotations
 
