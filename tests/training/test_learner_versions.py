@@ -80,7 +80,9 @@ def test_a_learners_version_is_exported_into_the_bentoml_store_as_the_service_re
         folder = Path(model.path)
         for form in (list_format.TABLES["i2i"], list_format.FILES["i2i"]):
             assert np.array_equal(list_format.read_lists(folder / form, "track", n, n)[:, :20], res.lists), form
-        assert json.loads((folder / learned_format.POLICY).read_text()) == {}
+        # the policy the version learned, beside the lists (the service reads it) and in the metadata
+        assert json.loads((folder / learned_format.POLICY).read_text()) == res.policy == model.info.metadata["policy"]
+        assert res.policy["discount"] == policy_params.policy(window.policy_estimates)["discount"]
         assert json.loads((folder / learned_format.LEARNER).read_text())["learner"] == "cooccurrence"
         assert not (folder / "context.npy").exists()   # an embedding model's tables only
 

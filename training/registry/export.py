@@ -94,7 +94,7 @@ def import_version(ref: str, bento_name: str = SERVED["champion"], name: str = t
     set_threads(purpose="export")
     tracking.setup()
     mv = tracking.resolve_version(ref, name)
-    table, n_tracks, extra = _version_lists(mv, name, k, i2i)
+    table, n_tracks, extra, policy = _version_lists(mv, name, k, i2i)
     run = MlflowClient().get_run(mv.run_id)
     labels = {"mlflow_model": name, "mlflow_version": str(mv.version), "mlflow_run_id": mv.run_id,
               "mlflow_ref": str(ref), "dataset_digest": run.data.tags.get("dataset_digest", "")[:63]}
@@ -102,6 +102,7 @@ def import_version(ref: str, bento_name: str = SERVED["champion"], name: str = t
         labels["role"] = role
     metadata = {"mlflow_tracking_uri": tracking.safe_uri(tracking.mlflow.get_tracking_uri()),
                 "aliases": list(mv.aliases or []), "tracks": n_tracks, "k": int(table.shape[1]),
+                "policy": policy,   # what the service reads from policy.json beside the lists
                 "params": dict(run.data.params),
                 "metrics": {k_: float(v) for k_, v in run.data.metrics.items()}}
     with bentoml.models.create(bento_name, labels=labels, metadata=metadata,
@@ -116,19 +117,19 @@ def import_version(ref: str, bento_name: str = SERVED["champion"], name: str = t
     return tag
 
 
-def _version_lists(mv, name: str, k: int, i2i: str | Path | None) -> tuple[np.ndarray, int, dict]:
-    """A version's lists as a table, its catalog's size and the files that go beside them: a
-    learner's policy and description, or an embedding model's tables."""
+def _version_lists(mv, name: str, k: int, i2i: str | Path | None) -> tuple[np.ndarray, int, dict, dict]:
+    """A version's lists as a table, its catalog's size, the files that go beside them (a
+    learner's policy and description, or an embedding model's tables) and its policy ({}: none)."""
     import shutil
 
     if versions.is_learned(mv):
         version = learned_format.read(versions.fetch(mv.version, name))
-        n_tracks, table = int(version.learner["tracks"]), version.lists
+        n_tracks, table, policy = int(version.learner["tracks"]), version.lists, version.policy
         extra = {f: (lambda dst, src=version.folder / f: shutil.copyfile(src, dst))
                  for f in (learned_format.POLICY, learned_format.LEARNER)}
     else:
         _, model = load_model(mv.version, name)
-        n_tracks, table = int(model.n_tracks), None
+        n_tracks, table, policy = int(model.n_tracks), None, {}
         extra = {f"{what}.npy": (lambda dst, arr=arr: np.save(dst, arr, allow_pickle=False))
                  for what, arr in zip(("context", "target", "target_bias"), model.tables())}
     if i2i is not None:
@@ -140,4 +141,4 @@ def _version_lists(mv, name: str, k: int, i2i: str | Path | None) -> tuple[np.nd
             raise ValueError(f"i2i file {i2i}: {e} (the version has {n_tracks} tracks)") from None
     elif table is None:
         table = compute_lists(model, k, trained_cap(mv.run_id)).astype(list_format.DTYPE)
-    return np.asarray(table), n_tracks, extra
+    return np.asarray(table), n_tracks, extra, policy
