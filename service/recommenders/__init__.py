@@ -16,6 +16,7 @@ from typing import Any
 from .. import artifacts
 from ..catalog import Catalog
 from .base import Context, Lists, Recommender, draw_from, top_tracks
+from .exploring import Exploring
 from .listed import Contextual, I2IHistory, Indexed
 from .options import OptionError, RecommenderOptions, learned_values, option, read_options
 from .popular import Random, StickyArtist, TopPop
@@ -30,6 +31,7 @@ KINDS: dict[str, type] = {
     "contextual": Contextual,
     "i2i_history": I2IHistory,
     "session_aware": SessionAware,
+    "exploring": Exploring,
 }
 
 
@@ -86,6 +88,6 @@ def learned(spec: dict, tables: artifacts.Tables) -> dict[str, Any]:
     return learned_values(getattr(cls, "Options", RecommenderOptions), options, tables.policy)
 
 
-__all__ = ["KINDS", "Context", "Contextual", "I2IHistory", "Indexed", "Lists", "OptionError", "RecommenderOptions",
-           "Random", "Recommender", "SessionAware", "StickyArtist", "TopPop", "build", "draw_from", "learned", "option",
+__all__ = ["KINDS", "Context", "Contextual", "Exploring", "I2IHistory", "Indexed", "Lists", "OptionError",
+           "RecommenderOptions", "Random", "Recommender", "SessionAware", "StickyArtist", "TopPop", "build", "draw_from", "learned", "option",
            "read_options", "recommender_class", "top_tracks"]

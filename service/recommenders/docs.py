@@ -32,6 +32,13 @@ def _default(f: dataclasses.Field) -> str:
     return f"learned, else {shown}" if f.metadata.get("learned") else shown
 
 
+def _from_version(f: dataclasses.Field) -> str:
+    """The file beside the lists that fills the option when the config leaves it out."""
+    if f.metadata.get("beside"):
+        return f" (unset: `{f.metadata['beside']}` beside the i2i table)"
+    return ""
+
+
 def kinds_table() -> str:
     """Each kind, what it recommends and its options' names (service/README.md)."""
     rows = ["| kind | what it recommends | options |", "|---|---|---|"]
@@ -49,7 +56,7 @@ def options_table() -> str:
         types = hints(options)
         for f in _fields(cls):
             rows.append(f"| `{kind}` | `{f.name}` | {allowed(f.metadata, types[f.name])} | {_default(f)} | "
-                        f"{f.metadata.get('doc', '')} |")
+                        f"{f.metadata.get('doc', '')}{_from_version(f)} |")
     return "\n".join(rows)
 
 

@@ -20,6 +20,7 @@ import re
 import typing
 from dataclasses import MISSING, dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -41,12 +42,14 @@ class OptionError(ValueError):
 
 
 def option(default: Any = MISSING, *, doc: str, within: str | None = None, artifact: str | None = None,
-           learned: bool = False) -> Any:
+           learned: bool = False, beside: str | None = None) -> Any:
     """A field of an `Options` dataclass: its default (none: required), what it means (one
     line, for the docs), the range a number must lie in (`[0, 1)`, `> 0`, `>= 1`), or the
     kind of artifact (`ARTIFACTS`) the config names for it. `learned`: training estimates it
     from the logs and ships it beside the i2i lists (`LEARNED_FROM`); a config that leaves it
-    unset gets that value (`learned_values`), and the default only when the lists carry none."""
+    unset gets that value (`learned_values`), and the default only when the lists carry none.
+    `beside`: a path option a config that leaves it unset gets as the file of that name beside
+    the i2i lists, when there is one (a learned version's own file, e.g. `explore.npz`)."""
     if artifact is not None and artifact not in ARTIFACTS:
         raise ValueError(f"artifact must be one of {sorted(ARTIFACTS)}, got {artifact!r}")
     if within is not None:
@@ -54,7 +57,7 @@ def option(default: Any = MISSING, *, doc: str, within: str | None = None, artif
     if learned and (default is MISSING or artifact is not None):
         raise ValueError("a learned option has a default (lists without learned values) and is no artifact")
     return dataclasses.field(default=default, metadata={"doc": doc, "within": within, "artifact": artifact,
-                                                        "learned": learned})
+                                                        "learned": learned, "beside": beside})
 
 
 @dataclass(frozen=True)
@@ -98,10 +101,12 @@ def learned_values(cls: type[RecommenderOptions], spec: dict, policy_of: Callabl
     """What the lists bring for the learnable options a config entry leaves unset: `policy_of(ref)`
     gives (the file, the policy parameters) beside the i2i artifact `ref` names ({} when none).
     Keys the options do not declare learnable are someone else's and left alone; a value out
-    of range is an OptionError naming the file."""
+    of range is an OptionError naming the file. Options declared `beside` a file get its path
+    when it is there."""
     names = learnable(cls)
+    beside = {f.name: f.metadata["beside"] for f in dataclasses.fields(cls) if f.metadata.get("beside")}
     ref = next((spec.get(f.name) for f in dataclasses.fields(cls) if f.metadata.get("artifact") == LEARNED_FROM), None)
-    if not names or not isinstance(ref, str) or not ref:
+    if not (names or beside) or not isinstance(ref, str) or not ref:
         return {}
     source, policy = policy_of(ref)   # read even when the config sets them all: a broken file is refused
     names = [n for n in names if n not in spec]
@@ -114,6 +119,9 @@ def learned_values(cls: type[RecommenderOptions], spec: dict, policy_of: Callabl
                 out[name] = _checked(name, policy[name], types[name], fields[name].metadata)
             except OptionError as e:
                 raise OptionError(f"{source}: {e}") from None
+    for name, file in beside.items():
+        if spec.get(name) in (None, "") and (Path(source).parent / file).is_file():
+            out[name] = str(Path(source).parent / file)
     return out
 
 

@@ -24,7 +24,7 @@ from training.yamlfile import read_mapping
 EXPERIMENT_CONFIG = "training/config/experiment.yml"
 LOOP_CONFIG = "training/config/loop.yml"
 #: Service kinds a loop policy may use: each reads one i2i file (the lists factor of the 2x2).
-POLICY_KINDS = ("contextual", "i2i_history", "session_aware")
+POLICY_KINDS = ("contextual", "i2i_history", "session_aware", "exploring")
 _MISSING = object()
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 import yaml
 
 from formats import FormatError
+from formats import learned as learned_format
 from formats import lists as list_format
 from training.paths import REPO
 from training.runlog import log_params
@@ -63,8 +64,9 @@ def log_dataset(events: pd.DataFrame, digest: str, sources: list[str]) -> None:
         mlflow.log_input(ds, context="training")   # infers the schema: MLflow's integer-column hint
 
 
-def check_lists(learned: Learned, n_tracks: int, k: int, who: str) -> None:
-    """A learner's lists as the service will read them: one row per track, k wide, int32."""
+def check_lists(learned: Learned, n_tracks: int, k: int, who: str, n_artists: int | None = None) -> None:
+    """A learner's lists as the service will read them: one row per track, k wide, int32 (and
+    its exploration table, one row per catalog artist)."""
     lists = np.asarray(learned.lists)
     try:
         list_format.check_table(lists, "track", n_tracks, n_tracks)
@@ -72,6 +74,11 @@ def check_lists(learned: Learned, n_tracks: int, k: int, who: str) -> None:
         raise LearnerError(f"learner {who} returned lists the service would refuse: {e}") from None
     if lists.shape[1] != k:
         raise LearnerError(f"learner {who} returned lists {lists.shape[1]} long, {k} asked")
+    if learned.explore is not None:
+        try:
+            learned_format.check_explore(*learned.explore, n_artists)
+        except FormatError as e:
+            raise LearnerError(f"learner {who} returned an exploration table the service would refuse: {e}") from None
 
 
 def train_learner(spec: LearnerSpec, window: Window, *, k: int = 50, register: str | None = None,
@@ -98,7 +105,7 @@ def train_learner(spec: LearnerSpec, window: Window, *, k: int = 50, register: s
         t0 = time.perf_counter()
         learned = learner.learn(window, k, Path(tmp))
         seconds = time.perf_counter() - t0
-        check_lists(learned, window.catalog.size, k, f"{spec.name} ({spec.learner})")
+        check_lists(learned, window.catalog.size, k, f"{spec.name} ({spec.learner})", window.catalog.n_artists)
         # the policy's constants estimated from the window travel with any learner's lists;
         # what the learner estimated itself stays
         estimates = window.policy_estimates

@@ -31,6 +31,8 @@ training README records why.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import json
 import math
@@ -204,10 +206,10 @@ def replay_snips(lists: np.ndarray, held: HeldOut, catalog, options: Mapping | N
     on the logged prefix gives exactly the track it would have served there.
     """
     from service import recommenders as recs
-    options = dict(options or {})
-    options.pop("kind", None)
-    options.pop("i2i", None)
-    options["explore"] = 0.0   # the target policy is the greedy rule
+    greedy = {f.name for f in dataclasses.fields(recs.SessionAware.Options)} - {"i2i"}
+    # the target policy is SessionAware's greedy rule (an exploring kind's own options set its exploration)
+    options = {k: v for k, v in dict(options or {}).items() if k in greedy}
+    options["explore"] = 0.0
     table = np.asarray(lists, dtype=np.int32)
     rec = recs.SessionAware(catalog, recs.SessionAware.Options(i2i=table, **options))
     rewards, target, logged = [], [], []

@@ -119,14 +119,17 @@ def import_version(ref: str, bento_name: str = SERVED["champion"], name: str = t
 
 def _version_lists(mv, name: str, k: int, i2i: str | Path | None) -> tuple[np.ndarray, int, dict, dict]:
     """A version's lists as a table, its catalog's size, the files that go beside them (a
-    learner's policy and description, or an embedding model's tables) and its policy ({}: none)."""
+    learner's policy, description and exploration table, or an embedding model's tables) and
+    its policy ({}: none)."""
     import shutil
 
     if versions.is_learned(mv):
         version = learned_format.read(versions.fetch(mv.version, name))
         n_tracks, table, policy = int(version.learner["tracks"]), version.lists, version.policy
+        # the exploration table (if the learner made one) is read by the service beside the lists
         extra = {f: (lambda dst, src=version.folder / f: shutil.copyfile(src, dst))
-                 for f in (learned_format.POLICY, learned_format.LEARNER)}
+                 for f in (learned_format.POLICY, learned_format.LEARNER, learned_format.EXPLORE)
+                 if (version.folder / f).is_file()}
     else:
         _, model = load_model(mv.version, name)
         n_tracks, table, policy = int(model.n_tracks), None, {}

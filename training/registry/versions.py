@@ -47,7 +47,8 @@ def register(learned: "Learned", learner: Mapping[str, Any], name: str = MODEL_N
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = learned_format.write(Path(tmp) / "version", learned.lists, policy=learned.policy,
-                                          learner=learner, model=learned.model)
+                                          learner=learner, model=learned.model,
+                                          explore=learned.explore)
             k = int(np.asarray(learned.lists).shape[1])
             # a track id in, its list out: what the version serves, for MLflow's model page
             signature = ModelSignature(Schema([TensorSpec(np.dtype(np.int64), (-1,), "track")]),

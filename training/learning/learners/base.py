@@ -28,6 +28,7 @@ BUILTIN = {
     "cooccurrence": "training.learning.learners.cooccurrence:CooccurrenceLearner",
     "item2vec": "training.learning.learners.item2vec:Item2VecLearner",
     "als": "training.learning.learners.als:ALSLearner",
+    "artist": "training.learning.learners.artist:ArtistLearner",
 }
 
 
@@ -40,6 +41,7 @@ class Learned:
     figures: dict[str, float] = field(default_factory=dict)  # its own offline figures
     model: Path | None = None                           # a folder of its own model files, if any
     history: dict[str, list[float]] = field(default_factory=dict)  # per-epoch series, if any
+    explore: tuple[np.ndarray, np.ndarray] | None = None   # exploration table (cand, weight): formats.learned
 
 
 class Learner(ABC):
