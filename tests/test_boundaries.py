@@ -6,7 +6,8 @@
 - The simulator's hidden truth (`<world>/hidden/`: embeddings, user parameters) never
   reaches the service or training: a Python audit hook watches every file they open
   while the service serves sessions, training builds, fits and exports a model, and every
-  learner (training/learning/learners: the embedding model and its peers) learns its lists.
+  learner (training/learning/learners: the embedding model, its peers, the artist learner)
+  learns its lists.
 """
 from __future__ import annotations
 
@@ -239,7 +240,7 @@ SCRIPT = textwrap.dedent('''
     # every learner, trained and registered as a challenger would be, then its version fetched
     from training.learning.learn import main as learn
     for learner, extra in (("embedding", ["--config", "training/config/contrast.yml", "--set", "max_epochs=2"]),
-                           ("cooccurrence", []), ("item2vec", ["--set", "epochs=2"]), ("als", [])):
+                           ("cooccurrence", []), ("item2vec", ["--set", "epochs=2"]), ("artist", []), ("als", [])):
         rc = learn(["--learner", learner, *extra, "--log", str(work / "log"), "--world", str(world), "--k", "10"])
         assert rc == 0, learner
     from formats.learned import read

@@ -58,3 +58,33 @@ def test_a_pickled_table_is_refused_unread(tmp_path):
     np.save(folder / learned_format.TABLE, np.array([[{"x": 1}]], dtype=object), allow_pickle=True)
     with pytest.raises(FormatError, match="i2i.npy"):
         learned_format.read(folder)
+
+
+def test_an_exploration_table_is_optional_checked_when_written_and_read_back(tmp_path):
+    cand = np.array([[1, 2, -1], [0, -1, -1], [0, 1, 2]], dtype=np.int64)
+    weight = np.array([[0.5, 0.25, 0.0], [1.0, 0.0, 0.0], [0.1, 0.1, 0.1]])
+    folder = learned_format.write(tmp_path / "v", _lists(), policy={"explore_levels": "0.5:0.3 1:0.02"}, learner=META,
+                                  explore=(cand, weight))
+    v = learned_format.read(folder, n_tracks=6)
+    assert v.explore[0].dtype == np.int32 and v.explore[1].dtype == np.float32
+    assert np.array_equal(v.explore[0], cand) and np.allclose(v.explore[1], weight)
+    assert learned_format.read_levels(v.policy["explore_levels"]) == [(0.5, 0.3), (1.0, 0.02)]
+    assert learned_format.read(learned_format.write(tmp_path / "w", _lists(), policy={}, learner=META)).explore is None
+    with pytest.raises(FormatError, match="a pad \\(-1\\) carries weight"):
+        learned_format.write(tmp_path / "x", _lists(), policy={}, learner=META, explore=(cand, weight + 0.1))
+    assert not (tmp_path / "x").exists(), "nothing is written when the table is refused"
+    with pytest.raises(FormatError, match="another world's table"):
+        learned_format.read_explore(folder / learned_format.EXPLORE, n_artists=4)
+    assert learned_format.levels_text([(0.2, 0.5), (1.0, 0.02)]) == "0.2:0.5 1:0.02"
+    with pytest.raises(FormatError, match="rising edges"):
+        learned_format.read_levels("1:0.5 0.2:0.1")
+
+
+def test_training_and_the_service_number_artists_alike(small_world):
+    """The table's artist codes are the training catalog's; the service reads them with its own."""
+    from service.catalog import load_catalog as service_catalog
+    from training.data.catalog import load_catalog as training_catalog
+    trained = training_catalog(small_world)
+    served = service_catalog(small_world / "public" / "tracks.json")
+    assert np.array_equal(trained.artist, served.artist)
+    assert trained.n_artists == len(served.artist_tracks) == len(served.artist_names)

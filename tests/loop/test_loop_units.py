@@ -38,8 +38,11 @@ def _config(tmp_path: Path, **changes) -> Path:
 
 def test_default_and_quick_configs_load():
     cfg = load_loop()
-    assert cfg.days == 7 and cfg.window == 3 and cfg.register == "botify-i2i"
+    assert cfg.days == 7 and cfg.window == 7 and cfg.register == "botify-i2i"
     assert cfg.promotion.deploy == {"champion": "botify-champion-lists"}
+    # the product: the artist learner's lists served by the exploring policy (its table ships with them)
+    assert [c.learner for c in cfg.challengers] == ["artist"] and cfg.bootstrap.learner == "artist"
+    assert cfg.policies[cfg.promotion.policy]["kind"] == "exploring"
     quick = load_loop(quick=True, days=2, window=1, episodes=100, seed=7)
     assert (quick.days, quick.window, quick.episodes, quick.cold_start_episodes, quick.seed) == (2, 1, 100, 100, 7)
     assert quick.register == "botify-i2i-small" and quick.promotion.deploy is None

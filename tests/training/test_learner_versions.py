@@ -150,3 +150,45 @@ def test_the_learn_command_says_what_is_wrong(planted, capsys):
                      "--days", "1", "--k", "10", "--register", ""])
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == 0 and out["version"] is None and out["figures"]["tracks_with_neighbours"] > 0
+
+
+def test_an_artist_version_ships_its_exploration_table_to_the_service_through_bentoml(window, tmp_path):
+    """The version's explore.npz and policy.json travel with its lists into the BentoML model the
+    service serves, where the exploring policy finds them beside its i2i table."""
+    import bentoml
+
+    from service import recommenders as recs
+    from service.artifacts import Tables
+    from service.catalog import load_catalog
+    from training.registry.export import import_version
+    res = train_learner(LearnerSpec("artist", "artist", "training/config/learners/artist.yml"), window, k=20,
+                        register="botify-i2i-test")
+    folder = versions.fetch(res.version, "botify-i2i-test", dst=tmp_path / "v")
+    assert (folder / learned_format.EXPLORE).is_file()
+    tag = import_version(res.version, bento_name="botify-explore-test", name="botify-i2i-test")
+    model = bentoml.models.get(tag)
+    stored = {p.name for p in Path(model.path).iterdir()}
+    assert {"i2i.npy", "i2i.jsonl", learned_format.POLICY, learned_format.EXPLORE} <= stored
+    assert "context.npy" not in stored, "a learner without an embedding model exports no embedding tables"
+    cat = load_catalog(window.world / "public" / "tracks.json")
+    rec = recs.build("x", {"kind": "exploring", "i2i": f"bentoml:{tag}", "explore": 0.3}, cat, tmp_path,
+                     Tables(tmp_path, len(cat)))
+    cand, _ = learned_format.read_explore(folder / learned_format.EXPLORE)
+    assert sum(len(r) for r in rec.x_rows) == int((cand >= 0).sum())
+
+
+def test_an_exploration_table_a_service_would_refuse_is_never_registered(window, tmp_path, monkeypatch):
+    (tmp_path / "bad_table.py").write_text(textwrap.dedent('''
+        import numpy as np
+        from training.learning.layout import lay_out
+        from training.learning.learners.base import Learned, Learner
+        class Short(Learner):
+            def learn(self, window, k, workdir):
+                n = window.catalog.size
+                lists = lay_out((np.arange(n)[:, None] + np.arange(1, k + 1)) % n, window.catalog, k, self.layout())
+                return Learned(lists, explore=(np.zeros((3, 2), np.int32), np.ones((3, 2), np.float32)))
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(LearnerError, match="exploration table the service would refuse.*another world"):
+        train_learner(LearnerSpec("bad", "bad_table:Short"), window, k=5, register="botify-i2i-badx")
+    assert not MlflowClient().search_model_versions("name='botify-i2i-badx'")

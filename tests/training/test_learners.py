@@ -20,6 +20,7 @@ SPECS = {
     "cooccurrence": LearnerSpec("cooccurrence", "cooccurrence", "training/config/learners/cooccurrence.yml"),
     "item2vec": LearnerSpec("item2vec", "item2vec", "training/config/learners/item2vec.yml", {"epochs": 5}),
     "als": LearnerSpec("als", "als", "training/config/learners/als.yml"),
+    "artist": LearnerSpec("artist", "artist", "training/config/learners/artist.yml"),
 }
 
 
