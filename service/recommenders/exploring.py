@@ -46,6 +46,8 @@ class Exploring(SessionAware):
 
     @dataclass(frozen=True)
     class Options(SessionAware.Options):
+        explore: float = option(0.0, within="[0, 1)", doc="the share of exploring picks at an eligible step (without "
+                                                          "`explore_levels`); `explore_from` is not used")
         explore_table: str = option("", beside=EXPLORE, doc="the candidate table: an `.npz` of `cand` and `weight` "
                                                            "[artists, m] (formats.learned)")
         explore_at: ExploreAt = option("new_artist", doc="explore where the greedy rule moves to a new artist, or "

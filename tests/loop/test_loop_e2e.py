@@ -123,8 +123,7 @@ def test_metrics_are_indexed_by_day(first_loop):
                 "model_effect.contextual", "promoted"):
         assert steps(key) == [1, 2], key
     assert steps("champion_version") == [0, 1, 2]
-    for recipe in ("seed", "contrast"):
-        assert steps(f"offline.{recipe}.ndcg_at_50") == [0, 1]
+    for recipe in ("artist", "cooccurrence"):
         assert steps(f"offline.{recipe}.heldout.recall_at_50") == [0, 1]
     for lists in ("champion", "challenger"):
         assert steps(f"offline_served.{lists}.recall_at_50") == [1, 2]
@@ -155,7 +154,7 @@ def test_champion_moves_as_the_days_decide_with_lineage_tags(first_loop):
         assert t["promotion_reason"]
         if d < 2:
             assert t["challenger_next"] == days[d + 1].data.tags["challenger"]
-    # the course's lists cannot hold against the seed's when SessionAware follows them: day 1 promotes
+    # the course's lists cannot hold against the learners' when SessionAware follows them: day 1 promotes
     assert days[1].data.tags["promotion"] == "promoted" and days[1].data.tags["champion_after"] != boot
     assert _champion(client) == days[2].data.tags["champion_after"]
     assert _champion(client, tracking.MODEL_NAME) is None, "a quick loop never moves the default world's champion"
@@ -191,7 +190,7 @@ def test_report_trend_and_description(first_loop, store):
     assert "### vi. Which offline figure tracks served reward" in report
     # the candidates: both recipes scored on held-out listeners each training day, one chosen
     offline = pd.read_csv(local / "offline.csv")
-    assert sorted(offline["candidate"]) == ["contrast", "contrast", "seed", "seed"]
+    assert sorted(offline["candidate"]) == ["artist", "artist", "cooccurrence", "cooccurrence"]
     assert offline.groupby("day")["selected"].sum().tolist() == [1, 1]
     key = "heldout.artist_recall@50"   # loop.yml select.metric
     for _, g in offline.groupby("day"):
@@ -268,5 +267,5 @@ def test_the_quick_config_is_the_loop_the_tests_ran():
     """The quick settings are what the test above relies on (a change there must show here)."""
     cfg = load_loop(quick=True, days=2)
     assert cfg.register == MODEL and cfg.promotion.deploy is None and cfg.world.endswith("small.yml")
-    assert [s.name for s in cfg.challengers] == ["seed", "contrast"] and cfg.bootstrap.name == "course"
+    assert [s.name for s in cfg.challengers] == ["artist", "cooccurrence"] and cfg.bootstrap.name == "course"
     assert cfg.policy_names == ["Contextual", "SessionAware"] and cfg.promotion.policy == "SessionAware"
