@@ -172,9 +172,12 @@ class Comparison:
         """SessionAware (the config's policy) over `lists`, in-process, on every seed's sessions."""
         path = work / f"{name}.npy"
         np.save(path, np.asarray(lists, dtype=np.int32), allow_pickle=False)
+        return self.serve({**self.cfg["judge"]["policy"], "i2i": str(path)}, name, work)
+
+    def serve(self, spec: dict, name: str, work: Path) -> dict[int, list[Session]]:
+        """The recommender `spec` (a service config entry), in-process, on every seed's sessions."""
         svc = {"catalog": str(self.sim.world.dir / "public" / "tracks.json"), "seed": 42, "event_log": False,
-               "session_store": {"kind": "memory", "ttl_seconds": 1800},
-               "recommenders": {"sa": {**self.cfg["judge"]["policy"], "i2i": str(path)}},
+               "session_store": {"kind": "memory", "ttl_seconds": 1800}, "recommenders": {"sa": spec},
                "experiments": [{"name": "JUDGE", "arms": {"C": "sa"}}]}
         config = work / f"{name}.yml"
         config.write_text(yaml.safe_dump(svc))

@@ -29,27 +29,9 @@ import pandas as pd
 import yaml
 
 from service.recommenders import SessionAware
-from sim.agents import inprocess_agent
-from sim.judge import figures, judge, paired
+from sim.judge import figures, paired
 from studies.compare_learners import Comparison, headroom_share, pooled
 from training.paths import REPO
-
-
-def served(comparison: Comparison, spec: dict, work: Path, name: str) -> dict[int, list]:
-    """`spec` (a recommender entry naming its i2i) in-process on every eval seed's sessions."""
-    config = work / f"{name}.yml"
-    config.write_text(yaml.safe_dump({
-        "catalog": str(comparison.sim.world.dir / "public" / "tracks.json"), "seed": 42, "event_log": False,
-        "session_store": {"kind": "memory", "ttl_seconds": 1800}, "recommenders": {"p": spec},
-        "experiments": [{"name": "JUDGE", "arms": {"C": "p"}}]}))
-    out = {}
-    for seed in comparison.seeds:
-        agent = inprocess_agent("service.botify:load", [str(config)])
-        try:
-            out[seed] = judge(comparison.env, agent, comparison.episodes, seed)
-        finally:
-            agent.close()
-    return out
 
 
 def champions(loop: Path, policy: str) -> list[tuple[int, str]]:
@@ -82,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="botify-price-") as tmp:
         for day, version in champions(args.loop, name):
             i2i = str(args.loop / "lists" / f"v{version}" / "i2i.npy")
-            with_x = served(comparison, {**policy, "i2i": i2i}, Path(tmp), f"x{day}")
-            without = served(comparison, {**greedy, "i2i": i2i}, Path(tmp), f"g{day}")
+            with_x = comparison.serve({**policy, "i2i": i2i}, f"x{day}", Path(tmp))
+            without = comparison.serve({**greedy, "i2i": i2i}, f"g{day}", Path(tmp))
             per = [paired(with_x[s], without[s], *base[s]) for s in args.seeds]
             price, se = pooled([p["headroom_diff"] for p in per], [p["headroom_diff_se"] for p in per])
             rows.append({"day": day, "version": version,
