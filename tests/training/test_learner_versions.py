@@ -155,6 +155,8 @@ def test_the_learn_command_says_what_is_wrong(planted, capsys):
 def test_an_artist_version_ships_its_exploration_table_to_the_service_through_bentoml(window, tmp_path):
     """The version's explore.npz and policy.json travel with its lists into the BentoML model the
     service serves, where the exploring policy finds them beside its i2i table."""
+    from pathlib import Path
+
     import bentoml
 
     from service import recommenders as recs
