@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from training.ab.play import Calibration, SimCommand, check_log, serve_and_play, write_service_config
 from training.ab.references import Reference, ReferencesError, load_references
@@ -21,6 +20,7 @@ from training.ab.simconfig import world_dir
 from training.data.events import read_events
 from training.errors import JobError
 from training.paths import repo_path
+from training.yamlfile import read_mapping
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,7 @@ class Service:
     @classmethod
     def from_config(cls, path: str | Path) -> "Service":
         """The recommenders and experiments of a service config (e.g. service/config/cold_start.yml)."""
-        p = repo_path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"service config {p} not found (e.g. service/config/cold_start.yml)")
-        cfg = yaml.safe_load(p.read_text()) or {}
+        cfg = read_mapping(repo_path(path), "service config", "e.g. service/config/cold_start.yml")
         return cls(dict(cfg.get("recommenders") or {}), list(cfg.get("experiments") or []), int(cfg.get("seed", 42)))
 
 

@@ -6,14 +6,12 @@ from pathlib import Path
 import yaml
 
 from training.paths import REPO
+from training.yamlfile import read_mapping
 
 
 def world_dir(sim_config: str | Path) -> Path:
     """The world folder a simulator config writes (`world.dir`, relative to the repo root)."""
-    p = Path(sim_config)
-    if not p.exists():
-        raise FileNotFoundError(f"simulator config {p} not found (e.g. sim/config/env.yml)")
-    cfg = yaml.safe_load(p.read_text()) or {}
+    cfg = read_mapping(sim_config, "simulator config", "e.g. sim/config/env.yml")
     d = Path((cfg.get("world") or {}).get("dir", "data/world"))
     return d if d.is_absolute() else REPO / d
 
